@@ -1,0 +1,29 @@
+"""sas-trl: Step-level Advantage Selection (SAS, arXiv 2604.24003) for GRPO on Hugging Face TRL."""
+
+__version__ = "0.1.0"
+
+from .core import count_steps, segment_steps, select_zero_mask, step_statistics, vocab_tables  # noqa: E402
+
+__all__ = [
+    "SASConfig",
+    "SASGRPOTrainer",
+    "__version__",
+    "count_steps",
+    "segment_steps",
+    "select_zero_mask",
+    "step_statistics",
+    "vocab_tables",
+]
+
+
+def __getattr__(name: str):
+    # The trainer pulls in TRL (seconds to import); the pure functions above do not need it.
+    if name == "SASConfig":
+        from .config import SASConfig
+
+        return SASConfig
+    if name == "SASGRPOTrainer":
+        from .trainer import SASGRPOTrainer
+
+        return SASGRPOTrainer
+    raise AttributeError(f"module 'sas_trl' has no attribute {name!r}")
