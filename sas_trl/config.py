@@ -28,38 +28,52 @@ class SASConfig(GRPOConfig):
 
     sas_ratio: float = field(
         default=0.3,
-        metadata={"help": "Selection ratio r in [0, 1]: correct rollouts zero ceil(r*N) of their N steps, failed "
-                  "rollouts zero N - ceil((1-r)*N). 0 disables SAS (plain GRPO)."},
+        metadata={
+            "help": "Selection ratio r in [0, 1]: correct rollouts zero ceil(r*N) of their N steps, failed "
+            "rollouts zero N - ceil((1-r)*N). 0 disables SAS (plain GRPO)."
+        },
     )
     sas_strategy: str = field(
         default="both",
-        metadata={"help": f"Which rollouts SAS touches: {_choices(STRATEGIES)}. 'correct_only' is the paper's "
-                  "'Only Correct' ablation."},
+        metadata={
+            "help": f"Which rollouts SAS touches: {_choices(STRATEGIES)}. 'correct_only' is the paper's "
+            "'Only Correct' ablation."
+        },
     )
     sas_selection: str = field(
         default="confidence",
-        metadata={"help": f"How steps are chosen: {_choices(SELECTIONS)}. 'random' is the paper's ablation, "
-                  "seeded from `seed` and the process index."},
+        metadata={
+            "help": f"How steps are chosen: {_choices(SELECTIONS)}. 'random' is the paper's ablation, "
+            "seeded from `seed` and the process index."
+        },
     )
     sas_granularity: str = field(
         default="step",
-        metadata={"help": f"Unit of selection: {_choices(GRANULARITIES)}. 'token' treats every reasoning token "
-                  "as a step (ablation)."},
+        metadata={
+            "help": f"Unit of selection: {_choices(GRANULARITIES)}. 'token' treats every reasoning token "
+            "as a step (ablation)."
+        },
     )
     sas_ranking: str = field(
         default="mean",
-        metadata={"help": f"Step confidence: {_choices(RANKINGS)}. 'mean' is the mean token log-prob; 'std' "
-                  "ranks by the spread of the step's log-probs (ablation)."},
+        metadata={
+            "help": f"Step confidence: {_choices(RANKINGS)}. 'mean' is the mean token log-prob; 'std' "
+            "ranks by the spread of the step's log-probs (ablation)."
+        },
     )
     sas_failed_scope: str = field(
         default="all",
-        metadata={"help": f"Which failed rollouts are shielded: {_choices(FAILED_SCOPES)}. 'truncated' shields "
-                  "only rollouts that hit max_completion_length without EOS; the paper uses 'all'."},
+        metadata={
+            "help": f"Which failed rollouts are shielded: {_choices(FAILED_SCOPES)}. 'truncated' shields "
+            "only rollouts that hit max_completion_length without EOS; the paper uses 'all'."
+        },
     )
     sas_count_mode: str = field(
         default="paper",
-        metadata={"help": f"Step counting: {_choices(COUNT_MODES)}. 'release' reproduces the public code "
-                  "release exactly (docs/release_mode.md)."},
+        metadata={
+            "help": f"Step counting: {_choices(COUNT_MODES)}. 'release' reproduces the public code "
+            "release exactly (docs/release_mode.md)."
+        },
     )
     sas_delimiter: str = field(
         default="\n\n",
@@ -67,8 +81,10 @@ class SASConfig(GRPOConfig):
     )
     sas_think_end: str | None = field(
         default="</think>",
-        metadata={"help": "Token that ends the reasoning part; it and everything after are never zeroed. "
-                  "None (or a vocabulary without it) makes the whole completion the reasoning part."},
+        metadata={
+            "help": "Token that ends the reasoning part; it and everything after are never zeroed. "
+            "None (or a vocabulary without it) makes the whole completion the reasoning part."
+        },
     )
     sas_correct_reward_index: int = field(
         default=0,

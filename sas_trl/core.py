@@ -48,8 +48,9 @@ def _vocab_tables(tokenizer, delimiter: str, think_end: str | None) -> tuple[tor
     size = max(len(tokenizer), max(vocab.values()) + 1)
     # Decoding each id on its own is what "a token's text" means for byte-level BPE: a token holding half a
     # UTF-8 character decodes to U+FFFD, which can never contain an ASCII delimiter, so nothing is missed.
-    texts = tokenizer.batch_decode([[i] for i in range(size)], skip_special_tokens=False,
-                                   clean_up_tokenization_spaces=False)
+    texts = tokenizer.batch_decode(
+        [[i] for i in range(size)], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
     ends_step = torch.tensor([delimiter in text for text in texts], dtype=torch.bool)
     think_end_id = vocab.get(think_end) if think_end else None
     return ends_step, think_end_id
@@ -94,10 +95,7 @@ def segment_steps(
     in_vocab = completion_ids < ends_step.numel()
     boundary = ends_step[completion_ids.clamp(0, ends_step.numel() - 1)] & in_vocab
 
-    if think_end_id is None:
-        is_end = torch.zeros_like(valid)
-    else:
-        is_end = valid & (completion_ids == think_end_id)
+    is_end = torch.zeros_like(valid) if think_end_id is None else valid & (completion_ids == think_end_id)
     reasoning = valid & (is_end.cumsum(dim=1) == 0)
     if trim_unterminated:
         unterminated = ~is_end.any(dim=1, keepdim=True)

@@ -46,11 +46,15 @@ class SASGRPOTrainer(GRPOTrainer):
         self._sas_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # processors wrap a tokenizer
         ends_step, think_end_id = vocab_tables(self._sas_tokenizer, args.sas_delimiter, args.sas_think_end)
         if args.sas_think_end and think_end_id is None:
-            self._sas_warn(f"sas_think_end={args.sas_think_end!r} is not a token of this vocabulary: every "
-                           "completion token counts as reasoning")
+            self._sas_warn(
+                f"sas_think_end={args.sas_think_end!r} is not a token of this vocabulary: every "
+                "completion token counts as reasoning"
+            )
         if not ends_step.any():
-            self._sas_warn(f"no token of this vocabulary contains sas_delimiter={args.sas_delimiter!r}: every "
-                           "rollout is a single step")
+            self._sas_warn(
+                f"no token of this vocabulary contains sas_delimiter={args.sas_delimiter!r}: every "
+                "rollout is a single step"
+            )
         self._sas_generator = torch.Generator().manual_seed(args.seed + self.accelerator.process_index)
         self._sas_rollout_flags: dict[str, torch.Tensor] | None = None
         self._sas_pending: Callable[[torch.Tensor], None] | None = None
@@ -158,8 +162,19 @@ class SASGRPOTrainer(GRPOTrainer):
             ]
         ).double()
         totals = self.accelerator.reduce(stats, reduction="sum").tolist()
-        (z_correct, n_correct, z_failed, n_failed, z_all, n_all, steps, rollouts, truncated, failed_truncated,
-         n_failed_rollouts) = totals
+        (
+            z_correct,
+            n_correct,
+            z_failed,
+            n_failed,
+            z_all,
+            n_all,
+            steps,
+            rollouts,
+            truncated,
+            failed_truncated,
+            n_failed_rollouts,
+        ) = totals
 
         metrics = self._metrics["train" if self.model.training else "eval"]
         for name, numerator, denominator in (
