@@ -138,10 +138,13 @@ class SASGRPOTrainer(GRPOTrainer):
             count_mode=args.sas_count_mode,
             generator=self._sas_generator,
         )
-        advantages = inputs["advantages"]
-        if advantages.dim() == 1:
-            advantages = advantages.unsqueeze(1)
-        inputs["advantages"] = advantages.expand_as(zero).masked_fill(zero, 0.0)
+        if zero.any():
+            # Left (B,) when nothing is zeroed: with sequence-level importance sampling, broadcasting a (B, 1)
+            # instead of a (B, T) advantage changes the backward's summation order, so only this is exactly GRPO.
+            advantages = inputs["advantages"]
+            if advantages.dim() == 1:
+                advantages = advantages.unsqueeze(1)
+            inputs["advantages"] = advantages.expand_as(zero).masked_fill(zero, 0.0)
         self._log_sas_metrics(zero, mask.bool(), step_ids, is_correct, is_truncated)
 
     def _log_sas_metrics(self, zero, valid, step_ids, is_correct, is_truncated) -> None:

@@ -1,0 +1,330 @@
+"""SASGRPOTrainer against TRL's GRPOTrainer on a tiny random-init model (CPU, offline)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOTrainer
+
+import sas_trl.trainer as trainer_module
+from sas_trl import SASConfig, SASGRPOTrainer, segment_steps, select_zero_mask
+from sas_trl.config import TOKEN_ADVANTAGE_LOSSES
+
+PROMPTS = ["Add 3, 4, 5.", "Add 1, 2.", "Add 9, 9, 1.", "Add 2, 2, 2, 2."]
+COMPLETIONS = [
+    "3 + 4 = 7\n\n7 + 5 = 12\n\nLet me double-check: 7 + 5 = 12\n\n</think>\\boxed{12}",  # correct
+    "1 + 2 = 4\n\nLet me double-check: 1 + 2 = 4\n\n</think>\\boxed{4}",  # wrong
+    "9 + 9 = 18\n\n18 + 1 = 19\n\n</think>\\boxed{19}",  # correct
+    "2 + 2 = 4\n\n4 + 2 = 6\n\n6 + 2 = 8\n\nLet me double-check: 6",  # truncated
+]
+IS_CORRECT = [True, False, True, False]
+ADVANTAGES = [0.9, -1.1, 0.7, -0.5]
+
+
+def length_parity_reward(completions, **kwargs):
+    """Deterministic in the text and mixed on random rollouts: both kinds of rollouts appear."""
+    return [float(len(c) % 2 == 0) for c in completions]
+
+
+def make_args(tmp_path, **overrides) -> SASConfig:
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=24,
+        learning_rate=1e-3,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        logging_steps=1,
+        save_strategy="no",
+    )
+    base.update(overrides)
+    return SASConfig(**base)
+
+
+def make_trainer(cls, model_dir, args):
+    dataset = Dataset.from_list([{"prompt": p} for p in PROMPTS])
+    return cls(model=str(model_dir), reward_funcs=length_parity_reward, args=args, train_dataset=dataset)
+
+
+def handmade_inputs(trainer, **extra) -> dict:
+    """A fixed micro-batch with known steps and verdicts (what `_generate_and_score_completions` would return)."""
+    tok = trainer.processing_class
+    prompt = tok(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
+    ends = [tok.eos_token if not c.endswith(": 6") else "" for c in COMPLETIONS]
+    completion = tok(
+        [c + e for c, e in zip(COMPLETIONS, ends, strict=True)],
+        padding=True,
+        padding_side="right",
+        return_tensors="pt",
+    )
+    inputs = {
+        "prompt_ids": prompt["input_ids"],
+        "prompt_mask": prompt["attention_mask"],
+        "completion_ids": completion["input_ids"],
+        "completion_mask": completion["attention_mask"],
+        "advantages": torch.tensor(ADVANTAGES),
+        "num_items_in_batch": completion["attention_mask"].sum(),
+        "sas_is_correct": torch.tensor(IS_CORRECT),
+        "sas_is_truncated": torch.tensor([False, False, False, True]),
+    }
+    inputs.update(extra)
+    return inputs
+
+
+def loss_and_grads(trainer, inputs):
+    trainer.model.train()
+    trainer.model.zero_grad()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, read by TRL's loss
+    loss = trainer.compute_loss(trainer.model, dict(inputs))
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+def completion_logps(trainer, inputs):
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+    with torch.no_grad():
+        logps, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, trainer.model, ids, mask, inputs["completion_ids"].size(1)
+        )
+    return logps
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) ratio 0 / strategy none is GRPO, exactly
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss_type", TOKEN_ADVANTAGE_LOSSES)
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"sas_ratio": 0.0},
+        {"sas_strategy": "none", "beta": 0.04},
+        {"sas_ratio": 0.0, "importance_sampling_level": "sequence"},
+    ],
+    ids=["ratio0", "none-kl", "ratio0-seq"],
+)
+def test_disabled_sas_equals_grpo_exactly(tmp_path, tiny_model_dir, loss_type, setting):
+    args = make_args(tmp_path, loss_type=loss_type, **setting)
+    sas = make_trainer(SASGRPOTrainer, tiny_model_dir, args)
+    grpo = make_trainer(GRPOTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(sas)
+    if args.beta:
+        logps = completion_logps(sas, inputs)
+        inputs["ref_per_token_logps"] = logps - 0.05 * torch.rand(
+            logps.shape, generator=torch.Generator().manual_seed(0)
+        )
+    sas_loss, sas_grads = loss_and_grads(sas, inputs)
+    grpo_loss, grpo_grads = loss_and_grads(grpo, inputs)
+    assert torch.equal(sas_loss, grpo_loss)
+    assert sas_grads.keys() == grpo_grads.keys() and sas_grads
+    for name in grpo_grads:
+        assert torch.equal(sas_grads[name], grpo_grads[name]), name
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) zeroed steps get no policy gradient, everything else does
+# --------------------------------------------------------------------------------------------------
+
+
+class ProbeTrainer(SASGRPOTrainer):
+    """Keeps the loss's log-prob tensor so the test can read d loss / d log-prob per token."""
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        logps, entropies, aux = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if logps.requires_grad:
+            logps.retain_grad()
+            self.probe = logps
+        return logps, entropies, aux
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "cispo"])
+def test_zeroed_tokens_get_no_policy_gradient(tmp_path, tiny_model_dir, loss_type):
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, make_args(tmp_path, loss_type=loss_type, sas_ratio=0.5))
+    inputs = handmade_inputs(trainer)
+    loss_and_grads(trainer, inputs)
+    grad = trainer.probe.grad
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    zero = select_zero_mask(steps, trainer.probe.detach(), inputs["sas_is_correct"], 0.5)
+    valid = inputs["completion_mask"].bool()
+    assert zero.any(dim=1).all()  # every rollout here has steps to zero (ratio 0.5 -> >= 1 of >= 2 steps)
+    assert (grad[zero] == 0).all()
+    assert (grad[valid & ~zero] != 0).all()  # the answer, </think> and kept steps still learn
+    assert (grad[~valid] == 0).all()
+    # Correct rollouts lose their least confident steps: each zeroed step is no more confident than any kept one.
+    logps = trainer.probe.detach()
+    for b in (0, 2):
+        means = {s: logps[b][steps[b] == s].mean() for s in steps[b].unique().tolist() if s >= 0}
+        zeroed = set(steps[b][zero[b]].tolist())
+        assert max(means[s] for s in zeroed) <= min(means[s] for s in means if s not in zeroed)
+
+
+def test_zeroed_tokens_keep_their_kl_gradient(tmp_path, tiny_model_dir):
+    """With beta > 0 a zeroed token still feels the KL term: its gradient is exactly that of advantage 0."""
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.5, beta=0.1))
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    inputs["ref_per_token_logps"] = logps - 0.3
+    loss_and_grads(trainer, inputs)
+    sas_grad = trainer.probe.grad.clone()
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    zero = select_zero_mask(steps, trainer.probe.detach(), inputs["sas_is_correct"], 0.5)
+
+    kl_only = make_trainer(ProbeTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.0, beta=0.1))
+    loss_and_grads(kl_only, {**inputs, "advantages": torch.zeros(4)})
+    assert (sas_grad[zero] != 0).all()
+    assert torch.allclose(sas_grad[zero], kl_only.probe.grad[zero], rtol=0, atol=1e-12)
+
+
+def test_confidence_comes_from_old_logps_when_trl_has_them(tmp_path, tiny_model_dir, monkeypatch):
+    trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.5))
+    inputs = handmade_inputs(trainer)
+    seen = []
+    real = trainer_module.select_zero_mask
+    monkeypatch.setattr(trainer_module, "select_zero_mask", lambda *a, **k: seen.append(a[1]) or real(*a, **k))
+
+    loss_and_grads(trainer, inputs)  # on-policy: the loss's own forward pass, detached
+    assert not seen[0].requires_grad
+    assert torch.equal(seen[0], completion_logps(trainer, inputs))
+
+    old = torch.randn(inputs["completion_ids"].shape)
+    loss_and_grads(trainer, {**inputs, "old_per_token_logps": old})
+    assert seen[1] is old
+
+
+def test_inputs_are_not_mutated(tmp_path, tiny_model_dir):
+    trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.5))
+    inputs = handmade_inputs(trainer)
+    advantages = inputs["advantages"]
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.compute_loss(trainer.model, inputs)
+    assert inputs["advantages"] is advantages and advantages.dim() == 1
+
+
+def test_metrics_match_the_mask(tmp_path, tiny_model_dir):
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.5))
+    inputs = handmade_inputs(trainer)
+    loss_and_grads(trainer, inputs)
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    zero = select_zero_mask(steps, trainer.probe.detach(), inputs["sas_is_correct"], 0.5)
+    valid = inputs["completion_mask"].bool()
+    correct = torch.tensor(IS_CORRECT).unsqueeze(1)
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k.startswith("sas/")}
+    assert metrics["sas/zeroed_frac_correct"] == pytest.approx(
+        ((zero & correct).sum() / (valid & correct).sum()).item()
+    )
+    assert metrics["sas/zeroed_frac_failed"] == pytest.approx(
+        ((zero & ~correct).sum() / (valid & ~correct).sum()).item()
+    )
+    assert metrics["sas/zeroed_frac"] == pytest.approx((zero.sum() / valid.sum()).item())
+    assert metrics["sas/steps_per_rollout"] == pytest.approx((3 + 2 + 2 + 4) / 4)
+    assert metrics["sas/truncated_frac"] == 0.25
+    assert metrics["sas/failed_truncated_frac"] == 0.5
+
+
+# --------------------------------------------------------------------------------------------------
+# (c) real training runs
+# --------------------------------------------------------------------------------------------------
+
+SAS_METRICS = [
+    "sas/zeroed_frac",
+    "sas/steps_per_rollout",
+    "sas/truncated_frac",
+]
+
+
+def count_forward_passes(monkeypatch):
+    calls = []
+    real = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {},
+        {"num_iterations": 2, "beta": 0.04, "gradient_accumulation_steps": 2, "steps_per_generation": 4},
+        {"loss_type": "grpo", "sas_selection": "random", "sas_granularity": "token", "sas_ranking": "std"},
+        {"sas_count_mode": "release"},
+        {"sas_failed_scope": "truncated", "sas_strategy": "failed_only"},
+    ],
+    ids=["default", "iterations-accumulation-kl", "ablations", "release", "failed-truncated"],
+)
+def test_training_runs_log_metrics_and_cost_no_extra_forward(tmp_path, tiny_model_dir, monkeypatch, setting):
+    args = make_args(tmp_path, max_steps=3, sas_ratio=0.5, **setting)
+    calls = count_forward_passes(monkeypatch)
+    trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, args)
+    trainer.train()
+    sas_calls = len(calls)
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 3
+    for entry in logs:
+        assert math.isfinite(entry["loss"])
+        for name in SAS_METRICS:
+            assert 0.0 <= entry[name] <= (24 if "steps" in name else 1.0), name
+    assert any(entry.get("sas/zeroed_frac", 0) > 0 for entry in logs)
+
+    calls.clear()
+    make_trainer(GRPOTrainer, tiny_model_dir, args).train()
+    assert sas_calls == len(calls)  # the same forward passes as plain GRPO
+
+
+def test_peft_model_trains(tmp_path, tiny_model_dir):
+    from peft import LoraConfig
+
+    args = make_args(tmp_path, max_steps=2, sas_ratio=0.5, learning_rate=1e-2)
+    dataset = Dataset.from_list([{"prompt": p} for p in PROMPTS])
+    trainer = SASGRPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=length_parity_reward,
+        args=args,
+        train_dataset=dataset,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert before and all("lora" in n for n in before)
+    trainer.train()
+    assert "sas/zeroed_frac" in trainer.state.log_history[0]
+    after = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+# --------------------------------------------------------------------------------------------------
+# Construction errors
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rejects_plain_grpo_config(tmp_path, tiny_model_dir):
+    from trl import GRPOConfig
+
+    with pytest.raises(TypeError, match="SASConfig"):
+        SASGRPOTrainer(
+            model=str(tiny_model_dir),
+            reward_funcs=length_parity_reward,
+            args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False),
+        )
+
+
+def test_rejects_missing_correctness_reward(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match="sas_correct_reward_index=1"):
+        make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_correct_reward_index=1))
+
+
+def test_warns_when_vocabulary_lacks_think_end(tmp_path, tiny_model_dir):
+    with pytest.warns(UserWarning, match="sas_think_end='</reasoning>'"):
+        make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_think_end="</reasoning>"))
