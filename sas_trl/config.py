@@ -136,8 +136,3 @@ class SASConfig(GRPOConfig):
                 "sas_failed_scope='truncated' has nothing to shield with mask_truncated_completions=True (truncated "
                 "rollouts are removed from the loss); set one of them differently"
             )
-
-    @property
-    def sas_active(self) -> bool:
-        """False when the settings can never zero a token (plain GRPO)."""
-        return self.sas_strategy != "none" and (self.sas_ratio > 0 or self.sas_count_mode == "release")

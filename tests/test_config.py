@@ -1,0 +1,69 @@
+"""SASConfig: defaults, and bad values that fail in __post_init__ naming the field and the allowed values."""
+
+import pytest
+
+from sas_trl import SASConfig
+
+
+def make(**kwargs):
+    return SASConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none", **kwargs)
+
+
+def test_defaults_are_the_papers():
+    args = make()
+    assert args.sas_ratio == 0.3
+    assert args.sas_strategy == "both"
+    assert args.sas_selection == "confidence"
+    assert args.sas_granularity == "step"
+    assert args.sas_ranking == "mean"
+    assert args.sas_failed_scope == "all"
+    assert args.sas_count_mode == "paper"
+    assert args.sas_delimiter == "\n\n"
+    assert args.sas_think_end == "</think>"
+    assert (args.sas_correct_reward_index, args.sas_correct_threshold) == (0, 1.0)
+
+
+def test_every_sas_field_has_help():
+    from dataclasses import fields
+
+    sas_fields = [f for f in fields(SASConfig) if f.name.startswith("sas_")]
+    assert len(sas_fields) == 11
+    assert all(f.metadata.get("help") for f in sas_fields)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "allowed"),
+    [
+        ({"sas_strategy": "wrong_only"}, "sas_strategy", "'correct_only'"),
+        ({"sas_selection": "entropy"}, "sas_selection", "'random'"),
+        ({"sas_granularity": "sentence"}, "sas_granularity", "'token'"),
+        ({"sas_ranking": "max"}, "sas_ranking", "'std'"),
+        ({"sas_failed_scope": "wrong"}, "sas_failed_scope", "'truncated'"),
+        ({"sas_count_mode": "verl"}, "sas_count_mode", "'release'"),
+        ({"sas_ratio": 1.3}, "sas_ratio", "[0, 1]"),
+        ({"sas_ratio": -0.1}, "sas_ratio", "[0, 1]"),
+        ({"sas_delimiter": ""}, "sas_delimiter", "non-empty"),
+        ({"sas_correct_reward_index": -1}, "sas_correct_reward_index", ">= 0"),
+        ({"sas_correct_threshold": float("nan")}, "sas_correct_threshold", "finite"),
+        ({"loss_type": "simpo"}, "loss_type", "'dapo'"),
+        ({"sas_failed_scope": "truncated", "mask_truncated_completions": True}, "sas_failed_scope",
+         "mask_truncated_completions"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, field, allowed):
+    with pytest.raises(ValueError) as err:
+        make(**kwargs)
+    assert field in str(err.value) and allowed in str(err.value)
+
+
+def test_think_end_none_from_the_command_line():
+    assert make(sas_think_end="None").sas_think_end is None
+
+
+def test_parses_from_command_line_flags():
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(SASConfig).parse_args_into_dataclasses(
+        ["--output_dir", "x", "--use_cpu", "--bf16", "False", "--sas_ratio", "0.5", "--sas_strategy", "correct_only"]
+    )
+    assert (args.sas_ratio, args.sas_strategy) == (0.5, "correct_only")
