@@ -13,7 +13,9 @@ After group normalisation a zeroed step sits below its positive peers in a winne
 negative peers in a loser, so one operation both suppresses and shields.
 
 Shapes: B rollouts, T completion tokens, S = max step index + 1. Everything here is vectorised over
-(B, T) or (B, S); the only per-vocabulary work (which tokens end a step) is done once per tokenizer.
+(B, T) or (B, S); the only per-vocabulary work (which tokens end a step) is done once per tokenizer. On a CPU
+the (B, T) passes run over blocks of rows, so their temporaries stay in cache and peak memory stays near the
+outputs (benchmarks/masks.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -89,23 +91,60 @@ def segment_steps(
         everything after it.
     """
     ends_step, think_end_id = vocab_tables(tokenizer, delimiter, think_end)
-    ends_step = _on_device(ends_step, completion_ids.device)
-    valid = completion_mask.bool()
-    # Ids beyond the tokenizer (a model's padded embedding rows) never end a step.
-    in_vocab = completion_ids < ends_step.numel()
-    boundary = ends_step[completion_ids.clamp(0, ends_step.numel() - 1)] & in_vocab
+    table, remap = _boundary_table(ends_step, completion_ids)
+    outside = table.numel() - 1
+    step_ids = torch.empty(completion_ids.shape, dtype=torch.long, device=completion_ids.device)
+    for rows in _row_chunks(completion_ids):
+        ids = completion_ids[rows]
+        valid = completion_mask[rows] != 0
+        reasoning = valid
+        if think_end_id is not None:
+            is_end = valid & (ids == think_end_id)
+            reasoning = valid & (is_end.cumsum(dim=1, dtype=torch.int32) == 0)
+            if trim_unterminated:
+                unterminated = ~is_end.any(dim=1, keepdim=True)
+        elif trim_unterminated:
+            unterminated = torch.ones_like(valid[:, :1])
+        if trim_unterminated:
+            seen = valid.cumsum(dim=1, dtype=torch.int32)
+            last_valid = valid & (seen == seen[:, -1:])
+            reasoning = reasoning & ~(last_valid & unterminated)
 
-    is_end = torch.zeros_like(valid) if think_end_id is None else valid & (completion_ids == think_end_id)
-    reasoning = valid & (is_end.cumsum(dim=1) == 0)
-    if trim_unterminated:
-        unterminated = ~is_end.any(dim=1, keepdim=True)
-        last_valid = valid & (valid.cumsum(dim=1) == valid.sum(dim=1, keepdim=True))
-        reasoning &= ~(last_valid & unterminated)
+        lookup = torch.where((ids < 0) | (ids >= outside), outside, ids) if remap else ids
+        boundary = table.index_select(0, lookup.reshape(-1)).view_as(ids) & reasoning
+        # Exclusive cumsum: a boundary token still belongs to the step it closes. int32 until the final write.
+        steps = boundary.cumsum(dim=1, dtype=torch.int32).sub_(boundary.to(torch.int32))
+        step_ids[rows] = steps
+        step_ids[rows].masked_fill_(~reasoning, -1)
+    return step_ids
 
-    boundary &= reasoning
-    # Exclusive cumsum: a boundary token still belongs to the step it closes.
-    step_ids = boundary.cumsum(dim=1) - boundary.long()
-    return torch.where(reasoning, step_ids, -1)
+
+def _boundary_table(ends_step: torch.Tensor, completion_ids: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """`ends_step` on the ids' device, plus whether some id falls outside it and needs remapping first.
+
+    Ids beyond the tokenizer (a model's padded embedding rows) and negative ids never end a step. The common
+    case, every id inside the vocabulary, indexes the table directly without a per-token clamp.
+    """
+    table = _on_device(ends_step, completion_ids.device)
+    if completion_ids.numel() == 0:
+        return table, False
+    low, high = (int(x) for x in torch.aminmax(completion_ids))
+    if low >= 0 and high < table.numel():
+        return table, False
+    return torch.cat([table, table.new_zeros(1)]), True  # the extra last entry: "not a boundary"
+
+
+# Rows per chunk on a CPU: a chunk's few-bytes-per-token temporaries then stay in cache instead of each making a
+# pass over main memory (and, at >= 32 MiB, being page-faulted in afresh by malloc). On a GPU one chunk is fastest.
+_CPU_CHUNK_TOKENS = 1 << 17
+
+
+def _row_chunks(tensor: torch.Tensor):
+    """Slices of the rows of a (B, T) tensor."""
+    batch, length = tensor.shape
+    rows = max(1, _CPU_CHUNK_TOKENS // max(length, 1)) if tensor.device.type == "cpu" else max(batch, 1)
+    for start in range(0, batch, rows):
+        yield slice(start, start + rows)
 
 
 _DEVICE_TABLES: dict[tuple[int, torch.device], torch.Tensor] = {}
@@ -146,22 +185,35 @@ def step_statistics(
         confidence: FloatTensor (B, S), undefined (0) for empty steps.
         counts: LongTensor (B, S), tokens per step.
     """
-    batch = step_ids.size(0)
-    num_slots = int(step_ids.max().item()) + 1 if step_ids.numel() else 0
-    in_step = step_ids >= 0
-    index = step_ids.clamp(min=0)
-    logps = torch.where(in_step, token_logps.float(), 0.0)
-    counts = torch.zeros(batch, max(num_slots, 1), dtype=torch.long, device=step_ids.device)
-    counts.scatter_add_(1, index, in_step.long())
-    sums = torch.zeros(counts.shape, dtype=logps.dtype, device=logps.device).scatter_add_(1, index, logps)
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    num_slots = _num_slots(step_ids)
+    # Column 0 collects the tokens outside steps (index -1 + 1) and is dropped at the end.
+    shape = (step_ids.size(0), num_slots + 1)
+    sums = torch.zeros(shape, dtype=torch.float32, device=step_ids.device)
+    counts = torch.zeros(shape, dtype=torch.long, device=step_ids.device)
+    for rows in _row_chunks(step_ids):
+        index = step_ids[rows] + 1
+        sums[rows].scatter_add_(1, index, token_logps[rows].float())
+        counts[rows].scatter_add_(1, index, _ONE.to(step_ids.device).expand(index.shape))
+    counts[:, 0] = 0
     mean = sums / counts.clamp(min=1)
     if ranking == "mean":
-        return mean, counts
-    if ranking == "std":
-        centered = torch.where(in_step, logps - mean.gather(1, index), 0.0)
-        sq = torch.zeros_like(sums).scatter_add_(1, index, centered.square())
-        return -(sq / counts.clamp(min=1)).sqrt(), counts
-    raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+        return mean[:, 1:], counts[:, 1:]
+    squares = torch.zeros_like(sums)
+    for rows in _row_chunks(step_ids):
+        index = step_ids[rows] + 1
+        centered = token_logps[rows].float() - mean[rows].gather(1, index)
+        squares[rows].scatter_add_(1, index, centered.square_())
+    return -(squares / counts.clamp(min=1)).sqrt()[:, 1:], counts[:, 1:]
+
+
+_ONE = torch.ones((), dtype=torch.long)
+
+
+def _num_slots(step_ids: torch.Tensor) -> int:
+    """S: one more than the largest step index, at least 1."""
+    return max(int(step_ids.max()) + 1, 1) if step_ids.numel() else 1
 
 
 def _ceil(x: torch.Tensor) -> torch.Tensor:
@@ -265,18 +317,21 @@ def select_zero_mask(
     rank = torch.empty_like(order).scatter_(1, order, positions)
 
     chosen = (rank < k.unsqueeze(1)) & present
-    return chosen.gather(1, step_ids.clamp(min=0)) & (step_ids >= 0)
+    # Column 0 answers for the tokens outside steps (index -1 + 1): never zeroed.
+    chosen = torch.cat([torch.zeros_like(chosen[:, :1]), chosen], dim=1)
+    zero = torch.empty(step_ids.shape, dtype=torch.bool, device=step_ids.device)
+    for rows in _row_chunks(step_ids):
+        torch.gather(chosen[rows], 1, step_ids[rows] + 1, out=zero[rows])
+    return zero
 
 
 def count_steps(step_ids: torch.Tensor) -> torch.LongTensor:
     """(B, T) -> (B,): non-empty steps per rollout."""
-    if step_ids.numel() == 0:
-        return torch.zeros(step_ids.size(0), dtype=torch.long, device=step_ids.device)
-    in_step = step_ids >= 0
-    slots = int(step_ids.max().item()) + 1
-    counts = torch.zeros(step_ids.size(0), max(slots, 1), dtype=torch.long, device=step_ids.device)
-    counts.scatter_add_(1, step_ids.clamp(min=0), in_step.long())
-    return (counts > 0).sum(dim=1)
+    counts = torch.zeros(step_ids.size(0), _num_slots(step_ids) + 1, dtype=torch.long, device=step_ids.device)
+    for rows in _row_chunks(step_ids):
+        index = step_ids[rows] + 1
+        counts[rows].scatter_add_(1, index, _ONE.to(step_ids.device).expand(index.shape))
+    return (counts[:, 1:] > 0).sum(dim=1)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
