@@ -1,0 +1,270 @@
+"""Recipes: TrlParser-compatible YAML files of `SASConfig`, `ModelConfig` and `RunArguments` fields.
+
+A recipe is a flat YAML mapping (plus an optional `env:` mapping of environment variables), exactly what
+`trl grpo --config` reads. Command-line flags override recipe values. Everything is validated here,
+before any model or data is loaded: unknown keys (with the nearest valid ones), wrong types, bad values
+and missing local files all raise `RecipeError` naming the key or file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUILTIN_MODEL = "builtin:tiny"
+BUILTIN_DATASET = "builtin:addition"
+DEEPSCALER_ID = "agentica-org/DeepScaleR-Preview-Dataset"
+PROMPT_TEMPLATE = "{problem} Let's think step by step and output the final answer within \\boxed{}."
+
+
+class RecipeError(ValueError):
+    """A problem with a recipe or flag that the user can fix; reported without a traceback."""
+
+
+@dataclass
+class RunArguments:
+    """What to train on and how to launch: the recipe keys that are neither `SASConfig` nor `ModelConfig`."""
+
+    dataset_name: str = field(
+        default=DEEPSCALER_ID,
+        metadata={"help": f"Hub id, local file (.jsonl, .json, .parquet) or {BUILTIN_DATASET!r} (the built-in task)."},
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    prompt_template: str = field(
+        default=PROMPT_TEMPLATE, metadata={"help": "User message; '{problem}' is replaced by the problem text."}
+    )
+    problem_column: str = field(default="problem", metadata={"help": "Column holding the problem text."})
+    answer_column: str = field(default="answer", metadata={"help": "Column holding the gold answer(s)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N problems."})
+    max_prompt_tokens: int | None = field(
+        default=None, metadata={"help": "Drop problems whose templated prompt is longer than this many tokens."}
+    )
+    reward_format: str = field(
+        default="r1",
+        metadata={"help": "'r1': grade the text after </think> (required); 'plain': grade the whole completion."},
+    )
+    builtin_num_problems: int = field(default=4096, metadata={"help": f"Problems generated for {BUILTIN_DATASET!r}."})
+    sft_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": f"For {BUILTIN_MODEL!r}: supervised steps on the built-in task before RL (cached in "
+            "output_dir/base_model)."
+        },
+    )
+    num_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Processes to launch (GPUs: accelerate launch; CPU: torchrun). Unset: one, or the "
+            "accelerate config's count."
+        },
+    )
+    accelerate_config: str | None = field(
+        default=None, metadata={"help": "Accelerate config file (recipes/accelerate/*.yaml) to launch with."}
+    )
+
+    def __post_init__(self):
+        if self.reward_format not in ("r1", "plain"):
+            raise RecipeError(f"reward_format={self.reward_format!r} is not valid; allowed values: 'r1', 'plain'")
+        for name in ("max_train_samples", "max_prompt_tokens", "builtin_num_problems", "num_processes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RecipeError(f"{name}={value} is not valid; allowed values: an integer >= 1")
+        if self.sft_warmup_steps < 0:
+            raise RecipeError(f"sft_warmup_steps={self.sft_warmup_steps} is not valid; allowed values: >= 0")
+        if "{problem}" not in self.prompt_template:
+            raise RecipeError(f"prompt_template must contain '{{problem}}', got {self.prompt_template!r}")
+
+
+def dataclass_types() -> tuple[type, ...]:
+    from trl import ModelConfig
+
+    from .config import SASConfig
+
+    return (RunArguments, SASConfig, ModelConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and checking
+# --------------------------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """The recipe's mapping (with its `env:` mapping, if any), or a `RecipeError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from err
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"recipe {path} must be a YAML mapping of field: value, got {type(recipe).__name__}")
+    env = recipe.get("env", {})
+    if not isinstance(env, dict):
+        raise RecipeError(f"recipe {path}: 'env' must be a mapping of VARIABLE: value")
+    return recipe
+
+
+def all_fields() -> dict[str, tuple[type, dataclasses.Field]]:
+    """Every recipe key: name -> (dataclass, field)."""
+    fields = {}
+    for cls in dataclass_types():
+        for f in dataclasses.fields(cls):
+            if f.init:
+                fields.setdefault(f.name, (cls, f))
+    return fields
+
+
+def check_keys(keys, source: str) -> None:
+    """Unknown keys raise, naming the key and the nearest valid ones."""
+    known = all_fields()
+    for key in keys:
+        if key == "env" or key in known:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise RecipeError(f"unknown key {key!r} in {source}{hint}")
+
+
+def check_types(values: dict[str, Any], source: str) -> None:
+    """Values of the wrong type raise, naming the key, the value and the expected type."""
+    known = all_fields()
+    for key, value in values.items():
+        if key == "env":
+            continue
+        cls, f = known[key]
+        hint = typing.get_type_hints(cls).get(f.name, Any)
+        if not _matches(hint, value):
+            raise RecipeError(f"{key}: {value!r} in {source} is not a valid {_type_name(hint)}")
+
+
+def _matches(hint, value) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(a, value) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple) and all(_matches(args[0], v) for v in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, str):  # str-valued enums (e.g. IntervalStrategy)
+        return isinstance(value, str)
+    return True  # anything more exotic is left to the parser
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_local_files(run_args: RunArguments, model_args) -> None:
+    """Local paths the recipe names must exist (Hub ids are checked when loaded)."""
+    candidates = {
+        "dataset_name": run_args.dataset_name,
+        "accelerate_config": run_args.accelerate_config,
+        "model_name_or_path": model_args.model_name_or_path,
+    }
+    for key, value in candidates.items():
+        if not value or value.startswith("builtin:"):
+            continue
+        if _looks_local(value) and not Path(value).exists():
+            raise RecipeError(f"{key}: local path {value!r} does not exist")
+    if model_args.model_name_or_path is None:
+        raise RecipeError(f"model_name_or_path is required (a Hub id, a local folder, or {BUILTIN_MODEL!r})")
+
+
+def _looks_local(value: str) -> bool:
+    # A Hub id is "name" or "org/name"; anything with more parts, a leading ./ ~ /, or a data suffix is a path.
+    return (
+        value.startswith((".", "/", "~"))
+        or value.count("/") > 1
+        or value.endswith((".jsonl", ".json", ".parquet", ".yaml", ".yml"))
+        or Path(value).exists()
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str]):
+    """`--recipe FILE` plus `--field value` overrides -> (RunArguments, SASConfig, ModelConfig, recipe dict).
+
+    The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe).
+    """
+    from trl import TrlParser
+
+    argv = list(argv)
+    recipe: dict[str, Any] = {}
+    if "--recipe" in argv:
+        index = argv.index("--recipe")
+        if index + 1 >= len(argv):
+            raise RecipeError("--recipe needs a file")
+        source = argv[index + 1]
+        recipe = load_recipe(source)
+        del argv[index : index + 2]
+        check_keys(recipe, source)
+        check_types(recipe, source)
+    check_keys(_flag_names(argv), "the command line")
+
+    parser = TrlParser(dataclass_types())
+
+    def fail(message: str):  # argparse would print its (very long) usage and exit
+        raise RecipeError(message)
+
+    parser.error = fail
+    for key, value in recipe.get("env", {}).items():
+        os.environ[key] = str(value)
+    parser.set_defaults_with_config(**{k: v for k, v in recipe.items() if k != "env"})
+    try:
+        run_args, sas_args, model_args = parser.parse_args_into_dataclasses(args=argv)
+    except RecipeError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise RecipeError(str(err)) from err
+    check_local_files(run_args, model_args)
+
+    resolved = dict(recipe)
+    for key in _flag_names(argv):
+        resolved[key] = _value_of(key, run_args, sas_args, model_args)
+    return run_args, sas_args, model_args, resolved
+
+
+def _flag_names(argv: list[str]) -> list[str]:
+    return [a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
+
+
+def _value_of(key, *objects):
+    for obj in objects:
+        if hasattr(obj, key):
+            value = getattr(obj, key)
+            return value.value if hasattr(value, "value") else value
+    raise KeyError(key)
+
+
+def dump_recipe(resolved: dict[str, Any]) -> str:
+    """YAML text of a resolved recipe (loadable again with --recipe)."""
+    return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)

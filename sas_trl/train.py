@@ -1,0 +1,180 @@
+"""`sas-trl train`: a recipe in, a trained (and optionally pushed) model out."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .recipes import BUILTIN_DATASET, BUILTIN_MODEL, RecipeError, RunArguments, dump_recipe
+
+
+def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Path:
+    """Train with `SASGRPOTrainer`; returns the output folder. `args` is the `SASConfig`."""
+    import torch
+    from accelerate import PartialState
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import get_peft_config
+
+    from .hub import check_hub_access, hub_repo_id, retry_command, upload, write_card
+    from .progress import SASProgressCallback
+    from .rewards import MathVerifyReward
+    from .trainer import SASGRPOTrainer
+
+    state = PartialState()
+    output_dir = Path(args.output_dir)
+    push, repo_id = args.push_to_hub, hub_repo_id(args)
+    if push and state.is_main_process:
+        repo_id = check_hub_access(repo_id, args.hub_token, args.hub_private_repo)  # seconds, before any loading
+    args.push_to_hub = False  # uploads happen once, at the end, in `hub.upload`
+    if args.use_cpu or not torch.cuda.is_available():
+        torch.set_num_threads(1)  # tiny models on shared CPU cores: one thread is fastest
+
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "resolved_recipe.yaml").write_text(dump_recipe(recipe))
+        print(f"sas-trl: recipe resolved ({state.num_processes} process(es)):\n{dump_recipe(recipe)}", flush=True)
+
+    model_id = prepare_model(run_args, model_args, args, state)
+    dataset = load_train_dataset(run_args, args)
+    if run_args.max_prompt_tokens is not None:
+        dataset = drop_long_prompts(dataset, model_id, model_args, run_args.max_prompt_tokens)
+    reward = MathVerifyReward(format=run_args.reward_format, answer_key="answer")
+    args.model_init_kwargs = {
+        **(args.model_init_kwargs or {}),
+        **{
+            k: v
+            for k, v in {
+                "dtype": model_args.dtype,
+                "revision": model_args.model_revision,
+                "attn_implementation": model_args.attn_implementation,
+            }.items()
+            if v is not None
+        },
+    }
+    trainer = SASGRPOTrainer(
+        model=model_id,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(SASProgressCallback())
+    reward.max_completion_length = args.max_completion_length
+    reward.eos_token_ids = trainer.eos_token_ids
+
+    resume = resolve_resume(args.resume_from_checkpoint, output_dir)
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        reward.close()
+    trainer.save_model(str(output_dir))
+    if not state.is_main_process:
+        return output_dir
+
+    info = {
+        "num_processes": state.num_processes,
+        "distributed_type": str(state.distributed_type),
+        "global_step": trainer.state.global_step,
+        "seconds": round(time.perf_counter() - start, 1),
+        "model": model_id,
+    }
+    (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    write_card(output_dir, repo_id, args, model_id, recipe, trainer.state.log_history)
+    print(
+        f"sas-trl: trained {info['global_step']} steps in {info['seconds']} s on {state.num_processes} "
+        f"process(es); model saved to {output_dir}",
+        flush=True,
+    )
+    if push:
+        try:
+            url = upload(output_dir, repo_id, args.hub_token, args.hub_private_repo)
+        except Exception as err:
+            raise RecipeError(
+                f"upload to {repo_id!r} failed ({type(err).__name__}: {err}). The trained model is safe in "
+                f"{output_dir}; retry with: {retry_command(output_dir, repo_id)}"
+            ) from err
+        print(f"sas-trl: pushed to {url}", flush=True)
+    return output_dir
+
+
+def resolve_resume(value: str | None, output_dir: Path) -> str | None:
+    """`last`/`true` -> the newest checkpoint in output_dir (None if there is none); a path must exist."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() in ("last", "true"):
+        return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if not Path(value).is_dir():
+        raise RecipeError(f"resume_from_checkpoint: {value!r} is not a checkpoint folder")
+    return value
+
+
+def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
+    """The model to train: a Hub id or folder as given, or the built-in tiny model (built and warmed up once)."""
+    if model_args.model_name_or_path != BUILTIN_MODEL:
+        return model_args.model_name_or_path
+    base = Path(args.output_dir) / "base_model"
+    with state.main_process_first():  # one process builds it, the others load the saved copy
+        if not (base / "config.json").is_file() and state.is_main_process:
+            build_builtin_model(base, run_args.sft_warmup_steps, args.seed)
+    return str(base)
+
+
+def build_builtin_model(path: Path, sft_steps: int, seed: int) -> None:
+    from .task import build_task_model, evaluate, sft_warmup
+    from .tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    model = build_task_model(tokenizer, seed=seed)
+    if sft_steps:
+        start = time.perf_counter()
+        print(f"sas-trl: supervised warm-up of {BUILTIN_MODEL} on the built-in task, {sft_steps} steps", flush=True)
+        model = sft_warmup(model, tokenizer, sft_steps, seed=seed, log_every=max(1, sft_steps // 5))
+        result = evaluate(model, tokenizer, n=100, greedy=True)
+        print(
+            f"sas-trl: warm-up done in {time.perf_counter() - start:.0f} s; greedy accuracy "
+            f"{result.accuracy:.2f}, {result.mean_tokens:.1f} tokens",
+            flush=True,
+        )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+def load_train_dataset(run_args: RunArguments, args):
+    """GRPO prompts (`prompt` messages, `answer`): the built-in task or a DeepScaleR-style table."""
+    if run_args.dataset_name == BUILTIN_DATASET:
+        from .task import grpo_dataset
+
+        return grpo_dataset(min(run_args.builtin_num_problems, run_args.max_train_samples or 1 << 62), seed=args.seed)
+    from .data import load_deepscaler
+
+    return load_deepscaler(
+        run_args.dataset_name,
+        split=run_args.dataset_split,
+        prompt_template=run_args.prompt_template,
+        problem_column=run_args.problem_column,
+        answer_column=run_args.answer_column,
+        limit=run_args.max_train_samples,
+    )
+
+
+def drop_long_prompts(dataset, model_id: str, model_args, max_tokens: int):
+    """Keep problems whose chat-templated prompt fits in `max_tokens` (the paper's 1024-token prompt limit)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_id, revision=model_args.model_revision)
+
+    def fits(batch):
+        ids = tokenizer.apply_chat_template(batch["prompt"], add_generation_prompt=True, tokenize=True)
+        return [len(x) <= max_tokens for x in ids]
+
+    kept = dataset.filter(fits, batched=True)
+    if len(kept) == 0:
+        raise RecipeError(f"max_prompt_tokens={max_tokens}: no prompt of the dataset is that short")
+    return kept
