@@ -72,6 +72,7 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
         trainer.train(resume_from_checkpoint=resume)
     finally:
         reward.close()
+        finish_wandb(args)
     trainer.save_model(str(output_dir))
     if not state.is_main_process:
         return output_dir
@@ -84,7 +85,7 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
         "model": model_id,
     }
     (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
-    write_card(output_dir, repo_id, args, model_id, recipe, trainer.state.log_history)
+    write_card(output_dir, repo_id, args, model_args.model_name_or_path, recipe, trainer.state.log_history)
     print(
         f"sas-trl: trained {info['global_step']} steps in {info['seconds']} s on {state.num_processes} "
         f"process(es); model saved to {output_dir}",
@@ -100,6 +101,16 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
             ) from err
         print(f"sas-trl: pushed to {url}", flush=True)
     return output_dir
+
+
+def finish_wandb(args) -> None:
+    """Flush and close the wandb run (summary and config files are written only then), also after a crash."""
+    if "wandb" in (args.report_to or []):
+        import sys
+
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish(exit_code=0 if sys.exc_info()[0] is None else 1)
 
 
 def resolve_resume(value: str | None, output_dir: Path) -> str | None:
