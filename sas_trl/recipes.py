@@ -71,6 +71,8 @@ class RunArguments:
     )
 
     def __post_init__(self):
+        if isinstance(self.accelerate_config, str) and self.accelerate_config.lower() in ("", "none", "null"):
+            self.accelerate_config = None  # lets a flag switch off the recipe's launch config
         if self.reward_format not in ("r1", "plain"):
             raise RecipeError(f"reward_format={self.reward_format!r} is not valid; allowed values: 'r1', 'plain'")
         for name in ("max_train_samples", "max_prompt_tokens", "builtin_num_problems", "num_processes"):

@@ -421,3 +421,9 @@ def test_wandb_offline_run(tmp_path, capsys, monkeypatch):
         b"tiny-wandb-test",
     ):
         assert needle in log, needle
+
+
+def test_a_flag_can_switch_off_the_recipes_launch_config():
+    run_args, *_ = parse(["--recipe", "recipes/deepscaler_4k.yaml", *CPU_OVERRIDES, "--accelerate_config", "null"])
+    assert run_args.accelerate_config is None
+    assert launch_command(run_args, [], cuda=True) is None  # one GPU: run in place
