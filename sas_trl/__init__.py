@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from .core import count_steps, segment_steps, select_zero_mask, step_statistics, vocab_tables  # noqa: E402
 
 __all__ = [
+    "MathVerifyReward",
     "SASConfig",
     "SASGRPOTrainer",
     "__version__",
@@ -26,4 +27,8 @@ def __getattr__(name: str):
         from .trainer import SASGRPOTrainer
 
         return SASGRPOTrainer
+    if name == "MathVerifyReward":
+        from .rewards import MathVerifyReward
+
+        return MathVerifyReward
     raise AttributeError(f"module 'sas_trl' has no attribute {name!r}")

@@ -52,6 +52,8 @@ class RunArguments:
         metadata={"help": "'r1': grade the text after </think> (required); 'plain': grade the whole completion."},
     )
     builtin_num_problems: int = field(default=4096, metadata={"help": f"Problems generated for {BUILTIN_DATASET!r}."})
+    builtin_min_terms: int = field(default=2, metadata={"help": f"Fewest addends of a {BUILTIN_DATASET!r} problem."})
+    builtin_max_terms: int = field(default=8, metadata={"help": f"Most addends of a {BUILTIN_DATASET!r} problem."})
     sft_warmup_steps: int = field(
         default=0,
         metadata={
@@ -79,8 +81,19 @@ class RunArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RecipeError(f"{name}={value} is not valid; allowed values: an integer >= 1")
+        if not 2 <= self.builtin_min_terms <= self.builtin_max_terms:
+            raise RecipeError(
+                f"builtin_min_terms={self.builtin_min_terms}, builtin_max_terms={self.builtin_max_terms} are not "
+                "valid; allowed values: 2 <= builtin_min_terms <= builtin_max_terms"
+            )
         if self.sft_warmup_steps < 0:
             raise RecipeError(f"sft_warmup_steps={self.sft_warmup_steps} is not valid; allowed values: >= 0")
+
+    def builtin_task(self):
+        """The built-in task's generator settings."""
+        from .task import AdditionTask
+
+        return AdditionTask(min_terms=self.builtin_min_terms, max_terms=self.builtin_max_terms)
         if "{problem}" not in self.prompt_template:
             raise RecipeError(f"prompt_template must contain '{{problem}}', got {self.prompt_template!r}")
 

@@ -133,21 +133,22 @@ def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
     base = Path(args.output_dir) / "base_model"
     with state.main_process_first():  # one process builds it, the others load the saved copy
         if not (base / "config.json").is_file() and state.is_main_process:
-            build_builtin_model(base, run_args.sft_warmup_steps, args.seed)
+            build_builtin_model(base, run_args, args.seed)
     return str(base)
 
 
-def build_builtin_model(path: Path, sft_steps: int, seed: int) -> None:
+def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
     from .task import build_task_model, evaluate, sft_warmup
     from .tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_task_model(tokenizer, seed=seed)
+    sft_steps, task = run_args.sft_warmup_steps, run_args.builtin_task()
     if sft_steps:
         start = time.perf_counter()
         print(f"sas-trl: supervised warm-up of {BUILTIN_MODEL} on the built-in task, {sft_steps} steps", flush=True)
-        model = sft_warmup(model, tokenizer, sft_steps, seed=seed, log_every=max(1, sft_steps // 5))
-        result = evaluate(model, tokenizer, n=100, greedy=True)
+        model = sft_warmup(model, tokenizer, sft_steps, seed=seed, task=task, log_every=max(1, sft_steps // 5))
+        result = evaluate(model, tokenizer, n=100, greedy=True, task=task)
         print(
             f"sas-trl: warm-up done in {time.perf_counter() - start:.0f} s; greedy accuracy "
             f"{result.accuracy:.2f}, {result.mean_tokens:.1f} tokens",
@@ -162,7 +163,8 @@ def load_train_dataset(run_args: RunArguments, args):
     if run_args.dataset_name == BUILTIN_DATASET:
         from .task import grpo_dataset
 
-        return grpo_dataset(min(run_args.builtin_num_problems, run_args.max_train_samples or 1 << 62), seed=args.seed)
+        size = min(run_args.builtin_num_problems, run_args.max_train_samples or run_args.builtin_num_problems)
+        return grpo_dataset(size, seed=args.seed, task=run_args.builtin_task())
     from .data import load_deepscaler
 
     return load_deepscaler(

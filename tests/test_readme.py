@@ -25,3 +25,10 @@ def test_ci_runs_the_readme_test_command():
     commands = [line for block in bash_blocks for line in block.splitlines() if line and not line.startswith("#")]
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_readme_main_command_is_the_built_in_default():
+    bash_blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    main_command = bash_blocks[0].strip().splitlines()[-1]
+    assert main_command.endswith("sas-trl train --recipe recipes/tiny_cpu.yaml")
+    assert (ROOT / "recipes" / "tiny_cpu.yaml").is_file()  # run end to end in tests/test_cli.py
