@@ -2,6 +2,8 @@
 
 sas-trl train --recipe recipes/deepscaler_4k.yaml [--any_field value ...]
 sas-trl push --output_dir DIR --hub_model_id NAME
+sas-trl eval --model PATH_OR_HUB_ID [--benchmarks aime24,aime25,amc,math500,olympiad_bench] [--baseline RESULTS.json]
+sas-trl analyze-truncation --model PATH_OR_HUB_ID --benchmarks math500 [--long_tokens 8192 --short_tokens 4096]
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .recipes import RecipeError
 COMMANDS = {
     "train": "train with SAS from a recipe (fields of SASConfig, ModelConfig and RunArguments; flags override)",
     "push": "upload a finished run's output folder (model, tokenizer, model card) to the Hugging Face Hub",
+    "eval": "sample and grade a model on benchmarks: Pass@1, pass@k, length, truncation rate, AES vs a baseline",
+    "analyze-truncation": "how many traces correct at a long budget fail when cut short, and their step confidence",
 }
 
 
@@ -73,6 +77,161 @@ def push(argv: list[str]) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_common_eval_args(parser: argparse.ArgumentParser, default_benchmarks: str | None) -> None:
+    """Model, data, sampling and runtime options shared by `eval` and `analyze-truncation`."""
+    from .evaluation.benchmarks import known_benchmarks
+
+    parser.add_argument("--model", required=True, help="a saved model folder or a Hub id (owner/name)")
+    parser.add_argument(
+        "--benchmarks",
+        required=default_benchmarks is None,
+        default=default_benchmarks,
+        help=f"comma-separated names, from: {', '.join(known_benchmarks())} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME=PATH",
+        help="read a benchmark from a local .jsonl/.json/.parquet file with the Hub dataset's columns (repeatable)",
+    )
+    parser.add_argument("--data_dir", help="a folder of NAME.jsonl (or .json, .parquet) files, used when present")
+    parser.add_argument("--limit", type=int, help="only the first N problems of each benchmark (addition: N problems)")
+    parser.add_argument(
+        "--addition_terms", type=_int_list, help="MIN,MAX addends of the built-in addition problems (default: task's)"
+    )
+    parser.add_argument("--n", type=int, default=16, help="samples per problem (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    parser.add_argument("--reward_format", default="r1", choices=["r1", "plain"], help="r1: grade after </think>")
+    parser.add_argument("--output_dir", help="results folder (default: eval_results/MODEL, truncation_results/MODEL)")
+    parser.add_argument("--overwrite", action="store_true", help="discard samples saved by an earlier run")
+    parser.add_argument("--backend", default="auto", choices=["auto", "transformers", "vllm"], help="vllm needs a GPU")
+    parser.add_argument("--batch_size", type=int, help="sequences per generate call (transformers 64, vLLM 4096)")
+    parser.add_argument("--num_threads", type=int, help="torch CPU threads (1 is fastest for tiny models)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def _sources(args) -> dict[str, str]:
+    from .evaluation.benchmarks import parse_names, parse_sources
+
+    args.benchmarks = parse_names(args.benchmarks)
+    if args.addition_terms is not None and len(args.addition_terms) != 2:
+        raise RecipeError(f"--addition_terms expects MIN,MAX, got {args.addition_terms}")
+    return parse_sources(args.source)
+
+
+def _interrupted(command: str, samples: str) -> int:
+    print(
+        f"sas-trl {command}: interrupted; finished samples are saved in {samples}: run the same command to resume",
+        file=sys.stderr,
+    )
+    return 130
+
+
+def evaluate(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sas-trl eval", description=COMMANDS["eval"])
+    _add_common_eval_args(parser, "aime24,aime25,amc,math500,olympiad_bench")
+    parser.add_argument("--max_tokens", type=int, default=8192, help="response token budget (default: %(default)s)")
+    parser.add_argument("--pass_k", type=_int_list, default=[], help="extra k for unbiased pass@k, e.g. 4,16 (k <= n)")
+    parser.add_argument("--baseline", help="another run's eval_results.json: adds AES (alpha 1, beta 3, gamma 5)")
+    args = parser.parse_args(argv)
+    sources = _sources(args)
+
+    import torch
+
+    from .evaluation import EvalConfig, SamplingSettings, markdown_table, run_eval
+    from .evaluation.runner import RESULTS_FILE, SAMPLES_FILE, TABLE_FILE
+
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    config = EvalConfig(
+        model=args.model,
+        benchmarks=args.benchmarks,
+        n=args.n,
+        sampling=SamplingSettings(args.temperature, args.top_p, args.max_tokens, args.seed),
+        pass_k=args.pass_k,
+        output_dir=args.output_dir,
+        baseline=args.baseline,
+        sources=sources,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        addition_terms=tuple(args.addition_terms) if args.addition_terms else None,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        reward_format=args.reward_format,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    out = config.resolved_output_dir()
+    try:
+        results = run_eval(config)
+    except KeyboardInterrupt:
+        return _interrupted("eval", str(out / SAMPLES_FILE))
+    print(markdown_table(results))
+    rate = results["throughput"]["samples_per_second"]
+    if rate:
+        print(f"{results['throughput']['samples']} samples in {results['throughput']['seconds']:.1f} s ({rate:.2f}/s)")
+    print(f"sas-trl eval: wrote {out / RESULTS_FILE}, {out / TABLE_FILE} and {out / SAMPLES_FILE}")
+    return 0
+
+
+def analyze_truncation(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sas-trl analyze-truncation", description=COMMANDS["analyze-truncation"])
+    _add_common_eval_args(parser, None)
+    parser.set_defaults(n=4)
+    parser.add_argument("--long_tokens", type=int, default=8192, help="sampling budget (default: %(default)s)")
+    parser.add_argument("--short_tokens", type=int, default=4096, help="cut budget (default: %(default)s)")
+    parser.add_argument("--ratio", type=float, default=0.3, help="SAS ratio r for the shield overlay")
+    parser.add_argument("--score_batch_size", type=int, default=4, help="sequences per log-prob forward pass")
+    args = parser.parse_args(argv)
+    sources = _sources(args)
+
+    import torch
+
+    from .truncation import PLOT_FILE, RESULTS_FILE, SAMPLES_FILE, TruncationConfig, run_truncation, summary_text
+
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    config = TruncationConfig(
+        model=args.model,
+        benchmarks=args.benchmarks,
+        n=args.n,
+        long_tokens=args.long_tokens,
+        short_tokens=args.short_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        ratio=args.ratio,
+        output_dir=args.output_dir,
+        sources=sources,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        addition_terms=tuple(args.addition_terms) if args.addition_terms else None,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        score_batch_size=args.score_batch_size,
+        reward_format=args.reward_format,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    out = config.resolved_output_dir()
+    try:
+        results = run_truncation(config)
+    except KeyboardInterrupt:
+        return _interrupted("analyze-truncation", str(out / SAMPLES_FILE))
+    print(summary_text(results))
+    print(f"sas-trl analyze-truncation: wrote {out / RESULTS_FILE}, {out / PLOT_FILE} and {out / SAMPLES_FILE}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -82,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None and not argv else 2
     command, rest = argv[0], argv[1:]
     try:
-        return {"train": train, "push": push}[command](rest)
+        handlers = {"train": train, "push": push, "eval": evaluate, "analyze-truncation": analyze_truncation}
+        return handlers[command](rest)
     except RecipeError as err:
         print(f"sas-trl {command}: error: {err}", file=sys.stderr)
         return 2

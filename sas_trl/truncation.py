@@ -1,0 +1,386 @@
+"""`sas-trl analyze-truncation`: how many traces that are correct at a long budget fail when cut short.
+
+The measurement behind SAS (the paper: ~29% for 8K -> 4K). Sample at the long budget, keep the traces that are
+correct, cut each at the short budget and grade it again. Traces that fit are unchanged; traces that now fail
+became "verifier-failed" only because of the cut. For those, report the tokens they lost and the step
+confidence profile of what the short budget kept: the mean token log-prob of each "\\n\\n" step under the
+model itself (temperature 1, as SAS computes it, `segment_steps` + `step_statistics`), by step position and by
+decile of relative position, with the fraction of steps SAS's failed-side shield would zero (ratio r). Correct
+traces that fit in the short budget give the contrast profile.
+
+Outputs in the output folder: truncation_samples.jsonl (the long samples, resumable like `sas-trl eval`),
+truncation.json and truncation.png.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .core import segment_steps, select_zero_mask, step_statistics
+from .evaluation.backends import SamplingSettings, TransformersBackend, pick_device
+from .evaluation.runner import (
+    encode_prompt,
+    load_items,
+    load_tokenizer,
+    make_backend,
+    model_identity,
+    sample_and_grade,
+)
+from .recipes import RecipeError
+from .rewards import THINK_END
+
+SAMPLES_FILE = "truncation_samples.jsonl"
+RESULTS_FILE = "truncation.json"
+PLOT_FILE = "truncation.png"
+MAX_POSITIONS = 32  # step positions reported one by one (the deciles cover every step)
+
+
+@dataclass
+class TruncationConfig:
+    """Everything `sas-trl analyze-truncation` takes. Sampling defaults are the paper's evaluation protocol."""
+
+    model: str
+    benchmarks: list[str]
+    n: int = 4
+    long_tokens: int = 8192
+    short_tokens: int = 4096
+    temperature: float = 0.6
+    top_p: float = 0.95
+    seed: int = 0
+    ratio: float = 0.3
+    output_dir: str | None = None  # default: truncation_results/<model, "/" -> "__">
+    sources: dict[str, str] = field(default_factory=dict)
+    data_dir: str | None = None
+    limit: int | None = None
+    addition_terms: tuple[int, int] | None = None
+    backend: str = "auto"
+    batch_size: int | None = None
+    score_batch_size: int = 4
+    reward_format: str = "r1"
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if not 1 <= self.short_tokens < self.long_tokens:
+            raise RecipeError(f"need 1 <= --short_tokens < --long_tokens, got {self.short_tokens}, {self.long_tokens}")
+        if self.n < 1 or self.score_batch_size < 1:
+            raise RecipeError("--n and --score_batch_size must be >= 1")
+        if not 0.0 <= self.ratio <= 1.0:
+            raise RecipeError(f"--ratio must lie in [0, 1], got {self.ratio}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise RecipeError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.temperature, self.top_p, self.long_tokens, self.seed)
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path("truncation_results") / (self.model.strip("/.~").replace("/", "__") or "model")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure pieces
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def token_logprobs(
+    model, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], batch_size: int = 4
+) -> list[torch.Tensor]:
+    """Log-prob of every completion token given the prompt and the tokens before it, at temperature 1.
+
+    Returns one FloatTensor (len(completion),) per pair, on the CPU.
+    """
+    out: list[torch.Tensor] = []
+    device = model.device
+    for start in range(0, len(prompts), batch_size):
+        pairs = list(zip(prompts[start : start + batch_size], completions[start : start + batch_size], strict=True))
+        width = max(len(p) + len(c) for p, c in pairs)
+        ids = torch.zeros((len(pairs), width), dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        for i, (p, c) in enumerate(pairs):  # right padding: positions start at 0 for every row
+            ids[i, : len(p) + len(c)] = torch.tensor([*p, *c])
+            mask[i, : len(p) + len(c)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for i, (p, c) in enumerate(pairs):
+            # Logits at position t predict token t + 1: the completion's tokens are predicted from len(p) - 1 on.
+            rows = logits[i, len(p) - 1 : len(p) + len(c) - 1].float()  # per row: (T, V) floats, never (B, T, V)
+            target = torch.tensor(c, device=device).unsqueeze(1)
+            out.append((rows.gather(1, target).squeeze(1) - rows.logsumexp(dim=1)).cpu())
+    return out
+
+
+def confidence_profile(
+    step_ids: torch.Tensor, token_logps: torch.Tensor, is_correct: bool, ratio: float = 0.3
+) -> dict[str, Any]:
+    """Step confidence by position and by decile of relative position, and where SAS would zero steps.
+
+    Args:
+        step_ids: LongTensor (B, T) from `segment_steps` (-1 outside steps).
+        token_logps: FloatTensor (B, T), the model's own log-probs of the tokens.
+        is_correct: how SAS would see these traces (True: its correct side zeroes the least confident steps;
+            False: its failed-side shield zeroes the most confident ones).
+        ratio: SAS's r.
+
+    Returns:
+        {"traces", "steps_per_trace", "by_position": [{"step", "mean_confidence", "count"}],
+         "by_decile": [{"decile", "mean_confidence", "count", "sas_zeroed"}]}; decile d holds the steps j of a
+        trace with N steps for which floor(10 j / N) = d.
+    """
+    batch = step_ids.size(0)
+    confidence, counts = step_statistics(step_ids, token_logps)  # (B, S) each
+    present = counts > 0
+    zero = select_zero_mask(step_ids, token_logps, torch.full((batch,), is_correct), ratio)  # (B, T)
+    # A step is zeroed when its tokens are (selection is per step): scatter token flags onto step slots.
+    zeroed = torch.zeros(batch, confidence.size(1) + 1, dtype=torch.long)
+    zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
+    zeroed = zeroed[:, 1:].bool()
+
+    num_steps = present.sum(dim=1, keepdim=True)  # (B, 1)
+    position = torch.arange(confidence.size(1)).expand_as(confidence)
+    decile = (10 * position).div(num_steps.clamp(min=1), rounding_mode="floor")
+    by_position = []
+    for j in range(min(confidence.size(1), MAX_POSITIONS)):
+        keep = present[:, j]
+        if keep.any():
+            by_position.append(
+                {"step": j, "mean_confidence": confidence[keep, j].mean().item(), "count": int(keep.sum())}
+            )
+    by_decile = []
+    for d in range(10):
+        keep = present & (decile == d)
+        count = int(keep.sum())
+        by_decile.append(
+            {
+                "decile": d,
+                "mean_confidence": confidence[keep].mean().item() if count else None,
+                "count": count,
+                "sas_zeroed": zeroed[keep].float().mean().item() if count else None,
+            }
+        )
+    return {
+        "traces": batch,
+        "steps_per_trace": num_steps.float().mean().item() if batch else 0.0,
+        "by_position": by_position,
+        "by_decile": by_decile,
+    }
+
+
+def padded(rows: Sequence[Sequence], fill, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T) tensor of `rows` and its 0/1 mask."""
+    width = max((len(r) for r in rows), default=0)
+    values = torch.full((len(rows), max(width, 1)), fill, dtype=dtype)
+    mask = torch.zeros((len(rows), max(width, 1)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        values[i, : len(r)] = torch.as_tensor(list(r), dtype=dtype)
+        mask[i, : len(r)] = 1
+    return values, mask
+
+
+def profile_traces(
+    model, tokenizer, prompts: list, completions: list, is_correct: bool, ratio: float, batch_size: int
+) -> dict[str, Any] | None:
+    """`confidence_profile` of completions (token ids) after their prompts, or None without traces."""
+    if not completions:
+        return None
+    logps = token_logprobs(model, prompts, completions, batch_size)
+    ids, mask = padded(completions, tokenizer.pad_token_id or 0, torch.long)
+    logp_table, _ = padded([lp.tolist() for lp in logps], 0.0, torch.float32)
+    step_ids = segment_steps(ids, mask, tokenizer)
+    return confidence_profile(step_ids, logp_table, is_correct, ratio)
+
+
+# --------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------
+
+
+def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
+    """Sample (or resume), cut, re-grade, profile; writes truncation.json and truncation.png."""
+    from .evaluation.store import SampleStore
+    from .rewards import MathVerifyReward
+
+    items = load_items(config)
+    tokenizer = load_tokenizer(config.model)
+    out = config.resolved_output_dir()
+    header = {"model": model_identity(config.model), **asdict(config.sampling), "reward_format": config.reward_format}
+    store = SampleStore(out / SAMPLES_FILE, header, overwrite=config.overwrite)
+    backend = backend or make_backend(config.backend, config.model, tokenizer, config.batch_size, config.seed)
+    reward = MathVerifyReward(format=config.reward_format, workers=1)
+    try:
+        sample_and_grade(
+            items, config.n, store, backend, tokenizer, config.sampling, reward, True, progress=config.progress
+        )
+        prompts = {(it.benchmark, it.id): encode_prompt(tokenizer, it.messages) for it in items}
+        records = [store.get((it.benchmark, it.id, j)) for it in items for j in range(config.n)]
+        correct = [r for r in records if r["correct"] == 1.0]
+        fit = [r for r in correct if r["tokens"] <= config.short_tokens]
+        cut = [r for r in correct if r["tokens"] > config.short_tokens]
+        kept_texts = [tokenizer.decode(r["token_ids"][: config.short_tokens], skip_special_tokens=True) for r in cut]
+        answers = {(it.benchmark, it.id): it.answers for it in items}
+        regraded = reward.grade(kept_texts, [answers[(r["benchmark"], r["id"])] for r in cut])
+    finally:
+        reward.close()
+    flipped = [(r, text) for r, text, score in zip(cut, kept_texts, regraded, strict=True) if score != 1.0]
+    lost = [r["tokens"] - config.short_tokens for r, _ in flipped]
+
+    model = backend.model if isinstance(backend, TransformersBackend) else None
+    if model is None and (flipped or fit):
+        model = _load_scoring_model(config.model)
+    short = config.short_tokens
+    profiles = {
+        "flipped": profile_traces(
+            model,
+            tokenizer,
+            [prompts[(r["benchmark"], r["id"])] for r, _ in flipped],
+            [r["token_ids"][:short] for r, _ in flipped],
+            False,
+            config.ratio,
+            config.score_batch_size,
+        ),
+        "fit": profile_traces(
+            model,
+            tokenizer,
+            [prompts[(r["benchmark"], r["id"])] for r in fit],
+            [r["token_ids"] for r in fit],
+            True,
+            config.ratio,
+            config.score_batch_size,
+        ),
+    }
+    results = {
+        "model": config.model,
+        "settings": {
+            "n": config.n,
+            "long_tokens": config.long_tokens,
+            "short_tokens": config.short_tokens,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "seed": config.seed,
+            "ratio": config.ratio,
+            "reward_format": config.reward_format,
+            "benchmarks": list(config.benchmarks),
+        },
+        "samples": len(records),
+        "correct_long": len(correct),
+        "fit_short": len(fit),
+        "cut": len(cut),
+        "flipped": len(flipped),
+        "flipped_fraction": len(flipped) / len(correct) if correct else None,  # of the traces correct at long
+        "flipped_fraction_of_cut": len(flipped) / len(cut) if cut else None,
+        "flipped_lost_only_answer": (
+            sum(THINK_END in text for _, text in flipped) / len(flipped) if flipped else None
+        ),  # reasoning finished ("</think>" kept) but the boxed answer was cut
+        "tokens_lost": _describe(lost),
+        "tokens_lost_all": lost,
+        "profiles": profiles,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out / PLOT_FILE)
+    return results
+
+
+def _describe(values: list[int]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {
+        "mean": statistics.fmean(values),
+        "median": float(statistics.median(values)),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def _load_scoring_model(model: str):
+    from transformers import AutoModelForCausalLM
+
+    device = pick_device()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return AutoModelForCausalLM.from_pretrained(model_identity(model), dtype=dtype).to(device).eval()
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """A few lines for the console."""
+    s = results["settings"]
+    lines = [
+        f"{results['model']}: {results['samples']} samples at {s['long_tokens']} tokens, "
+        f"{results['correct_long']} correct; {results['fit_short']} fit in {s['short_tokens']} tokens, "
+        f"{results['cut']} were cut."
+    ]
+    if results["flipped_fraction"] is None:
+        lines.append("No correct trace: nothing to cut.")
+    else:
+        lines.append(
+            f"Verifier-failed after the cut: {results['flipped']} of {results['correct_long']} correct traces "
+            f"({100 * results['flipped_fraction']:.1f}%)."
+        )
+    if results["tokens_lost"]:
+        t = results["tokens_lost"]
+        lines.append(f"Tokens they lost: mean {t['mean']:.1f}, median {t['median']:.0f}, max {t['max']}.")
+        share = 100 * results["flipped_lost_only_answer"]
+        lines.append(f"Of those, {share:.1f}% had closed their reasoning (</think>) and lost only the answer.")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    """Two panels: step confidence by position decile (with SAS's zeroed fraction), and tokens lost."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    s = results["settings"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [f"{10 * d}-{10 * d + 10}%" for d in range(10)]
+    x = list(range(10))
+    flipped, fit = results["profiles"]["flipped"], results["profiles"]["fit"]
+    if flipped:
+        shield = [b["sas_zeroed"] or 0.0 for b in flipped["by_decile"]]
+        bars = left.twinx()
+        bars.bar(x, shield, color="tab:orange", alpha=0.25, label=f"shielded by SAS (r={s['ratio']})")
+        bars.set_ylim(0, 1)
+        bars.set_ylabel("fraction of steps SAS zeroes (cut traces)")
+        bars.legend(loc="upper right", fontsize=8)
+    for profile, name, color in (
+        (flipped, "correct, then failed when cut", "tab:red"),
+        (fit, "correct within the short budget", "tab:blue"),
+    ):
+        if profile:
+            ys = [b["mean_confidence"] for b in profile["by_decile"]]
+            points = [(xi, y) for xi, y in zip(x, ys, strict=True) if y is not None]
+            label = f"{name} ({profile['traces']} traces)"
+            left.plot([p[0] for p in points], [p[1] for p in points], "o-", color=color, label=label)
+    left.set_xticks(x, labels, rotation=45, fontsize=8)
+    left.set_xlabel(f"step position within the first {s['short_tokens']} tokens")
+    left.set_ylabel("mean step confidence (token log-prob)")
+    left.set_title("Step confidence of the kept reasoning")
+    if flipped or fit:
+        left.legend(loc="lower left", fontsize=8)
+    else:
+        left.text(0.5, 0.5, "no correct trace", ha="center", va="center", transform=left.transAxes)
+
+    lost = results["tokens_lost_all"]
+    if lost:
+        right.hist(lost, bins=min(30, max(5, len(lost) // 3)), color="tab:red", alpha=0.8)
+        right.set_xlabel("tokens lost to the cut")
+        right.set_ylabel("traces")
+    else:
+        right.text(0.5, 0.5, "no correct trace was cut", ha="center", va="center", transform=right.transAxes)
+    fraction = results["flipped_fraction"]
+    headline = "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+    right.set_title(f"{headline} of correct traces fail when cut {s['long_tokens']} -> {s['short_tokens']} tokens")
+    fig.suptitle(f"Truncation analysis: {results['model']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,436 @@
+"""`sas-trl eval` and sas_trl.evaluation: benchmarks, backends, the samples file, resume, AES, errors.
+
+The transformers backend runs end to end on the tiny random-init model (tiny budgets); exact metrics are
+checked with a scripted backend whose correctness and lengths are known.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sas_trl.cli import main
+from sas_trl.evaluation import EvalConfig, SamplingSettings, TransformersBackend, VLLMBackend, run_eval
+from sas_trl.evaluation.backends import Completion, Request, group_requests, vllm_completions
+from sas_trl.evaluation.benchmarks import (
+    ADDITION_SIZE,
+    addition_items,
+    load_benchmark,
+    parse_names,
+    parse_sources,
+    resolve_source,
+)
+from sas_trl.evaluation.store import SampleStore
+from sas_trl.recipes import RecipeError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "eval"
+MATH500 = FIXTURES / "math500.jsonl"
+BASELINE = FIXTURES / "baseline_results.json"
+QUICK = ["--n", "2", "--max_tokens", "32", "--no_progress", "--num_threads", "1"]
+
+
+def read_samples(path: Path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    assert "header" in json.loads(lines[0])
+    return [json.loads(line) for line in lines[1:]]
+
+
+class ScriptedBackend:
+    """Answers `(benchmark, id, sample) -> (correct?, tokens)`; records what it was asked for."""
+
+    def __init__(self, script, answers: dict, batch_size: int = 4, fail_after: int | None = None):
+        self.script, self.answers, self.batch_size, self.fail_after = script, answers, batch_size, fail_after
+        self.asked: list[tuple] = []
+
+    def generate(self, requests, settings):
+        for batch_index, start in enumerate(range(0, len(requests), self.batch_size)):
+            if self.fail_after is not None and batch_index >= self.fail_after:
+                raise RuntimeError("simulated crash")
+            batch = requests[start : start + self.batch_size]
+            out = []
+            for r in batch:
+                self.asked.append(r.key)
+                correct, tokens = self.script(r.key)
+                answer = self.answers[r.key[:2]] if correct else "-1"
+                finish = "length" if tokens >= settings.max_tokens else "stop"
+                out.append(Completion(r.key, f"steps\n\n</think>\\boxed{{{answer}}}", [7] * tokens, finish))
+            yield out
+
+
+def addition_answers(n: int) -> dict:
+    return {("addition", item.id): item.answers[0] for item in addition_items(n)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmarks and sources
+# --------------------------------------------------------------------------------------------------
+
+
+def test_addition_benchmark_is_fixed_and_offline():
+    items = addition_items(5)
+    assert [i.id for i in items] == ["0", "1", "2", "3", "4"]
+    assert items == addition_items(5)  # fixed seed
+    assert items[0].messages[0]["content"].startswith("Add ") and items[0].answers[0].isdigit()
+    terms = [i.messages[0]["content"].split(".")[0].count(",") + 1 for i in addition_items(50, terms=(2, 3))]
+    assert set(terms) <= {2, 3} and len(load_benchmark("addition")) == ADDITION_SIZE
+    with pytest.raises(RecipeError, match="addition_terms"):
+        addition_items(3, terms=(5, 2))
+
+
+def test_benchmark_names_and_sources(tmp_path):
+    assert parse_names("aime24, math500,aime24") == ["aime24", "math500"]
+    with pytest.raises(RecipeError, match="known benchmarks: aime24, aime25, amc, math500"):
+        parse_names("aime24,gsm8k")
+    assert parse_sources(["math500=a.jsonl,amc=b.json", "aime24=c.parquet"]) == {
+        "math500": "a.jsonl",
+        "amc": "b.json",
+        "aime24": "c.parquet",
+    }
+    for bad in ["math500", "=x.jsonl", "gsm8k=x.jsonl"]:
+        with pytest.raises(RecipeError):
+            parse_sources([bad])
+    (tmp_path / "math500.jsonl").write_text(MATH500.read_text())
+    assert resolve_source("math500", {}, str(tmp_path)) == str(tmp_path / "math500.jsonl")
+    assert resolve_source("math500", {"math500": "x.jsonl"}, str(tmp_path)) == "x.jsonl"  # --source wins
+    assert resolve_source("aime24", {}, str(tmp_path)) == "HuggingFaceH4/aime_2024"  # not in the folder: the Hub
+    items = load_benchmark("math500", data_dir=str(tmp_path), limit=1)
+    assert len(items) == 1 and items[0].id == "test/algebra/a.json" and items[0].answers == ["3"]
+
+
+def test_benchmark_load_failures_say_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_benchmark("math500", {"math500": str(tmp_path / "missing.jsonl")})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RecipeError, match="--source aime24=FILE"):
+        load_benchmark("aime24")
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input fails before generation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_unknown_benchmark_lists_the_known_ones(tiny_model_dir, tmp_path, capsys):
+    code = main(["eval", "--model", str(tiny_model_dir), "--benchmarks", "aime24,nope", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown benchmark(s) nope" in err and "addition" in err and "math500" in err
+    assert "Traceback" not in err and not (tmp_path / "eval_samples.jsonl").exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "no_config", "bad_config"])
+def test_unreadable_model_fails_before_generation(kind, tmp_path, capsys):
+    model = tmp_path / "model"
+    if kind == "file":
+        model.write_text("x")
+    elif kind in ("no_config", "bad_config"):
+        model.mkdir()
+        if kind == "bad_config":
+            (model / "config.json").write_text("{not json")
+    out = tmp_path / "out"
+    code = main(["eval", "--model", str(model), "--benchmarks", "addition", "--output_dir", str(out), *QUICK])
+    err = capsys.readouterr().err
+    expected = {
+        "missing": "no such folder",
+        "file": "is a file",
+        "no_config": "no config.json",
+        "bad_config": "cannot load",
+    }
+    assert code == 2 and expected[kind] in err and str(model) in err
+    assert not out.exists()  # nothing started
+
+
+def test_bad_settings_and_baseline_fail_early(tiny_model_dir, tmp_path, capsys):
+    base = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--output_dir", str(tmp_path / "o")]
+    assert main([*base, *QUICK, "--pass_k", "4"]) == 2
+    assert "1..n" in capsys.readouterr().err
+    assert main([*base, *QUICK, "--top_p", "0"]) == 2
+    missing = tmp_path / "nope.json"
+    assert main([*base, *QUICK, "--baseline", str(missing)]) == 2
+    assert "not a readable eval_results.json" in capsys.readouterr().err
+    only_math = tmp_path / "math_only.json"
+    only_math.write_text(json.dumps({"benchmarks": {"math500": {"pass@1": 0.5, "mean_tokens": 10}}}))
+    assert main([*base, *QUICK, "--baseline", str(only_math)]) == 2
+    assert "no results for addition" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# The transformers backend end to end
+# --------------------------------------------------------------------------------------------------
+
+
+def test_eval_tiny_model_end_to_end(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition,math500", "--limit", "3"]
+    args += ["--source", f"math500={MATH500}", "--pass_k", "2", "--output_dir", str(out), *QUICK]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    assert "| addition | 3 |" in stdout and "| math500 | 2 |" in stdout and "| **average** | 5 |" in stdout
+    assert "pass@2 (%)" in stdout and "AES" not in stdout
+
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["backend"] == "TransformersBackend" and results["settings"]["max_tokens"] == 32
+    assert (out / "eval_results.md").read_text() in stdout
+    for name, problems in [("addition", 3), ("math500", 2)]:
+        r = results["benchmarks"][name]
+        assert r["problems"] == problems and r["samples"] == 2 * problems
+        assert 0 <= r["pass@1"] <= r["pass@2"] <= 1 and 1 <= r["mean_tokens"] <= 32 and 0 <= r["truncated"] <= 1
+    avg = results["average"]
+    assert avg["mean_tokens"] == pytest.approx(
+        (results["benchmarks"]["addition"]["mean_tokens"] + results["benchmarks"]["math500"]["mean_tokens"]) / 2
+    )
+
+    samples = read_samples(out / "eval_samples.jsonl")
+    assert sorted((s["benchmark"], s["id"], s["sample"]) for s in samples) == sorted(
+        [("addition", str(i), j) for i in range(3) for j in range(2)]
+        + [("math500", f"test/algebra/{x}.json", j) for x in "ab" for j in range(2)]
+    )
+    for s in samples:
+        assert s["finish"] in ("stop", "length") and s["correct"] in (0.0, 1.0)
+        assert s["tokens"] == 32 if s["finish"] == "length" else 1 <= s["tokens"] <= 32  # EOS counts as a token
+    truncated = sum(s["finish"] == "length" for s in samples if s["benchmark"] == "addition") / 6
+    assert results["benchmarks"]["addition"]["truncated"] == pytest.approx(truncated)
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return TransformersBackend(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, batch_size=3)
+
+
+def test_transformers_backend_sampling_semantics(tiny_backend):
+    tokenizer = tiny_backend.tokenizer
+    prompt = tuple(tokenizer("Add 3, 4.\n<think>\n")["input_ids"])
+    long_prompt = tuple(tokenizer("Add 3, 4, 5, 6, 7.\n<think>\n")["input_ids"])
+    requests = [Request(("b", str(i), 0), long_prompt if i % 2 else prompt) for i in range(5)]
+
+    def run(settings):
+        return [c for batch in tiny_backend.generate(requests, settings) for c in batch]
+
+    greedy = run(SamplingSettings(temperature=0.0, max_tokens=12))
+    assert [c.key for c in greedy] == [r.key for r in requests]  # order kept across batches (3 + 2)
+    assert greedy[0].token_ids == greedy[2].token_ids  # greedy: same prompt, same output, whatever the padding
+    assert all(len(c.token_ids) <= 12 for c in greedy)
+    for c in greedy:
+        assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
+        assert c.truncated == (tokenizer.eos_token_id not in c.token_ids)
+        if not c.truncated:
+            assert c.token_ids[-1] == tokenizer.eos_token_id  # EOS counts, nothing after it
+    sampled = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=3)
+    assert [c.token_ids for c in run(sampled)] == [c.token_ids for c in run(sampled)]  # seeded
+    other = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=4)
+    assert [c.token_ids for c in run(sampled)] != [c.token_ids for c in run(other)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Resume, crash, Ctrl-C
+# --------------------------------------------------------------------------------------------------
+
+
+def config(model, out, **kw) -> EvalConfig:
+    kw = {"benchmarks": ["addition"], "n": 2, "limit": 4, "progress": False, **kw}
+    return EvalConfig(model=str(model), sampling=SamplingSettings(max_tokens=32), output_dir=str(out), **kw)
+
+
+def test_crash_keeps_finished_samples_and_rerun_resumes(tiny_model_dir, tmp_path):
+    answers = addition_answers(4)
+    script = lambda key: (key[2] == 0, 10 + int(key[1]))  # noqa: E731 - sample 0 right, lengths 10..13
+    crashing = ScriptedBackend(script, answers, batch_size=3, fail_after=1)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_eval(config(tiny_model_dir, tmp_path), backend=crashing)
+    saved = read_samples(tmp_path / "eval_samples.jsonl")
+    assert [(s["id"], s["sample"]) for s in saved] == [("0", 0), ("0", 1), ("1", 0)]  # the finished batch
+
+    with open(tmp_path / "eval_samples.jsonl", "a") as f:
+        f.write('{"benchmark": "addition", "id": "1", "sam')  # a write cut short by the crash
+    resumed = ScriptedBackend(script, answers, batch_size=3)
+    results = run_eval(config(tiny_model_dir, tmp_path), backend=resumed)
+    assert resumed.asked == [("addition", "1", 1), ("addition", "2", 0), ("addition", "2", 1)] + [
+        ("addition", "3", 0),
+        ("addition", "3", 1),
+    ]
+    assert read_samples(tmp_path / "eval_samples.jsonl")[:3] == saved  # not redone
+    r = results["benchmarks"]["addition"]
+    assert r["samples"] == 8 and r["pass@1"] == pytest.approx(0.5) and r["mean_tokens"] == pytest.approx(11.5)
+    assert results["throughput"]["samples"] == 5
+
+    again = ScriptedBackend(script, answers)
+    run_eval(config(tiny_model_dir, tmp_path), backend=again)
+    assert again.asked == []  # nothing left to do
+    more = ScriptedBackend(script, answers)
+    results = run_eval(config(tiny_model_dir, tmp_path, n=3), backend=more)  # a larger n draws only the new ones
+    assert (
+        more.asked == [("addition", str(i), 2) for i in range(4)]
+        and results["benchmarks"]["addition"]["samples"] == 12
+    )
+
+
+def test_other_settings_refuse_to_mix_samples(tiny_model_dir, tmp_path):
+    answers = addition_answers(4)
+    run_eval(config(tiny_model_dir, tmp_path), backend=ScriptedBackend(lambda k: (True, 5), answers))
+    changed = config(tiny_model_dir, tmp_path)
+    changed.sampling = SamplingSettings(temperature=1.0, max_tokens=32)
+    with pytest.raises(RecipeError, match=r"temperature: 0.6 -> 1.0.*--overwrite"):
+        run_eval(changed, backend=ScriptedBackend(lambda k: (True, 5), answers))
+    changed.overwrite = True
+    fresh = ScriptedBackend(lambda k: (False, 5), answers)
+    assert run_eval(changed, backend=fresh)["benchmarks"]["addition"]["pass@1"] == 0.0
+    assert len(fresh.asked) == 8
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "eval_samples.jsonl").write_text('{"benchmark": "a"}\n')
+    with pytest.raises(RecipeError, match="no header"):
+        SampleStore(tmp_path / "x" / "eval_samples.jsonl", {"model": "m"})
+
+
+def test_ctrl_c_keeps_samples_and_the_same_command_resumes(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "100", "--n", "2"]
+    args += ["--max_tokens", "32", "--batch_size", "2", "--output_dir", str(out), "--num_threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sas_trl.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    samples = out / "eval_samples.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not samples.exists() or len(samples.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "run the same command to resume" in err.decode() and "Traceback" not in err.decode()
+    done = read_samples(samples)
+    assert 4 <= len(done) < 200
+
+    assert main([*args, "--no_progress"]) == 0
+    final = read_samples(samples)
+    assert final[: len(done)] == done  # kept, not redone
+    assert len({(s["id"], s["sample"]) for s in final}) == len(final) == 200
+
+
+# --------------------------------------------------------------------------------------------------
+# AES against a baseline
+# --------------------------------------------------------------------------------------------------
+
+
+def test_baseline_adds_aes(tiny_model_dir, tmp_path):
+    answers = addition_answers(4)
+    # Pass@1 0.5 and 50 tokens against the fixture's 0.4 and 100: AES = 0.5 + 3 * 0.25 = 1.25.
+    backend = ScriptedBackend(lambda key: (key[2] == 0, 50), answers)
+    results = run_eval(config(tiny_model_dir, tmp_path, baseline=str(BASELINE)), backend=backend)
+    assert results["average"]["aes"] == pytest.approx(1.25)
+    assert results["benchmarks"]["addition"]["aes"] == pytest.approx(1.25)
+    assert results["baseline"] == {"path": str(BASELINE), "model": "base-model", "pass@1": 0.4, "mean_tokens": 100.0}
+    table = (tmp_path / "eval_results.md").read_text()
+    assert (
+        "| AES |" in table and "| 1.250 |" in table and "AES against base-model (Pass@1 40.00%, 100.0 tokens)" in table
+    )
+
+
+def test_aes_is_undefined_against_a_zero_baseline(tiny_model_dir, tmp_path):
+    backend = ScriptedBackend(lambda key: (True, 5), {("math500", "test/algebra/a.json"): "3"})
+    cfg = config(tiny_model_dir, tmp_path, benchmarks=["math500"], sources={"math500": str(MATH500)}, limit=1)
+    cfg.baseline = str(BASELINE)
+    results = run_eval(cfg, backend=backend)
+    assert results["benchmarks"]["math500"]["pass@1"] == 1.0 and results["average"]["aes"] is None  # base Pass@1 0
+    assert "| n/a |" in (tmp_path / "eval_results.md").read_text()
+
+
+def test_aes_cli_against_a_real_baseline_run(tiny_model_dir, tmp_path, capsys):
+    base = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "2", *QUICK]
+    assert main([*base, "--output_dir", str(tmp_path / "a"), "--temperature", "0"]) == 0
+    baseline = json.loads((tmp_path / "a" / "eval_results.json").read_text())
+    capsys.readouterr()
+    assert (
+        main([*base, "--output_dir", str(tmp_path / "b"), "--baseline", str(tmp_path / "a" / "eval_results.json")])
+        == 0
+    )
+    assert "| AES |" in capsys.readouterr().out
+    results = json.loads((tmp_path / "b" / "eval_results.json").read_text())
+    if baseline["average"]["pass@1"] > 0:
+        a, b = results["average"], baseline["average"]
+        expected = (b["mean_tokens"] - a["mean_tokens"]) / b["mean_tokens"]
+        d_acc = (a["pass@1"] - b["pass@1"]) / b["pass@1"]
+        expected += 3 * d_acc if d_acc >= 0 else -5 * abs(d_acc)
+        assert results["average"]["aes"] == pytest.approx(expected)
+    else:
+        assert results["average"]["aes"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# vLLM: the request/response mapping, with a fake engine
+# --------------------------------------------------------------------------------------------------
+
+
+class FakeEngine:
+    """Stands in for `vllm.LLM`: records calls, returns RequestOutput-shaped objects (samples out of order)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls.append((prompts, params))
+        outputs = []
+        for prompt, p in zip(prompts, params, strict=True):
+            samples = [
+                SimpleNamespace(
+                    index=j,
+                    text=f"{prompt['prompt_token_ids'][0]}:{j}",
+                    token_ids=(1,) * (j + 2),
+                    finish_reason="length" if j == 1 else "stop",
+                )
+                for j in range(p["n"])
+            ]
+            outputs.append(SimpleNamespace(outputs=samples[::-1]))
+        return outputs
+
+
+def test_vllm_backend_maps_requests_and_outputs():
+    engine = FakeEngine()
+    backend = VLLMBackend(engine, sampling_params=dict, batch_size=4)
+    requests = [Request(("b", "p0", j), (10, 11)) for j in range(2)]
+    requests += [Request(("b", "p1", 1), (20,))]  # sample 0 of p1 was already saved
+    requests += [Request(("b", "p2", j), (30,)) for j in range(2)]
+    settings = SamplingSettings(temperature=0.6, top_p=0.95, max_tokens=99, seed=1)
+    batches = list(backend.generate(requests, settings))
+
+    assert [len(b) for b in batches] == [3, 2]  # groups of 2 + 1 fit in 4 sequences, the next group of 2 does not
+    (prompts, params), _ = engine.calls
+    assert prompts == [{"prompt_token_ids": [10, 11]}, {"prompt_token_ids": [20]}]
+    assert [p["n"] for p in params] == [2, 1]
+    assert all(p["temperature"] == 0.6 and p["top_p"] == 0.95 and p["max_tokens"] == 99 for p in params)
+    assert all(p["top_k"] == -1 and p["skip_special_tokens"] for p in params)
+    assert params[0]["seed"] != params[1]["seed"]
+    completions = [c for b in batches for c in b]
+    assert [c.key for c in completions] == [r.key for r in requests]
+    assert [c.text for c in completions] == ["10:0", "10:1", "20:0", "30:0", "30:1"]  # sorted by sample index
+    assert [c.finish_reason for c in completions] == ["stop", "length", "stop", "stop", "length"]
+    assert completions[1].token_ids == [1, 1, 1] and completions[1].truncated
+
+    greedy = VLLMBackend(FakeEngine(), sampling_params=dict)
+    list(greedy.generate(requests[:1], SamplingSettings(temperature=0.0)))
+    assert greedy.engine.calls[0][1][0]["top_p"] == 1.0
+
+
+def test_vllm_mapping_rejects_mismatched_outputs():
+    groups = group_requests([Request(("b", "p", j), (1,)) for j in range(3)])
+    assert [len(g) for g in groups] == [3]
+    with pytest.raises(RuntimeError, match="0 samples .* expected 3"):
+        vllm_completions(groups, [SimpleNamespace(outputs=[])])
+    with pytest.raises(RuntimeError, match="outputs for 1 prompts"):
+        vllm_completions(groups, [])
+
+
+def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path, capsys):
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "1", *QUICK]
+    assert main([*args, "--backend", "vllm", "--output_dir", str(tmp_path)]) == 2
+    assert "needs vllm installed" in capsys.readouterr().err
