@@ -46,8 +46,11 @@ def test_every_sas_field_has_help():
         ({"sas_correct_reward_index": -1}, "sas_correct_reward_index", ">= 0"),
         ({"sas_correct_threshold": float("nan")}, "sas_correct_threshold", "finite"),
         ({"loss_type": "simpo"}, "loss_type", "'dapo'"),
-        ({"sas_failed_scope": "truncated", "mask_truncated_completions": True}, "sas_failed_scope",
-         "mask_truncated_completions"),
+        (
+            {"sas_failed_scope": "truncated", "mask_truncated_completions": True},
+            "sas_failed_scope",
+            "mask_truncated_completions",
+        ),
     ],
 )
 def test_bad_values_name_the_field(kwargs, field, allowed):

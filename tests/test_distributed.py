@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "two_process_sas.py"
 @pytest.mark.slow
 def test_two_processes_mask_their_own_rollouts(tmp_path, tiny_model_dir):
     # accelerate's CPU launcher silently runs one process here; torchrun really starts two (reference.md §6).
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(
         [*torchrun, str(SCRIPT), str(tiny_model_dir), str(tmp_path)],
