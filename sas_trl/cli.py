@@ -70,9 +70,11 @@ def push(argv: list[str]) -> int:
     if not os.path.isfile(os.path.join(args.output_dir, "config.json")):
         raise RecipeError(f"--output_dir {args.output_dir!r} holds no saved model (no config.json)")
 
-    from .hub import check_hub_access, upload
+    from .hub import add_eval_table, check_hub_access, upload
 
     repo_id = check_hub_access(args.hub_model_id, private=args.hub_private_repo or None)
+    if add_eval_table(args.output_dir):
+        print(f"sas-trl: added {args.output_dir}/eval_results.md to the model card")
     print(f"sas-trl: pushed to {upload(args.output_dir, repo_id, private=args.hub_private_repo or None)}")
     return 0
 

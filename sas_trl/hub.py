@@ -148,6 +148,24 @@ def write_card(
     return card
 
 
+def add_eval_table(output_dir: str | Path) -> bool:
+    """Put `eval_results.md` (written by `sas-trl eval --output_dir` in this folder) into the model card.
+
+    Returns True if the card changed. The card's Evaluation section is replaced, the rest is kept.
+    """
+    output_dir = Path(output_dir)
+    card, table = output_dir / CARD, output_dir / EVAL_RESULTS
+    if not (card.is_file() and table.is_file()):
+        return False
+    text = card.read_text()
+    start, end = text.find("## Evaluation\n"), text.find("\n## Recipe")
+    if start < 0 or end < start:
+        return False
+    updated = f"{text[:start]}## Evaluation\n\n{table.read_text().strip()}\n{text[end:]}"
+    card.write_text(updated)
+    return updated != text
+
+
 def retry_command(output_dir: str | Path, repo_id: str) -> str:
     return f"sas-trl push --output_dir {shlex.quote(str(output_dir))} --hub_model_id {shlex.quote(repo_id)}"
 

@@ -427,3 +427,27 @@ def test_a_flag_can_switch_off_the_recipes_launch_config():
     run_args, *_ = parse(["--recipe", "recipes/deepscaler_4k.yaml", *CPU_OVERRIDES, "--accelerate_config", "null"])
     assert run_args.accelerate_config is None
     assert launch_command(run_args, [], cuda=True) is None  # one GPU: run in place
+
+
+def test_eval_table_goes_into_the_model_card(tmp_path):
+    from types import SimpleNamespace
+
+    from sas_trl.hub import add_eval_table, write_card
+
+    args = SimpleNamespace(
+        max_steps=2,
+        max_completion_length=32,
+        num_generations=4,
+        learning_rate=1e-4,
+        beta=0.0,
+        **{name: 0.3 for name in __import__("sas_trl.hub").hub.SAS_FIELDS},
+    )
+    write_card(tmp_path, "me/x", args, "builtin:tiny", {"sas_ratio": 0.3}, [{"reward": 0.5, "step": 1}])
+    assert "No evaluation was run" in (tmp_path / "README.md").read_text()
+    assert not add_eval_table(tmp_path)  # no eval_results.md yet
+    (tmp_path / "eval_results.md").write_text("| benchmark | Pass@1 (%) |\n|---|---:|\n| addition | 85.12 |\n")
+    assert add_eval_table(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "| addition | 85.12 |" in card and "No evaluation was run" not in card
+    assert card.index("## Evaluation") < card.index("| addition") < card.index("## Recipe")
+    assert "sas_ratio: 0.3" in card  # the rest of the card is kept
