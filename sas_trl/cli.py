@@ -121,13 +121,31 @@ def _add_common_eval_args(parser: argparse.ArgumentParser, default_benchmarks: s
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
-def _sources(args) -> dict[str, str]:
+def _common_config(args) -> dict:
+    """The `EvalConfig` / `TruncationConfig` fields both commands share, checked."""
     from .evaluation.benchmarks import parse_names, parse_sources
 
-    args.benchmarks = parse_names(args.benchmarks)
     if args.addition_terms is not None and len(args.addition_terms) != 2:
         raise RecipeError(f"--addition_terms expects MIN,MAX, got {args.addition_terms}")
-    return parse_sources(args.source)
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    return {
+        "model": args.model,
+        "benchmarks": parse_names(args.benchmarks),
+        "n": args.n,
+        "output_dir": args.output_dir,
+        "sources": parse_sources(args.source),
+        "data_dir": args.data_dir,
+        "limit": args.limit,
+        "addition_terms": tuple(args.addition_terms) if args.addition_terms else None,
+        "backend": args.backend,
+        "batch_size": args.batch_size,
+        "reward_format": args.reward_format,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
 
 
 def _interrupted(command: str, samples: str) -> int:
@@ -145,32 +163,16 @@ def evaluate(argv: list[str]) -> int:
     parser.add_argument("--pass_k", type=_int_list, default=[], help="extra k for unbiased pass@k, e.g. 4,16 (k <= n)")
     parser.add_argument("--baseline", help="another run's eval_results.json: adds AES (alpha 1, beta 3, gamma 5)")
     args = parser.parse_args(argv)
-    sources = _sources(args)
-
-    import torch
+    common = _common_config(args)
 
     from .evaluation import EvalConfig, SamplingSettings, markdown_table, run_eval
     from .evaluation.runner import RESULTS_FILE, SAMPLES_FILE, TABLE_FILE
 
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     config = EvalConfig(
-        model=args.model,
-        benchmarks=args.benchmarks,
-        n=args.n,
+        **common,
         sampling=SamplingSettings(args.temperature, args.top_p, args.max_tokens, args.seed),
         pass_k=args.pass_k,
-        output_dir=args.output_dir,
         baseline=args.baseline,
-        sources=sources,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        addition_terms=tuple(args.addition_terms) if args.addition_terms else None,
-        backend=args.backend,
-        batch_size=args.batch_size,
-        reward_format=args.reward_format,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
     )
     out = config.resolved_output_dir()
     try:
@@ -194,35 +196,19 @@ def analyze_truncation(argv: list[str]) -> int:
     parser.add_argument("--ratio", type=float, default=0.3, help="SAS ratio r for the shield overlay")
     parser.add_argument("--score_batch_size", type=int, default=4, help="sequences per log-prob forward pass")
     args = parser.parse_args(argv)
-    sources = _sources(args)
-
-    import torch
+    common = _common_config(args)
 
     from .truncation import PLOT_FILE, RESULTS_FILE, SAMPLES_FILE, TruncationConfig, run_truncation, summary_text
 
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     config = TruncationConfig(
-        model=args.model,
-        benchmarks=args.benchmarks,
-        n=args.n,
+        **common,
         long_tokens=args.long_tokens,
         short_tokens=args.short_tokens,
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
         ratio=args.ratio,
-        output_dir=args.output_dir,
-        sources=sources,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        addition_terms=tuple(args.addition_terms) if args.addition_terms else None,
-        backend=args.backend,
-        batch_size=args.batch_size,
         score_batch_size=args.score_batch_size,
-        reward_format=args.reward_format,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
     )
     out = config.resolved_output_dir()
     try:
