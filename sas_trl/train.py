@@ -114,16 +114,29 @@ def finish_wandb(args) -> None:
 
 
 def resolve_resume(value: str | None, output_dir: Path) -> str | None:
-    """`last`/`true` -> the newest checkpoint in output_dir (None if there is none); a path must exist."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """`last`/`true` -> the newest complete checkpoint in output_dir (None if there is none); a path must exist.
 
+    A run killed while saving leaves a checkpoint folder without `trainer_state.json` (written last); it is
+    skipped, so the run resumes from the save before it.
+    """
     if value is None or str(value).lower() in ("", "false", "none"):
         return None
     if str(value).lower() in ("last", "true"):
-        return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if not Path(value).is_dir():
-        raise RecipeError(f"resume_from_checkpoint: {value!r} is not a checkpoint folder")
+        return last_complete_checkpoint(output_dir)
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise RecipeError(f"resume_from_checkpoint: {value!r} is not a complete checkpoint folder")
     return value
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    candidates = []
+    for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            candidates.append((int(step), path))
+    return str(max(candidates)[1]) if candidates else None
 
 
 def prepare_model(run_args: RunArguments, model_args, args, state) -> str:

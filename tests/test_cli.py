@@ -304,9 +304,10 @@ def test_interrupted_run_resumes_from_its_last_save(tmp_path):
     while not (out / "checkpoint-4" / "trainer_state.json").is_file():
         assert process.poll() is None and time.time() < deadline, "the run ended before its 4th step"
         time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)  # a crash: no chance to clean up
+    os.killpg(process.pid, signal.SIGKILL)  # a crash: no chance to clean up, maybe in the middle of a save
     process.wait()
-    saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    # A checkpoint is complete once its trainer_state.json is written (last); a half-written one is skipped.
+    saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
     assert saved and saved[-1] >= 4
 
     result = sas_trl(
@@ -323,6 +324,21 @@ def test_interrupted_run_resumes_from_its_last_save(tmp_path):
     state = json.loads((out / f"checkpoint-{saved[-1] + 2}" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps[-2:] == [saved[-1] + 1, saved[-1] + 2]  # continued after the last save, lost nothing before it
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path):
+    from sas_trl.train import resolve_resume
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert resolve_resume("last", tmp_path) == str(tmp_path / "checkpoint-4")
+    assert resolve_resume("last", tmp_path / "missing") is None
+    assert resolve_resume(None, tmp_path) is None
+    with pytest.raises(RecipeError, match="checkpoint-6"):
+        resolve_resume(str(tmp_path / "checkpoint-6"), tmp_path)
 
 
 def test_push_without_credentials_fails_in_seconds(tmp_path, capsys, monkeypatch):
