@@ -20,7 +20,7 @@ import torch
 from trl import GRPOTrainer
 
 from .config import SASConfig
-from .core import count_steps, segment_steps, select_zero_mask, vocab_tables
+from .core import segment_steps, select_zero_mask, vocab_tables
 
 
 class SASGRPOTrainer(GRPOTrainer):
@@ -157,7 +157,7 @@ class SASGRPOTrainer(GRPOTrainer):
                 (valid & failed).sum(),
                 zero.sum(),
                 valid.sum(),
-                count_steps(step_ids).sum(),
+                (step_ids.amax(dim=1) + 1).sum(),  # segment_steps numbers steps 0..N-1 without gaps
                 torch.tensor(is_correct.numel(), device=zero.device),
                 is_truncated.sum(),
                 (~is_correct & is_truncated).sum(),
