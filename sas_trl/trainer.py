@@ -13,6 +13,7 @@ detached log-probs are that same policy. No configuration adds a forward pass.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,11 @@ class SASGRPOTrainer(GRPOTrainer):
                 f"sas_think_end={args.sas_think_end!r} is not a token of this vocabulary: every "
                 "completion token counts as reasoning"
             )
+        if args.sas_think_end in self._sas_tokenizer.all_special_tokens:
+            self._sas_warn(
+                f"sas_think_end={args.sas_think_end!r} is a special token: TRL decodes completions with "
+                "skip_special_tokens=True, so reward functions never see it (R1-format rewards then score 0)"
+            )
         if not ends_step.any():
             self._sas_warn(
                 f"no token of this vocabulary contains sas_delimiter={args.sas_delimiter!r}: every "
@@ -61,8 +67,6 @@ class SASGRPOTrainer(GRPOTrainer):
 
     def _sas_warn(self, message: str) -> None:
         if self.accelerator.is_main_process:
-            import warnings
-
             warnings.warn(message, stacklevel=3)
 
     # -- rollout flags: which rollouts are correct, which were truncated ---------------------------------

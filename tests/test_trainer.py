@@ -328,3 +328,9 @@ def test_rejects_missing_correctness_reward(tmp_path, tiny_model_dir):
 def test_warns_when_vocabulary_lacks_think_end(tmp_path, tiny_model_dir):
     with pytest.warns(UserWarning, match="sas_think_end='</reasoning>'"):
         make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_think_end="</reasoning>"))
+
+
+def test_warns_when_think_end_is_a_special_token(tmp_path, tiny_model_dir):
+    # "<|endoftext|>" stands in for a </think> registered as special: decoded away before any reward sees it.
+    with pytest.warns(UserWarning, match="special token"):
+        make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_think_end="<|endoftext|>"))
