@@ -245,10 +245,13 @@ def _worker_main(timeout: int) -> None:
     out = sys.stdout
     out.write("ready\n")
     out.flush()
-    for line in sys.stdin:
-        job = json.loads(line)
-        out.write(json.dumps([job["i"], _safe_grade(job, timeout)]) + "\n")
-        out.flush()
+    try:
+        for line in sys.stdin:
+            job = json.loads(line)
+            out.write(json.dumps([job["i"], _safe_grade(job, timeout)]) + "\n")
+            out.flush()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent decides what happens next
+        return
 
 
 # --------------------------------------------------------------------------------------------------
