@@ -1,6 +1,6 @@
 """Evaluation metrics as pure functions: Pass@1, unbiased pass@k, response length, truncation rate and AES.
 
-Conventions follow the paper's protocol (reference notes, sections 2 and 3):
+Conventions follow the SAS paper's evaluation protocol (arXiv 2604.24003) and O1-Pruner's AES (Luo et al. 2025):
 
 * Pass@1 is the mean correctness over all n samples of all problems (with equal n per problem this equals the
   mean over problems of each problem's mean);

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 
-from .rewards import THINK_END, accuracy_reward, extract_answer
-from .tiny import PROMPT_SUFFIX, build_model
+from .constants import PROMPT_SUFFIX, THINK_END
+from .rewards import accuracy_reward, extract_answer
+from .rollouts import is_truncated
+from .tiny import build_model
 
 DOUBLE_CHECK = "Let me double-check: "
-# The model size measured to learn the task in minutes on a CPU (reference notes, section 8): 0.45M parameters.
+# A size that learns the task in minutes on one CPU core (tests/test_task.py measures it): 0.45M parameters.
 TASK_MODEL_KWARGS = {"hidden_size": 96, "num_layers": 4, "num_heads": 4, "intermediate_size": 256}
 
 
@@ -233,7 +235,7 @@ class TaskEval:
 
     accuracy: float
     mean_tokens: float  # completion tokens, EOS included
-    truncated: float  # fraction that hit max_new_tokens without EOS
+    truncated: float  # fraction cut by max_new_tokens (sas_trl.rollouts.is_truncated)
     double_checks: float  # "Let me double-check" steps per completion
     no_answer: float  # fraction without "</think>" and a closed box
 
@@ -277,7 +279,7 @@ def evaluate(
                 ids = row[: row.index(tokenizer.eos_token_id) + 1] if ended else row
                 texts.append(tokenizer.decode(ids, skip_special_tokens=True))
                 lengths.append(len(ids))
-                cut.append(not ended and len(ids) >= max_new_tokens)
+                cut.append(is_truncated(ids, tokenizer.eos_token_id, tokenizer.pad_token_id))
     scores = reward(texts, answer=[str(p.answer) for p in problems])
     return TaskEval(
         accuracy=sum(s or 0.0 for s in scores) / n,

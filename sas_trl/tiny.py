@@ -19,8 +19,9 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from .constants import PROMPT_SUFFIX
+
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "<unk>"
-PROMPT_SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
 WORDS = [
     "<think>",
     "</think>",

@@ -1,4 +1,4 @@
-"""Tests for sas_trl.data, on small local fixtures with the Hub datasets' schemas (no downloads)."""
+"""sas_trl.data: training data from local fixtures with the Hub datasets' schemas (no downloads)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from sas_trl.data import (
-    DEEPSCALER_ID,
-    EVAL_SETS,
-    PROMPT_TEMPLATE,
-    eval_spec,
-    load_deepscaler,
-    load_eval_set,
-    load_table,
-)
+from sas_trl.constants import DEEPSCALER_ID, PROMPT_TEMPLATE
+from sas_trl.data import load_deepscaler, load_table
 from sas_trl.rewards import MathVerifyReward
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -90,69 +83,3 @@ def test_empty_split_after_filtering(tmp_path):
 def test_template_must_have_problem_field():
     with pytest.raises(ValueError, match="{problem}"):
         load_deepscaler(FIXTURES / "deepscaler.jsonl", prompt_template="no field \\boxed{}")
-
-
-def test_registry_covers_the_paper_sets():
-    assert set(EVAL_SETS) == {"aime24", "aime25", "amc", "math500", "olympiad_bench", "gpqa_diamond", "lsat", "mmlu"}
-    assert EVAL_SETS["mmlu"].limit == 500 and EVAL_SETS["olympiad_bench"].config == "OE_TO_maths_en_COMP"
-    assert all("/" in spec.source for spec in EVAL_SETS.values())  # Hub ids by default
-
-
-@pytest.mark.parametrize(
-    ("name", "fixture", "first_id", "first_answers"),
-    [
-        ("aime24", "aime24.jsonl", "60", ["204"]),
-        ("aime25", "aime25.jsonl", "0", ["70"]),
-        ("amc", "amc.jsonl", "0", ["142"]),
-        ("math500", "math500.jsonl", "test/precalculus/807.json", ["\\left( 3, \\frac{\\pi}{2} \\right)"]),
-        ("olympiad_bench", "olympiad_bench.json", "1606", ["$3$", "$-3$"]),
-    ],
-)
-def test_math_eval_sets_normalise(name, fixture, first_id, first_answers):
-    dataset = load_eval_set(name, source=str(FIXTURES / fixture))
-    assert dataset.column_names == ["id", "prompt", "answers"]
-    row = dataset[0]
-    assert row["id"] == first_id
-    assert row["answers"] == first_answers
-    assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].endswith(SUFFIX)
-
-
-def test_amc_float_answers_are_graded():
-    dataset = load_eval_set("amc", source=str(FIXTURES / "amc.jsonl"))
-    assert dataset["answers"] == [["142"], ["16"], ["0.25"]]
-    completions = ["</think>\\boxed{142}", "</think>\\boxed{16.0}", "</think>\\boxed{\\frac14}"]
-    assert MathVerifyReward(workers=0)(completions, answer=dataset["answers"]) == [1.0, 1.0, 1.0]
-
-
-def test_gpqa_choices_are_shuffled_stably():
-    dataset = load_eval_set("gpqa_diamond", source=str(FIXTURES / "gpqa_diamond.jsonl"))
-    again = load_eval_set("gpqa_diamond", source=str(FIXTURES / "gpqa_diamond.jsonl"))
-    assert dataset["answers"] == again["answers"]
-    for row, correct in zip(dataset, ["10^-4 eV", "3", "cyclohexanone"], strict=True):
-        (letter,) = row["answers"]
-        assert f"({letter}) {correct}\n" in row["prompt"][0]["content"] + "\n"
-        assert row["prompt"][0]["content"].count("\n(") == 4
-    assert {row["answers"][0] for row in dataset} != {"A"}  # the key is not always the first choice
-
-
-def test_lsat_and_mmlu_choices():
-    lsat = load_eval_set("lsat", source=str(FIXTURES / "lsat.jsonl"))
-    assert lsat["answers"] == [["C"], ["A"]]
-    content = lsat[0]["prompt"][0]["content"]
-    assert content.startswith("Seven students") and "\n\nWhich one" in content and "(C) H and J" in content
-    mmlu = load_eval_set("mmlu", source=str(FIXTURES / "mmlu.jsonl"), limit=4, seed=1)
-    assert len(mmlu) == 4
-    full = load_eval_set("mmlu", source=str(FIXTURES / "mmlu.jsonl"))  # limit 500 > 6 rows: all of them
-    assert full["answers"] == [["C"], ["B"], ["A"], ["C"], ["D"], ["A"]]
-    assert set(mmlu["id"]) < set(full["id"])
-
-
-def test_eval_set_errors():
-    with pytest.raises(KeyError, match="unknown evaluation set 'aime26'"):
-        load_eval_set("aime26")
-    with pytest.raises(TypeError, match="unknown EvalSpec field"):
-        eval_spec("aime24", sourc="x")
-    with pytest.raises(ValueError, match=r"column 'final_answer' not found.*columns found"):
-        load_eval_set("olympiad_bench", source=str(FIXTURES / "aime24.jsonl"), problem_columns=("problem",))
-    with pytest.raises(ValueError, match="empty"):
-        load_eval_set("aime24", source=str(FIXTURES / "empty.jsonl"))

@@ -1,4 +1,4 @@
-"""Tests for sas_trl.rewards: the graded table, format rules, robustness, truncation helpers."""
+"""Tests for sas_trl.rewards: the graded table, format rules, robustness, the registry."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import time
 import pytest
 import torch
 
+from sas_trl.errors import RecipeError
 from sas_trl.rewards import (
     MathVerifyReward,
     accuracy_reward,
     extract_answer,
     failed_by_truncation,
+    get_reward_funcs,
     gold_strings,
-    is_truncated,
     last_boxed,
-    truncation_flags,
 )
 
 T = "Let me think.\n\n3 + 4 = 7\n\n</think>"  # a finished R1 thinking part
@@ -186,23 +186,18 @@ def test_grading_off_the_main_thread(reward):
     assert out["rewards"] == [1.0, 0.0]
 
 
-def test_trl_style_call_logs_truncation():
-    grader = MathVerifyReward(workers=0, max_completion_length=4, eos_token_ids=[0])
-    metrics = {}
+def test_trl_style_call():
+    grader = MathVerifyReward(workers=0)
     rewards = grader(
         prompts=["p", "p", "p"],
         completions=[T + r"\boxed{7}", "cut in the middle", T + r"\boxed{6}"],
         completion_ids=[[5, 6, 0], [5, 6, 7, 8], [1, 2, 3, 4]],
         answer=["7", "7", "7"],
         trainer_state=None,
-        log_metric=metrics.__setitem__,
+        log_metric=lambda *a: pytest.fail("the correctness reward logs no metric of its own"),
         log_extra=lambda *a: None,
     )
     assert rewards == [1.0, 0.0, 0.0]
-    assert metrics == {
-        "accuracy/truncated": pytest.approx(2 / 3),
-        "accuracy/failed_by_truncation": pytest.approx(1 / 3),
-    }
 
 
 def test_missing_answer_column_and_bad_format():
@@ -234,14 +229,6 @@ def test_gold_strings():
     assert gold_strings(None) == []
 
 
-def test_is_truncated():
-    assert is_truncated([5, 6, 7], eos_token_ids=0, max_completion_length=3)
-    assert not is_truncated([5, 6, 0], eos_token_ids=0, max_completion_length=3)
-    assert not is_truncated([5, 6], eos_token_ids=[0, 1], max_completion_length=3)  # stopped early
-    assert not is_truncated(torch.tensor([5, 6, 1]), eos_token_ids=[0, 1], max_completion_length=3)
-    assert is_truncated(torch.tensor([5, 6, 7, 8]), eos_token_ids=(0, 1), max_completion_length=3)
-
-
 def test_failed_by_truncation():
     assert failed_by_truncation("3 + 4 = 7\n\n3 + ", truncated=True)  # cut before </think>
     assert failed_by_truncation(T + r"\boxed{1", truncated=True)  # cut inside the box
@@ -250,8 +237,13 @@ def test_failed_by_truncation():
     assert failed_by_truncation("3 + 4 = ", truncated=True, format="plain")
 
 
-def test_truncation_flags():
-    flags = truncation_flags(
-        [T + r"\boxed{7}", "3 + ", T + r"\boxed{7}"], [[1, 2, 0], [1, 2, 3], [1, 2, 3]], 0, 3, format="r1"
-    )
-    assert flags == [(False, False), (True, True), (True, False)]
+def test_registry_builds_named_rewards_correctness_first():
+    from types import SimpleNamespace
+
+    rewards = get_reward_funcs(SimpleNamespace(reward_funcs=["accuracy"], reward_format="plain"))
+    assert len(rewards) == 1 and isinstance(rewards[0], MathVerifyReward) and rewards[0].format == "plain"
+    rewards[0].close()
+    with pytest.raises(RecipeError, match="unknown reward 'lenght'.*accuracy"):
+        get_reward_funcs(SimpleNamespace(reward_funcs=["accuracy", "lenght"], reward_format="r1"))
+    with pytest.raises(RecipeError, match="non-empty list"):
+        get_reward_funcs(SimpleNamespace(reward_funcs=[], reward_format="r1"))

@@ -164,7 +164,7 @@ def test_tiny_model_learns_the_task_on_cpu(tokenizer, reward):
 def test_reward_inside_trl_grpo_step(tmp_path, tokenizer):
     from trl import GRPOConfig, GRPOTrainer
 
-    grader = MathVerifyReward(max_completion_length=12, eos_token_ids=tokenizer.eos_token_id)
+    grader = MathVerifyReward()
     config = GRPOConfig(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,
@@ -187,7 +187,6 @@ def test_reward_inside_trl_grpo_step(tmp_path, tokenizer):
     trainer.train()
     logs = trainer.state.log_history[0]
     assert logs["rewards/accuracy/mean"] == 0.0  # an untrained model cannot box a sum in 12 tokens
-    # Most random rollouts run to the 12-token limit; none of them gets to "</think>" and a closed box.
-    assert logs["accuracy/truncated"] >= 0.5
-    assert logs["accuracy/failed_by_truncation"] == logs["accuracy/truncated"]
+    # Most random rollouts run to the 12-token limit (TRL's clipped ratio is the project's truncation rule).
+    assert logs["completions/clipped_ratio"] >= 0.5
     grader.close()

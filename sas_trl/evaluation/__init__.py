@@ -1,26 +1,47 @@
 """Evaluation: Pass@1, pass@k, response length, truncation rate and AES of a model on math benchmarks.
 
-`run_eval(EvalConfig(...))` is what `sas-trl eval` runs; the pieces (benchmarks, backends, samples file) are
-usable on their own, and `sas_trl.truncation` builds the truncation analysis on them.
+- `config`: the inputs `sas-trl eval` and `sas-trl analyze-truncation` share, checked before anything loads;
+- `datasets`: the benchmark registry (`EVAL_SETS`, the built-in `addition`) and loading;
+- `backends`: sampling with transformers `generate` or vLLM behind one interface;
+- `store`: the append-as-you-go samples file that makes runs resumable;
+- `runner`: `run_eval(EvalConfig(...))`, what `sas-trl eval` runs;
+- `truncation`: `run_truncation(TruncationConfig(...))`, what `sas-trl analyze-truncation` runs.
+The per-sample and corpus metrics (pass@k, AES) are `sas_trl.metrics`.
 """
 
 from .backends import Completion, Request, SamplingSettings, TransformersBackend, VLLMBackend
-from .benchmarks import ADDITION_SEED, BUILTIN, PAPER_BENCHMARKS, EvalItem, known_benchmarks, load_benchmark
+from .config import BACKENDS, EvalInputs
+from .datasets import (
+    ADDITION_SEED,
+    BUILTIN,
+    EVAL_SETS,
+    PAPER_BENCHMARKS,
+    EvalItem,
+    EvalSpec,
+    known_benchmarks,
+    load_benchmark,
+    load_eval_set,
+)
 from .runner import EvalConfig, markdown_table, run_eval
 
 __all__ = [
     "ADDITION_SEED",
+    "BACKENDS",
     "BUILTIN",
+    "EVAL_SETS",
     "PAPER_BENCHMARKS",
     "Completion",
     "EvalConfig",
+    "EvalInputs",
     "EvalItem",
+    "EvalSpec",
     "Request",
     "SamplingSettings",
     "TransformersBackend",
     "VLLMBackend",
     "known_benchmarks",
     "load_benchmark",
+    "load_eval_set",
     "markdown_table",
     "run_eval",
 ]

@@ -19,6 +19,8 @@ from itertools import groupby
 
 import torch
 
+from ..rollouts import is_truncated
+
 Key = tuple[str, str, int]  # (benchmark, problem id, sample index)
 
 
@@ -43,7 +45,7 @@ class Completion:
     key: Key
     text: str
     token_ids: list[int]  # EOS included when the model stopped
-    finish_reason: str  # "stop" or "length"
+    finish_reason: str  # "length" when the token budget cut it (sas_trl.rollouts.is_truncated), else "stop"
 
     @property
     def truncated(self) -> bool:
@@ -132,7 +134,8 @@ class TransformersBackend:
             stop = next((j for j, t in enumerate(row) if t in self.eos_ids), None)
             ids = row[: stop + 1] if stop is not None else row[: settings.max_tokens]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            completions.append(Completion(request.key, text, ids, "stop" if stop is not None else "length"))
+            reason = "length" if is_truncated(ids, self.eos_ids, self.pad_id) else "stop"
+            completions.append(Completion(request.key, text, ids, reason))
         return completions
 
 
@@ -176,6 +179,7 @@ def vllm_completions(groups: Sequence[Sequence[Request]], outputs: Sequence) -> 
         if len(samples) != len(group):
             raise RuntimeError(f"vLLM returned {len(samples)} samples for {group[0].key[:2]}, expected {len(group)}")
         for request, sample in zip(group, samples, strict=True):
+            # vLLM stops only at EOS here (no stop strings), so its "length" is the project's truncation rule.
             reason = "length" if sample.finish_reason == "length" else "stop"
             completions.append(Completion(request.key, sample.text, list(sample.token_ids), reason))
     return completions

@@ -17,58 +17,33 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import metrics
-from ..recipes import RecipeError
+from ..errors import UserError
 from .backends import Request, SamplingSettings, TransformersBackend, VLLMBackend, vllm_available
-from .benchmarks import PAPER_BENCHMARKS, EvalItem, load_benchmark
+from .config import EvalInputs
+from .datasets import PAPER_BENCHMARKS, EvalItem, load_benchmark
 
 SAMPLES_FILE = "eval_samples.jsonl"
 RESULTS_FILE = "eval_results.json"
 TABLE_FILE = "eval_results.md"  # the name `sas-trl push` puts into the model card when it sits in the model folder
-BACKENDS = ("auto", "transformers", "vllm")
 
 
-@dataclass
-class EvalConfig:
+@dataclass(kw_only=True)
+class EvalConfig(EvalInputs):
     """Everything `sas-trl eval` takes; defaults are the paper's protocol."""
 
-    model: str
     benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS))
-    n: int = 16
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     pass_k: list[int] = field(default_factory=list)
-    output_dir: str | None = None  # default: eval_results/<model, "/" -> "__">
     baseline: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)
-    data_dir: str | None = None
-    limit: int | None = None  # problems per benchmark (the built-in `addition`: how many to generate)
-    addition_terms: tuple[int, int] | None = None  # (fewest, most) addends of `addition`; None: the task's default
-    backend: str = "auto"
-    batch_size: int | None = None
-    reward_format: str = "r1"
-    overwrite: bool = False
-    progress: bool = True
 
     def __post_init__(self):
-        if self.n < 1:
-            raise RecipeError(f"--n must be >= 1, got {self.n}")
+        super().__post_init__()
         bad_k = [k for k in self.pass_k if not 1 <= k <= self.n]
         if bad_k:
-            raise RecipeError(f"--pass_k values must lie in 1..n (n = {self.n}), got {bad_k}")
+            raise UserError(f"--pass_k values must lie in 1..n (n = {self.n}), got {bad_k}")
         s = self.sampling
         if s.temperature < 0 or not 0 < s.top_p <= 1 or s.max_tokens < 1:
-            raise RecipeError(f"need temperature >= 0, 0 < top_p <= 1 and max_tokens >= 1, got {s}")
-        if self.backend not in BACKENDS:
-            raise RecipeError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.reward_format not in ("r1", "plain"):
-            raise RecipeError(f"--reward_format must be r1 or plain, got {self.reward_format!r}")
-        if self.limit is not None and self.limit < 1:
-            raise RecipeError(f"--limit must be >= 1, got {self.limit}")
-
-    def resolved_output_dir(self) -> Path:
-        if self.output_dir:
-            return Path(self.output_dir)
-        slug = self.model.strip("/.~").replace("/", "__") or "model"
-        return Path("eval_results") / slug
+            raise UserError(f"need temperature >= 0, 0 < top_p <= 1 and max_tokens >= 1, got {s}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -88,13 +63,13 @@ def load_tokenizer(model: str):
     looks_local = model.startswith((".", "/", "~")) or model.count("/") != 1 or path.exists()
     if looks_local:
         if not path.exists():
-            raise RecipeError(f"--model {model!r}: no such folder (and not a Hub id of the form owner/name)")
+            raise UserError(f"--model {model!r}: no such folder (and not a Hub id of the form owner/name)")
         if not path.is_dir():
-            raise RecipeError(f"--model {model!r} is a file; pass the model's folder")
+            raise UserError(f"--model {model!r} is a file; pass the model's folder")
         if not os.access(path, os.R_OK | os.X_OK):
-            raise RecipeError(f"--model {model!r}: the folder is not readable")
+            raise UserError(f"--model {model!r}: the folder is not readable")
         if not (path / "config.json").is_file():
-            raise RecipeError(f"--model {model!r} holds no saved model (no config.json)")
+            raise UserError(f"--model {model!r} holds no saved model (no config.json)")
     from transformers import AutoConfig, AutoTokenizer
 
     try:
@@ -102,7 +77,7 @@ def load_tokenizer(model: str):
         tokenizer = AutoTokenizer.from_pretrained(model_identity(model))
     except Exception as err:  # unreadable files, a bad config, the Hub offline or a gated repo
         where = "the folder" if looks_local else "the Hugging Face Hub (offline? gated?)"
-        raise RecipeError(f"--model {model!r}: cannot load the model config or tokenizer from {where}: {err}") from err
+        raise UserError(f"--model {model!r}: cannot load the model config or tokenizer from {where}: {err}") from err
     return tokenizer
 
 
@@ -112,10 +87,10 @@ def read_baseline(path: str, benchmarks: Sequence[str]) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
         per_benchmark = data["benchmarks"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise RecipeError(f"--baseline {path!r} is not a readable {RESULTS_FILE} of sas-trl eval ({err})") from err
+        raise UserError(f"--baseline {path!r} is not a readable {RESULTS_FILE} of sas-trl eval ({err})") from err
     missing = [b for b in benchmarks if b not in per_benchmark]
     if missing:
-        raise RecipeError(f"--baseline {path!r} has no results for {', '.join(missing)}; AES compares the same sets")
+        raise UserError(f"--baseline {path!r} has no results for {', '.join(missing)}; AES compares the same sets")
     return data
 
 
@@ -132,7 +107,7 @@ def make_backend(kind: str, model: str, tokenizer, batch_size: int | None, seed:
     """The generation backend: vLLM when installed with a GPU (or asked for), else transformers."""
     if kind == "vllm" or (kind == "auto" and vllm_available()):
         if not vllm_available():
-            raise RecipeError("--backend vllm needs vllm installed (pip install 'sas-trl[vllm]') and a CUDA GPU")
+            raise UserError("--backend vllm needs vllm installed (pip install 'sas-trl[vllm]') and a CUDA GPU")
         return VLLMBackend.load(model_identity(model), batch_size, seed=seed, **vllm_kwargs)
     return TransformersBackend.load(model_identity(model), tokenizer, batch_size)
 

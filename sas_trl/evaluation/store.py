@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..recipes import RecipeError
+from ..errors import UserError
 
 Key = tuple[str, str, int]
 
@@ -38,12 +38,12 @@ class SampleStore:
                 f.truncate(len(complete))
         lines = complete.decode().splitlines()
         if not lines or "header" not in json.loads(lines[0]):
-            raise RecipeError(f"{self.path} is not a samples file of sas-trl (no header); use another --output_dir")
+            raise UserError(f"{self.path} is not a samples file of sas-trl (no header); use another --output_dir")
         found = json.loads(lines[0])["header"]
         changed = {k: (found.get(k), v) for k, v in self.header.items() if found.get(k) != v}
         if changed:
             what = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise RecipeError(
+            raise UserError(
                 f"{self.path} holds samples drawn with other settings ({what}); pass another --output_dir, "
                 "or --overwrite to discard them"
             )

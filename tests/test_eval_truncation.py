@@ -1,4 +1,4 @@
-"""`sas-trl analyze-truncation` and sas_trl.truncation: cut-and-regrade counts, log-probs, confidence profiles."""
+"""`sas-trl analyze-truncation`, sas_trl.evaluation.truncation: cut-and-regrade counts, log-probs, profiles."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sas_trl.cli import main
+from sas_trl.errors import UserError
 from sas_trl.evaluation.backends import Completion
-from sas_trl.recipes import RecipeError
+from sas_trl.evaluation.truncation import TruncationConfig, confidence_profile, run_truncation, token_logprobs
 from sas_trl.task import sample_problems
-from sas_trl.truncation import TruncationConfig, confidence_profile, run_truncation, token_logprobs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -59,7 +59,7 @@ class WorkedSolutions:
     """Returns each addition problem's worked solution (correct) as the completion; lengths vary with the problem."""
 
     def __init__(self, tokenizer, limit: int):
-        from sas_trl.evaluation.benchmarks import ADDITION_SEED
+        from sas_trl.evaluation.datasets import ADDITION_SEED
 
         self.tokenizer = tokenizer
         self.problems = sample_problems(limit, ADDITION_SEED)
@@ -140,6 +140,6 @@ def test_truncation_bad_budgets(tiny_model_dir, tmp_path, capsys):
     assert "--short_tokens < --long_tokens" in capsys.readouterr().err
     assert main(["analyze-truncation", "--model", str(tiny_model_dir), "--benchmarks", "gsm8k"]) == 2
     assert "known benchmarks" in capsys.readouterr().err
-    with pytest.raises(RecipeError, match="ratio"):
+    with pytest.raises(UserError, match="ratio"):
         TruncationConfig(model="m", benchmarks=["addition"], ratio=1.5)
     assert not (tmp_path / "truncation_samples.jsonl").exists()

@@ -11,7 +11,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .recipes import RecipeError, dump_recipe
+from ..errors import UserError
+from .recipes import dump_recipe
 
 CARD = "README.md"
 EVAL_RESULTS = "eval_results.md"
@@ -44,7 +45,7 @@ def check_hub_access(repo_id: str, token: str | None = None, private: bool | Non
     try:
         user = api.whoami()["name"]
     except Exception as err:  # offline, no token, bad token: all the same to the user
-        raise RecipeError(
+        raise UserError(
             "push_to_hub is set but the Hugging Face Hub cannot be reached with valid credentials "
             f"({type(err).__name__}: {err}). Log in with `hf auth login` or set HF_TOKEN, or drop push_to_hub."
         ) from err
@@ -52,7 +53,7 @@ def check_hub_access(repo_id: str, token: str | None = None, private: bool | Non
     try:
         api.create_repo(full_id, exist_ok=True, private=private)
     except Exception as err:
-        raise RecipeError(f"cannot create or write Hub repo {full_id!r} as {user!r}: {err}") from err
+        raise UserError(f"cannot create or write Hub repo {full_id!r} as {user!r}: {err}") from err
     return full_id
 
 

@@ -1,4 +1,4 @@
-"""`sas-trl train`: a recipe in, a trained (and optionally pushed) model out."""
+"""`sas-trl train`: a recipe in, a trained (and optionally pushed) model out, in steps a reader can name."""
 
 from __future__ import annotations
 
@@ -7,55 +7,105 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .recipes import BUILTIN_DATASET, BUILTIN_MODEL, RecipeError, RunArguments, dump_recipe
+from ..constants import BUILTIN_DATASET, BUILTIN_MODEL
+from ..errors import RecipeError, UserError
+from . import hub
+from .recipes import RunArguments, dump_recipe
 
 
 def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Path:
-    """Train with `SASGRPOTrainer`; returns the output folder. `args` is the `SASConfig`."""
+    """Train with `SASGRPOTrainer`; returns the output folder. `args` is the `SASConfig`.
+
+    The steps, in order: Hub access (seconds, before anything loads), the recipe saved, the training data
+    loaded and checked, the model prepared (the built-in one is built and warmed up), the rewards built,
+    training, then the model, its card and (optionally) the upload.
+    """
     import torch
     from accelerate import PartialState
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import get_peft_config
 
-    from .hub import check_hub_access, hub_repo_id, retry_command, upload, write_card
-    from .progress import SASProgressCallback
-    from .rewards import MathVerifyReward
-    from .trainer import SASGRPOTrainer
+    from ..rewards import get_reward_funcs
 
     state = PartialState()
     output_dir = Path(args.output_dir)
-    push, repo_id = args.push_to_hub, hub_repo_id(args)
-    if push and state.is_main_process:
-        repo_id = check_hub_access(repo_id, args.hub_token, args.hub_private_repo)  # seconds, before any loading
-    args.push_to_hub = False  # uploads happen once, at the end, in `hub.upload`
+    repo_id = prepare_hub(args, state)
     if args.use_cpu or not torch.cuda.is_available():
         torch.set_num_threads(1)  # tiny models on shared CPU cores: one thread is fastest
+    save_recipe(recipe, output_dir, state)
 
+    dataset = load_train_dataset(run_args, args)  # bad data fails here, before any model work
+    model_id = prepare_model(run_args, model_args, args, state)
+    if run_args.max_prompt_tokens is not None:
+        dataset = drop_long_prompts(dataset, model_id, model_args, run_args.max_prompt_tokens)
+    rewards = get_reward_funcs(run_args, args)
+    trainer = build_trainer(model_id, rewards, args, model_args, dataset)
+
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, output_dir))
+    finally:
+        for reward in rewards:
+            if hasattr(reward, "close"):
+                reward.close()
+        finish_wandb(args)
+    trainer.save_model(str(output_dir))
+    if state.is_main_process:
+        info = write_run_info(output_dir, trainer, state, model_id, seconds=time.perf_counter() - start)
+        hub.write_card(output_dir, repo_id, args, model_args.model_name_or_path, recipe, trainer.state.log_history)
+        print(
+            f"sas-trl: trained {info['global_step']} steps in {info['seconds']} s on {state.num_processes} "
+            f"process(es); model saved to {output_dir}",
+            flush=True,
+        )
+        if repo_id is not None:
+            push(output_dir, repo_id, args)
+    return output_dir
+
+
+def prepare_hub(args, state) -> str | None:
+    """The Hub repo to push to at the end (access checked now, in seconds), or None when not pushing.
+
+    Trainer's own push-every-save is switched off: the upload happens once, after training, so a failed
+    upload never interrupts training.
+    """
+    if not args.push_to_hub:
+        return None
+    repo_id = hub.hub_repo_id(args)
+    if state.is_main_process:
+        repo_id = hub.check_hub_access(repo_id, args.hub_token, args.hub_private_repo)
+    args.push_to_hub = False
+    return repo_id
+
+
+def save_recipe(recipe: dict[str, Any], output_dir: Path, state) -> None:
+    """Print the resolved recipe and save it as `resolved_recipe.yaml` (itself a valid recipe)."""
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "resolved_recipe.yaml").write_text(dump_recipe(recipe))
         print(f"sas-trl: recipe resolved ({state.num_processes} process(es)):\n{dump_recipe(recipe)}", flush=True)
 
-    model_id = prepare_model(run_args, model_args, args, state)
-    dataset = load_train_dataset(run_args, args)
-    if run_args.max_prompt_tokens is not None:
-        dataset = drop_long_prompts(dataset, model_id, model_args, run_args.max_prompt_tokens)
-    reward = MathVerifyReward(format=run_args.reward_format, answer_key="answer")
-    args.model_init_kwargs = {
-        **(args.model_init_kwargs or {}),
-        **{
-            k: v
-            for k, v in {
-                "dtype": model_args.dtype,
-                "revision": model_args.model_revision,
-                "attn_implementation": model_args.attn_implementation,
-            }.items()
-            if v is not None
-        },
+
+def model_init_kwargs(args, model_args) -> dict[str, Any]:
+    """`args.model_init_kwargs` plus the recipe's `ModelConfig` loading fields (dtype, revision, attention)."""
+    from_model_args = {
+        "dtype": model_args.dtype,
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
     }
+    return {**(args.model_init_kwargs or {}), **{k: v for k, v in from_model_args.items() if v is not None}}
+
+
+def build_trainer(model_id: str, rewards: list, args, model_args, dataset):
+    """`SASGRPOTrainer` with the project's console progress bar in place of transformers' printing."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import get_peft_config
+
+    from ..trainer import SASGRPOTrainer
+    from .progress import SASProgressCallback
+
+    args.model_init_kwargs = model_init_kwargs(args, model_args)
     trainer = SASGRPOTrainer(
         model=model_id,
-        reward_funcs=[reward],
+        reward_funcs=rewards,
         args=args,
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
@@ -63,44 +113,31 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(SASProgressCallback())
-    reward.max_completion_length = args.max_completion_length
-    reward.eos_token_ids = trainer.eos_token_ids
+    return trainer
 
-    resume = resolve_resume(args.resume_from_checkpoint, output_dir)
-    start = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    finally:
-        reward.close()
-        finish_wandb(args)
-    trainer.save_model(str(output_dir))
-    if not state.is_main_process:
-        return output_dir
 
+def write_run_info(output_dir: Path, trainer, state, model_id: str, seconds: float) -> dict[str, Any]:
     info = {
         "num_processes": state.num_processes,
         "distributed_type": str(state.distributed_type),
         "global_step": trainer.state.global_step,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(seconds, 1),
         "model": model_id,
     }
     (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
-    write_card(output_dir, repo_id, args, model_args.model_name_or_path, recipe, trainer.state.log_history)
-    print(
-        f"sas-trl: trained {info['global_step']} steps in {info['seconds']} s on {state.num_processes} "
-        f"process(es); model saved to {output_dir}",
-        flush=True,
-    )
-    if push:
-        try:
-            url = upload(output_dir, repo_id, args.hub_token, args.hub_private_repo)
-        except Exception as err:
-            raise RecipeError(
-                f"upload to {repo_id!r} failed ({type(err).__name__}: {err}). The trained model is safe in "
-                f"{output_dir}; retry with: {retry_command(output_dir, repo_id)}"
-            ) from err
-        print(f"sas-trl: pushed to {url}", flush=True)
-    return output_dir
+    return info
+
+
+def push(output_dir: Path, repo_id: str, args) -> None:
+    """Upload the finished run; a failure keeps everything local and says how to retry."""
+    try:
+        url = hub.upload(output_dir, repo_id, args.hub_token, args.hub_private_repo)
+    except Exception as err:
+        raise UserError(
+            f"upload to {repo_id!r} failed ({type(err).__name__}: {err}). The trained model is safe in "
+            f"{output_dir}; retry with: {hub.retry_command(output_dir, repo_id)}"
+        ) from err
+    print(f"sas-trl: pushed to {url}", flush=True)
 
 
 def finish_wandb(args) -> None:
@@ -151,8 +188,8 @@ def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
 
 
 def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
-    from .task import build_task_model, evaluate, sft_warmup
-    from .tiny import build_tokenizer
+    from ..task import build_task_model, evaluate, sft_warmup
+    from ..tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_task_model(tokenizer, seed=seed)
@@ -174,11 +211,11 @@ def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
 def load_train_dataset(run_args: RunArguments, args):
     """GRPO prompts (`prompt` messages, `answer`): the built-in task or a DeepScaleR-style table."""
     if run_args.dataset_name == BUILTIN_DATASET:
-        from .task import grpo_dataset
+        from ..task import grpo_dataset
 
         size = min(run_args.builtin_num_problems, run_args.max_train_samples or run_args.builtin_num_problems)
         return grpo_dataset(size, seed=args.seed, task=run_args.builtin_task())
-    from .data import load_deepscaler
+    from ..data import load_deepscaler
 
     return load_deepscaler(
         run_args.dataset_name,

@@ -13,24 +13,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sas_trl.cli import main
-from sas_trl.evaluation import EvalConfig, SamplingSettings, TransformersBackend, VLLMBackend, run_eval
-from sas_trl.evaluation.backends import Completion, Request, group_requests, vllm_completions
-from sas_trl.evaluation.benchmarks import (
-    ADDITION_SIZE,
+from sas_trl.errors import UserError
+from sas_trl.evaluation import EvalConfig, SamplingSettings, run_eval
+from sas_trl.evaluation.backends import Completion
+from sas_trl.evaluation.datasets import (
     addition_items,
-    load_benchmark,
-    parse_names,
-    parse_sources,
-    resolve_source,
 )
 from sas_trl.evaluation.store import SampleStore
-from sas_trl.recipes import RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "eval"
@@ -69,55 +62,6 @@ class ScriptedBackend:
 
 def addition_answers(n: int) -> dict:
     return {("addition", item.id): item.answers[0] for item in addition_items(n)}
-
-
-# --------------------------------------------------------------------------------------------------
-# Benchmarks and sources
-# --------------------------------------------------------------------------------------------------
-
-
-def test_addition_benchmark_is_fixed_and_offline():
-    items = addition_items(5)
-    assert [i.id for i in items] == ["0", "1", "2", "3", "4"]
-    assert items == addition_items(5)  # fixed seed
-    assert items[0].messages[0]["content"].startswith("Add ") and items[0].answers[0].isdigit()
-    terms = [i.messages[0]["content"].split(".")[0].count(",") + 1 for i in addition_items(50, terms=(2, 3))]
-    assert set(terms) <= {2, 3} and len(load_benchmark("addition")) == ADDITION_SIZE
-    with pytest.raises(RecipeError, match="addition_terms"):
-        addition_items(3, terms=(5, 2))
-
-
-def test_benchmark_names_and_sources(tmp_path):
-    assert parse_names("aime24, math500,aime24") == ["aime24", "math500"]
-    with pytest.raises(RecipeError, match="known benchmarks: aime24, aime25, amc, math500"):
-        parse_names("aime24,gsm8k")
-    assert parse_sources(["math500=a.jsonl,amc=b.json", "aime24=c.parquet"]) == {
-        "math500": "a.jsonl",
-        "amc": "b.json",
-        "aime24": "c.parquet",
-    }
-    for bad in ["math500", "=x.jsonl", "gsm8k=x.jsonl"]:
-        with pytest.raises(RecipeError):
-            parse_sources([bad])
-    (tmp_path / "math500.jsonl").write_text(MATH500.read_text())
-    assert resolve_source("math500", {}, str(tmp_path)) == str(tmp_path / "math500.jsonl")
-    assert resolve_source("math500", {"math500": "x.jsonl"}, str(tmp_path)) == "x.jsonl"  # --source wins
-    assert resolve_source("aime24", {}, str(tmp_path)) == "HuggingFaceH4/aime_2024"  # not in the folder: the Hub
-    items = load_benchmark("math500", data_dir=str(tmp_path), limit=1)
-    assert len(items) == 1 and items[0].id == "test/algebra/a.json" and items[0].answers == ["3"]
-
-
-def test_benchmark_load_failures_say_what_to_do(tmp_path, monkeypatch):
-    with pytest.raises(RecipeError, match="does not exist"):
-        load_benchmark("math500", {"math500": str(tmp_path / "missing.jsonl")})
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RecipeError, match="--source aime24=FILE"):
-        load_benchmark("aime24")
-
-
-# --------------------------------------------------------------------------------------------------
-# Bad input fails before generation
-# --------------------------------------------------------------------------------------------------
 
 
 def test_unknown_benchmark_lists_the_known_ones(tiny_model_dir, tmp_path, capsys):
@@ -164,11 +108,6 @@ def test_bad_settings_and_baseline_fail_early(tiny_model_dir, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-# --------------------------------------------------------------------------------------------------
-# The transformers backend end to end
-# --------------------------------------------------------------------------------------------------
-
-
 def test_eval_tiny_model_end_to_end(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition,math500", "--limit", "3"]
@@ -200,41 +139,6 @@ def test_eval_tiny_model_end_to_end(tiny_model_dir, tmp_path, capsys):
         assert s["tokens"] == 32 if s["finish"] == "length" else 1 <= s["tokens"] <= 32  # EOS counts as a token
     truncated = sum(s["finish"] == "length" for s in samples if s["benchmark"] == "addition") / 6
     assert results["benchmarks"]["addition"]["truncated"] == pytest.approx(truncated)
-
-
-@pytest.fixture(scope="module")
-def tiny_backend(tiny_model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    return TransformersBackend(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, batch_size=3)
-
-
-def test_transformers_backend_sampling_semantics(tiny_backend):
-    tokenizer = tiny_backend.tokenizer
-    prompt = tuple(tokenizer("Add 3, 4.\n<think>\n")["input_ids"])
-    long_prompt = tuple(tokenizer("Add 3, 4, 5, 6, 7.\n<think>\n")["input_ids"])
-    requests = [Request(("b", str(i), 0), long_prompt if i % 2 else prompt) for i in range(5)]
-
-    def run(settings):
-        return [c for batch in tiny_backend.generate(requests, settings) for c in batch]
-
-    greedy = run(SamplingSettings(temperature=0.0, max_tokens=12))
-    assert [c.key for c in greedy] == [r.key for r in requests]  # order kept across batches (3 + 2)
-    assert greedy[0].token_ids == greedy[2].token_ids  # greedy: same prompt, same output, whatever the padding
-    assert all(len(c.token_ids) <= 12 for c in greedy)
-    for c in greedy:
-        assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
-        assert c.truncated == (tokenizer.eos_token_id not in c.token_ids)
-        if not c.truncated:
-            assert c.token_ids[-1] == tokenizer.eos_token_id  # EOS counts, nothing after it
-    sampled = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=3)
-    assert [c.token_ids for c in run(sampled)] == [c.token_ids for c in run(sampled)]  # seeded
-    other = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=4)
-    assert [c.token_ids for c in run(sampled)] != [c.token_ids for c in run(other)]
-
-
-# --------------------------------------------------------------------------------------------------
-# Resume, crash, Ctrl-C
-# --------------------------------------------------------------------------------------------------
 
 
 def config(model, out, **kw) -> EvalConfig:
@@ -280,7 +184,7 @@ def test_other_settings_refuse_to_mix_samples(tiny_model_dir, tmp_path):
     run_eval(config(tiny_model_dir, tmp_path), backend=ScriptedBackend(lambda k: (True, 5), answers))
     changed = config(tiny_model_dir, tmp_path)
     changed.sampling = SamplingSettings(temperature=1.0, max_tokens=32)
-    with pytest.raises(RecipeError, match=r"temperature: 0.6 -> 1.0.*--overwrite"):
+    with pytest.raises(UserError, match=r"temperature: 0.6 -> 1.0.*--overwrite"):
         run_eval(changed, backend=ScriptedBackend(lambda k: (True, 5), answers))
     changed.overwrite = True
     fresh = ScriptedBackend(lambda k: (False, 5), answers)
@@ -288,7 +192,7 @@ def test_other_settings_refuse_to_mix_samples(tiny_model_dir, tmp_path):
     assert len(fresh.asked) == 8
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "eval_samples.jsonl").write_text('{"benchmark": "a"}\n')
-    with pytest.raises(RecipeError, match="no header"):
+    with pytest.raises(UserError, match="no header"):
         SampleStore(tmp_path / "x" / "eval_samples.jsonl", {"model": "m"})
 
 
@@ -315,11 +219,6 @@ def test_ctrl_c_keeps_samples_and_the_same_command_resumes(tiny_model_dir, tmp_p
     final = read_samples(samples)
     assert final[: len(done)] == done  # kept, not redone
     assert len({(s["id"], s["sample"]) for s in final}) == len(final) == 200
-
-
-# --------------------------------------------------------------------------------------------------
-# AES against a baseline
-# --------------------------------------------------------------------------------------------------
 
 
 def test_baseline_adds_aes(tiny_model_dir, tmp_path):
@@ -364,70 +263,6 @@ def test_aes_cli_against_a_real_baseline_run(tiny_model_dir, tmp_path, capsys):
         assert results["average"]["aes"] == pytest.approx(expected)
     else:
         assert results["average"]["aes"] is None
-
-
-# --------------------------------------------------------------------------------------------------
-# vLLM: the request/response mapping, with a fake engine
-# --------------------------------------------------------------------------------------------------
-
-
-class FakeEngine:
-    """Stands in for `vllm.LLM`: records calls, returns RequestOutput-shaped objects (samples out of order)."""
-
-    def __init__(self):
-        self.calls = []
-
-    def generate(self, prompts, params, use_tqdm=True):
-        self.calls.append((prompts, params))
-        outputs = []
-        for prompt, p in zip(prompts, params, strict=True):
-            samples = [
-                SimpleNamespace(
-                    index=j,
-                    text=f"{prompt['prompt_token_ids'][0]}:{j}",
-                    token_ids=(1,) * (j + 2),
-                    finish_reason="length" if j == 1 else "stop",
-                )
-                for j in range(p["n"])
-            ]
-            outputs.append(SimpleNamespace(outputs=samples[::-1]))
-        return outputs
-
-
-def test_vllm_backend_maps_requests_and_outputs():
-    engine = FakeEngine()
-    backend = VLLMBackend(engine, sampling_params=dict, batch_size=4)
-    requests = [Request(("b", "p0", j), (10, 11)) for j in range(2)]
-    requests += [Request(("b", "p1", 1), (20,))]  # sample 0 of p1 was already saved
-    requests += [Request(("b", "p2", j), (30,)) for j in range(2)]
-    settings = SamplingSettings(temperature=0.6, top_p=0.95, max_tokens=99, seed=1)
-    batches = list(backend.generate(requests, settings))
-
-    assert [len(b) for b in batches] == [3, 2]  # groups of 2 + 1 fit in 4 sequences, the next group of 2 does not
-    (prompts, params), _ = engine.calls
-    assert prompts == [{"prompt_token_ids": [10, 11]}, {"prompt_token_ids": [20]}]
-    assert [p["n"] for p in params] == [2, 1]
-    assert all(p["temperature"] == 0.6 and p["top_p"] == 0.95 and p["max_tokens"] == 99 for p in params)
-    assert all(p["top_k"] == -1 and p["skip_special_tokens"] for p in params)
-    assert params[0]["seed"] != params[1]["seed"]
-    completions = [c for b in batches for c in b]
-    assert [c.key for c in completions] == [r.key for r in requests]
-    assert [c.text for c in completions] == ["10:0", "10:1", "20:0", "30:0", "30:1"]  # sorted by sample index
-    assert [c.finish_reason for c in completions] == ["stop", "length", "stop", "stop", "length"]
-    assert completions[1].token_ids == [1, 1, 1] and completions[1].truncated
-
-    greedy = VLLMBackend(FakeEngine(), sampling_params=dict)
-    list(greedy.generate(requests[:1], SamplingSettings(temperature=0.0)))
-    assert greedy.engine.calls[0][1][0]["top_p"] == 1.0
-
-
-def test_vllm_mapping_rejects_mismatched_outputs():
-    groups = group_requests([Request(("b", "p", j), (1,)) for j in range(3)])
-    assert [len(g) for g in groups] == [3]
-    with pytest.raises(RuntimeError, match="0 samples .* expected 3"):
-        vllm_completions(groups, [SimpleNamespace(outputs=[])])
-    with pytest.raises(RuntimeError, match="outputs for 1 prompts"):
-        vllm_completions(groups, [])
 
 
 def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path, capsys):

@@ -17,15 +17,18 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from .core import segment_steps, select_zero_mask, step_statistics
-from .evaluation.backends import SamplingSettings, TransformersBackend, pick_device
-from .evaluation.runner import (
+from ..constants import THINK_END
+from ..core import segment_steps, select_zero_mask, step_statistics
+from ..errors import UserError
+from .backends import SamplingSettings, TransformersBackend, pick_device
+from .config import EvalInputs
+from .runner import (
     encode_prompt,
     load_items,
     load_tokenizer,
@@ -33,8 +36,6 @@ from .evaluation.runner import (
     model_identity,
     sample_and_grade,
 )
-from .recipes import RecipeError
-from .rewards import THINK_END
 
 SAMPLES_FILE = "truncation_samples.jsonl"
 RESULTS_FILE = "truncation.json"
@@ -42,12 +43,12 @@ PLOT_FILE = "truncation.png"
 MAX_POSITIONS = 32  # step positions reported one by one (the deciles cover every step)
 
 
-@dataclass
-class TruncationConfig:
+@dataclass(kw_only=True)
+class TruncationConfig(EvalInputs):
     """Everything `sas-trl analyze-truncation` takes. Sampling defaults are the paper's evaluation protocol."""
 
-    model: str
-    benchmarks: list[str]
+    results_root: ClassVar[str] = "truncation_results"
+
     n: int = 4
     long_tokens: int = 8192
     short_tokens: int = 4096
@@ -55,36 +56,22 @@ class TruncationConfig:
     top_p: float = 0.95
     seed: int = 0
     ratio: float = 0.3
-    output_dir: str | None = None  # default: truncation_results/<model, "/" -> "__">
-    sources: dict[str, str] = field(default_factory=dict)
-    data_dir: str | None = None
-    limit: int | None = None
-    addition_terms: tuple[int, int] | None = None
-    backend: str = "auto"
-    batch_size: int | None = None
     score_batch_size: int = 4
-    reward_format: str = "r1"
-    overwrite: bool = False
-    progress: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if not 1 <= self.short_tokens < self.long_tokens:
-            raise RecipeError(f"need 1 <= --short_tokens < --long_tokens, got {self.short_tokens}, {self.long_tokens}")
-        if self.n < 1 or self.score_batch_size < 1:
-            raise RecipeError("--n and --score_batch_size must be >= 1")
+            raise UserError(f"need 1 <= --short_tokens < --long_tokens, got {self.short_tokens}, {self.long_tokens}")
+        if self.score_batch_size < 1:
+            raise UserError("--score_batch_size must be >= 1")
         if not 0.0 <= self.ratio <= 1.0:
-            raise RecipeError(f"--ratio must lie in [0, 1], got {self.ratio}")
+            raise UserError(f"--ratio must lie in [0, 1], got {self.ratio}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise RecipeError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+            raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
 
     @property
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_p, self.long_tokens, self.seed)
-
-    def resolved_output_dir(self) -> Path:
-        if self.output_dir:
-            return Path(self.output_dir)
-        return Path("truncation_results") / (self.model.strip("/.~").replace("/", "__") or "model")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,8 +193,8 @@ def profile_traces(
 
 def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
     """Sample (or resume), cut, re-grade, profile; writes truncation.json and truncation.png."""
-    from .evaluation.store import SampleStore
-    from .rewards import MathVerifyReward
+    from ..rewards import MathVerifyReward
+    from .store import SampleStore
 
     items = load_items(config)
     tokenizer = load_tokenizer(config.model)

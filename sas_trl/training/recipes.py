@@ -19,14 +19,9 @@ from typing import Any
 
 import yaml
 
-BUILTIN_MODEL = "builtin:tiny"
-BUILTIN_DATASET = "builtin:addition"
-DEEPSCALER_ID = "agentica-org/DeepScaleR-Preview-Dataset"
-PROMPT_TEMPLATE = "{problem} Let's think step by step and output the final answer within \\boxed{}."
-
-
-class RecipeError(ValueError):
-    """A problem with a recipe or flag that the user can fix; reported without a traceback."""
+from ..constants import BUILTIN_DATASET, BUILTIN_MODEL, DEEPSCALER_ID, PROMPT_TEMPLATE, REWARD_FORMATS
+from ..errors import RecipeError
+from ..rewards import check_reward_names
 
 
 @dataclass
@@ -46,6 +41,13 @@ class RunArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N problems."})
     max_prompt_tokens: int | None = field(
         default=None, metadata={"help": "Drop problems whose templated prompt is longer than this many tokens."}
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={
+            "help": "Reward functions by name (sas_trl.rewards.REWARDS), the correctness reward first: it "
+            "defines SAS's 'correct'. Weights: `reward_weights`."
+        },
     )
     reward_format: str = field(
         default="r1",
@@ -75,8 +77,12 @@ class RunArguments:
     def __post_init__(self):
         if isinstance(self.accelerate_config, str) and self.accelerate_config.lower() in ("", "none", "null"):
             self.accelerate_config = None  # lets a flag switch off the recipe's launch config
-        if self.reward_format not in ("r1", "plain"):
-            raise RecipeError(f"reward_format={self.reward_format!r} is not valid; allowed values: 'r1', 'plain'")
+        if self.reward_format not in REWARD_FORMATS:
+            allowed = ", ".join(repr(f) for f in REWARD_FORMATS)
+            raise RecipeError(f"reward_format={self.reward_format!r} is not valid; allowed values: {allowed}")
+        if "{problem}" not in self.prompt_template:
+            raise RecipeError(f"prompt_template must contain '{{problem}}', got {self.prompt_template!r}")
+        check_reward_names(self.reward_funcs)
         for name in ("max_train_samples", "max_prompt_tokens", "builtin_num_problems", "num_processes"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -91,17 +97,15 @@ class RunArguments:
 
     def builtin_task(self):
         """The built-in task's generator settings."""
-        from .task import AdditionTask
+        from ..task import AdditionTask
 
         return AdditionTask(min_terms=self.builtin_min_terms, max_terms=self.builtin_max_terms)
-        if "{problem}" not in self.prompt_template:
-            raise RecipeError(f"prompt_template must contain '{{problem}}', got {self.prompt_template!r}")
 
 
 def dataclass_types() -> tuple[type, ...]:
     from trl import ModelConfig
 
-    from .config import SASConfig
+    from ..config import SASConfig
 
     return (RunArguments, SASConfig, ModelConfig)
 
@@ -111,23 +115,46 @@ def dataclass_types() -> tuple[type, ...]:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """The recipe's mapping (with its `env:` mapping, if any), or a `RecipeError` naming the file."""
+def load_recipe(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe's mapping (with its `env:` mapping, if any), or a `RecipeError` naming the file.
+
+    A `base: OTHER.yaml` key (a path relative to the recipe) includes another recipe first; the including
+    recipe's keys win, and `env:` mappings merge. Ablations and baselines then hold only what they change.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
     try:
-        recipe = yaml.safe_load(path.read_text())
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"recipe {path} is not a text file ({err.reason} at byte {err.start})") from err
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe {path} is not valid YAML: {err}") from err
     if recipe is None:
-        return {}
+        raise RecipeError(f"recipe {path} is empty; a recipe is a YAML mapping of field: value")
     if not isinstance(recipe, dict):
         raise RecipeError(f"recipe {path} must be a YAML mapping of field: value, got {type(recipe).__name__}")
     env = recipe.get("env", {})
     if not isinstance(env, dict):
         raise RecipeError(f"recipe {path}: 'env' must be a mapping of VARIABLE: value")
-    return recipe
+    for key, value in env.items():
+        if not isinstance(value, str | int | float | bool):
+            raise RecipeError(f"recipe {path}: env {key!r} must be a string or number, got {type(value).__name__}")
+    if "base" not in recipe:
+        return recipe
+    base_name = recipe.pop("base")
+    if not isinstance(base_name, str):
+        raise RecipeError(f"recipe {path}: 'base' must be the path of another recipe, got {base_name!r}")
+    base_path = (path.parent / base_name).resolve()
+    if base_path in (*_including, path.resolve()):
+        raise RecipeError(f"recipe {path}: 'base: {base_name}' includes itself")
+    if not base_path.is_file():
+        raise RecipeError(f"recipe {path}: base recipe {base_name!r} not found (looked for {base_path})")
+    base = load_recipe(base_path, (*_including, path.resolve()))
+    merged = {**base, **recipe}
+    if "env" in base or "env" in recipe:
+        merged["env"] = {**base.get("env", {}), **recipe.get("env", {})}
+    return merged
 
 
 def all_fields() -> dict[str, tuple[type, dataclasses.Field]]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .recipes import RecipeError, RunArguments
+from ..errors import RecipeError
+from .recipes import RunArguments
 
 GPU_ONLY = ("DEEPSPEED", "FSDP", "MULTI_GPU", "XLA")
 

@@ -1,0 +1,86 @@
+"""Options `sas-trl eval` and `sas-trl analyze-truncation` share: model, data, sampling and runtime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..constants import REWARD_FORMATS
+from ..errors import UserError
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_eval_options(parser: argparse.ArgumentParser, default_benchmarks: str | None) -> None:
+    """Model, data, sampling and runtime options shared by `eval` and `analyze-truncation`."""
+    from ..evaluation.datasets import known_benchmarks
+
+    parser.add_argument("--model", required=True, help="a saved model folder or a Hub id (owner/name)")
+    parser.add_argument(
+        "--benchmarks",
+        required=default_benchmarks is None,
+        default=default_benchmarks,
+        help=f"comma-separated names, from: {', '.join(known_benchmarks())} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME=PATH",
+        help="read a benchmark from a local .jsonl/.json/.parquet file with the Hub dataset's columns (repeatable)",
+    )
+    parser.add_argument("--data_dir", help="a folder of NAME.jsonl (or .json, .parquet) files, used when present")
+    parser.add_argument("--limit", type=int, help="only the first N problems of each benchmark (addition: N problems)")
+    parser.add_argument(
+        "--addition_terms", type=int_list, help="MIN,MAX addends of the built-in addition problems (default: task's)"
+    )
+    parser.add_argument("--n", type=int, default=16, help="samples per problem (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    parser.add_argument("--reward_format", default="r1", choices=REWARD_FORMATS, help="r1: grade after </think>")
+    parser.add_argument("--output_dir", help="results folder (default: eval_results/MODEL, truncation_results/MODEL)")
+    parser.add_argument("--overwrite", action="store_true", help="discard samples saved by an earlier run")
+    parser.add_argument("--backend", default="auto", choices=["auto", "transformers", "vllm"], help="vllm needs a GPU")
+    parser.add_argument("--batch_size", type=int, help="sequences per generate call (transformers 64, vLLM 4096)")
+    parser.add_argument("--num_threads", type=int, help="torch CPU threads (1 is fastest for tiny models)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def common_config(args) -> dict:
+    """The `EvalConfig` / `TruncationConfig` fields both commands share, checked."""
+    from ..evaluation.datasets import parse_names, parse_sources
+
+    if args.addition_terms is not None and len(args.addition_terms) != 2:
+        raise UserError(f"--addition_terms expects MIN,MAX, got {args.addition_terms}")
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    return {
+        "model": args.model,
+        "benchmarks": parse_names(args.benchmarks),
+        "n": args.n,
+        "output_dir": args.output_dir,
+        "sources": parse_sources(args.source),
+        "data_dir": args.data_dir,
+        "limit": args.limit,
+        "addition_terms": tuple(args.addition_terms) if args.addition_terms else None,
+        "backend": args.backend,
+        "batch_size": args.batch_size,
+        "reward_format": args.reward_format,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
+
+
+def interrupted(command: str, samples: str) -> int:
+    print(
+        f"sas-trl {command}: interrupted; finished samples are saved in {samples}: run the same command to resume",
+        file=sys.stderr,
+    )
+    return 130

@@ -1,0 +1,1 @@
+"""`sas-trl train` as a library: recipes (parse and check), launch (processes), run (the steps), hub, progress."""

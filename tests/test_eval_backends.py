@@ -1,0 +1,100 @@
+"""sas_trl.evaluation.backends: transformers sampling semantics and the vLLM request/output mapping."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sas_trl.evaluation import SamplingSettings, TransformersBackend, VLLMBackend
+from sas_trl.evaluation.backends import Request, group_requests, vllm_completions
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return TransformersBackend(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, batch_size=3)
+
+
+def test_transformers_backend_sampling_semantics(tiny_backend):
+    tokenizer = tiny_backend.tokenizer
+    prompt = tuple(tokenizer("Add 3, 4.\n<think>\n")["input_ids"])
+    long_prompt = tuple(tokenizer("Add 3, 4, 5, 6, 7.\n<think>\n")["input_ids"])
+    requests = [Request(("b", str(i), 0), long_prompt if i % 2 else prompt) for i in range(5)]
+
+    def run(settings):
+        return [c for batch in tiny_backend.generate(requests, settings) for c in batch]
+
+    greedy = run(SamplingSettings(temperature=0.0, max_tokens=12))
+    assert [c.key for c in greedy] == [r.key for r in requests]  # order kept across batches (3 + 2)
+    assert greedy[0].token_ids == greedy[2].token_ids  # greedy: same prompt, same output, whatever the padding
+    assert all(len(c.token_ids) <= 12 for c in greedy)
+    for c in greedy:
+        assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
+        assert c.truncated == (tokenizer.eos_token_id not in c.token_ids)
+        if not c.truncated:
+            assert c.token_ids[-1] == tokenizer.eos_token_id  # EOS counts, nothing after it
+    sampled = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=3)
+    assert [c.token_ids for c in run(sampled)] == [c.token_ids for c in run(sampled)]  # seeded
+    other = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=4)
+    assert [c.token_ids for c in run(sampled)] != [c.token_ids for c in run(other)]
+
+
+class FakeEngine:
+    """Stands in for `vllm.LLM`: records calls, returns RequestOutput-shaped objects (samples out of order)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls.append((prompts, params))
+        outputs = []
+        for prompt, p in zip(prompts, params, strict=True):
+            samples = [
+                SimpleNamespace(
+                    index=j,
+                    text=f"{prompt['prompt_token_ids'][0]}:{j}",
+                    token_ids=(1,) * (j + 2),
+                    finish_reason="length" if j == 1 else "stop",
+                )
+                for j in range(p["n"])
+            ]
+            outputs.append(SimpleNamespace(outputs=samples[::-1]))
+        return outputs
+
+
+def test_vllm_backend_maps_requests_and_outputs():
+    engine = FakeEngine()
+    backend = VLLMBackend(engine, sampling_params=dict, batch_size=4)
+    requests = [Request(("b", "p0", j), (10, 11)) for j in range(2)]
+    requests += [Request(("b", "p1", 1), (20,))]  # sample 0 of p1 was already saved
+    requests += [Request(("b", "p2", j), (30,)) for j in range(2)]
+    settings = SamplingSettings(temperature=0.6, top_p=0.95, max_tokens=99, seed=1)
+    batches = list(backend.generate(requests, settings))
+
+    assert [len(b) for b in batches] == [3, 2]  # groups of 2 + 1 fit in 4 sequences, the next group of 2 does not
+    (prompts, params), _ = engine.calls
+    assert prompts == [{"prompt_token_ids": [10, 11]}, {"prompt_token_ids": [20]}]
+    assert [p["n"] for p in params] == [2, 1]
+    assert all(p["temperature"] == 0.6 and p["top_p"] == 0.95 and p["max_tokens"] == 99 for p in params)
+    assert all(p["top_k"] == -1 and p["skip_special_tokens"] for p in params)
+    assert params[0]["seed"] != params[1]["seed"]
+    completions = [c for b in batches for c in b]
+    assert [c.key for c in completions] == [r.key for r in requests]
+    assert [c.text for c in completions] == ["10:0", "10:1", "20:0", "30:0", "30:1"]  # sorted by sample index
+    assert [c.finish_reason for c in completions] == ["stop", "length", "stop", "stop", "length"]
+    assert completions[1].token_ids == [1, 1, 1] and completions[1].truncated
+
+    greedy = VLLMBackend(FakeEngine(), sampling_params=dict)
+    list(greedy.generate(requests[:1], SamplingSettings(temperature=0.0)))
+    assert greedy.engine.calls[0][1][0]["top_p"] == 1.0
+
+
+def test_vllm_mapping_rejects_mismatched_outputs():
+    groups = group_requests([Request(("b", "p", j), (1,)) for j in range(3)])
+    assert [len(g) for g in groups] == [3]
+    with pytest.raises(RuntimeError, match="0 samples .* expected 3"):
+        vllm_completions(groups, [SimpleNamespace(outputs=[])])
+    with pytest.raises(RuntimeError, match="outputs for 1 prompts"):
+        vllm_completions(groups, [])

@@ -1,0 +1,50 @@
+"""sas_trl.rollouts: the one truncation rule, and the callers that must agree with it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sas_trl.evaluation import Request, SamplingSettings, TransformersBackend
+from sas_trl.rollouts import is_truncated, truncated_flags
+
+EOS, PAD = 1, 0
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ([5, 6, EOS], False),  # stopped at EOS
+        ([5, 6, 7], True),  # cut by the budget
+        ([5, 6, PAD], False),  # ends in pad: TRL's test does not count it (a backend that pads after EOS)
+        ([5, 2], False),  # a second EOS id
+        ([], False),  # nothing was generated, nothing was cut
+        (torch.tensor([5, 6, 7]), True),
+    ],
+)
+def test_is_truncated(ids, expected):
+    assert is_truncated(ids, [EOS, 2], PAD) is expected
+
+
+def test_truncated_flags_matches_the_rule_row_by_row():
+    rows = [[5, 6, EOS], [5, 6, 7], [5, PAD], [], [9]]
+    flags = truncated_flags(rows, EOS, PAD)
+    assert flags.dtype == torch.bool and flags.tolist() == [is_truncated(r, EOS, PAD) for r in rows]
+    assert flags.tolist() == [False, True, False, False, True]
+    assert truncated_flags(rows, EOS, None).tolist() == [False, True, True, False, True]  # no pad id: pad is a token
+
+
+def test_the_evaluation_backend_counts_what_the_rule_counts(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    # A quarter of the vocabulary stops generation, so a 6-token budget cuts some samples and not others.
+    model.generation_config.eos_token_id = list(range(0, len(tokenizer), 4))
+    backend = TransformersBackend(model, tokenizer, batch_size=8)
+    prompt = tuple(tokenizer("Add 3, 4.\n<think>\n")["input_ids"])
+    requests = [Request(("b", "0", j), prompt) for j in range(32)]
+    settings = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=6, seed=0)
+    completions = [c for batch in backend.generate(requests, settings) for c in batch]
+    rule = [is_truncated(c.token_ids, backend.eos_ids, backend.pad_id) for c in completions]
+    assert [c.truncated for c in completions] == rule
+    assert 0 < sum(rule) < len(rule)  # both kinds occur, so the comparison means something

@@ -1,0 +1,31 @@
+"""sas_trl.training.launch: the relaunch command for GPUs and CPUs."""
+
+from __future__ import annotations
+
+import pytest
+from cli_helpers import ROOT
+
+from sas_trl.errors import RecipeError
+from sas_trl.training.launch import LAUNCHED_ENV, launch_command
+from sas_trl.training.recipes import RunArguments
+
+
+@pytest.fixture(autouse=True)
+def run_from_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # recipes name paths relative to the repository
+
+
+def test_launch_commands(monkeypatch):
+    monkeypatch.delenv(LAUNCHED_ENV, raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    argv = ["--recipe", "r.yaml"]
+    assert launch_command(RunArguments(), argv, cuda=False) is None  # one process: run in place
+    cpu = launch_command(RunArguments(num_processes=2), argv, cuda=False)
+    assert cpu[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    assert cpu[-4:] == ["sas_trl.cli", "train", *argv]
+    gpu = launch_command(RunArguments(accelerate_config="recipes/accelerate/zero2.yaml"), argv, cuda=True)
+    assert gpu[1:5] == ["-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/zero2.yaml"]
+    with pytest.raises(RecipeError, match="DEEPSPEED, which needs GPUs"):
+        launch_command(RunArguments(accelerate_config="recipes/accelerate/zero2.yaml"), argv, cuda=False)
+    monkeypatch.setenv(LAUNCHED_ENV, "1")
+    assert launch_command(RunArguments(num_processes=2), argv, cuda=False) is None  # never relaunch twice

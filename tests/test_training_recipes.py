@@ -1,0 +1,155 @@
+"""sas_trl.training.recipes: every shipped recipe validates, the paper's values, overrides, env."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_helpers import CPU_OVERRIDES, RECIPES, ROOT
+
+from sas_trl.errors import RecipeError
+from sas_trl.training.launch import launch_command
+from sas_trl.training.recipes import RunArguments, load_recipe, parse
+
+
+@pytest.fixture(autouse=True)
+def run_from_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # recipes name paths relative to the repository
+
+
+def test_all_recipes_are_shipped():
+    names = {r.relative_to(ROOT / "recipes").as_posix() for r in RECIPES}
+    expected = {"deepscaler_4k.yaml", "grpo_4k.yaml", "deepscaler_4k_lora.yaml", "tiny_cpu.yaml"}
+    expected |= {
+        f"ablations/{n}.yaml"
+        for n in (
+            "only_correct",
+            "random_selection",
+            "token_level",
+            "std_ranking",
+            "release_counting",
+            "failed_truncated_only",
+        )
+    }
+    expected |= {f"ablations/ratio_0.{r}.yaml" for r in range(1, 10)}
+    assert expected <= names
+    for config in ("ddp", "zero2", "zero3", "fsdp"):
+        assert (ROOT / "recipes" / "accelerate" / f"{config}.yaml").is_file()
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.relative_to(ROOT / "recipes").as_posix())
+def test_every_recipe_parses_and_validates(recipe):
+    extra = [] if recipe.name == "tiny_cpu.yaml" else CPU_OVERRIDES
+    run_args, args, model_args, resolved = parse(["--recipe", str(recipe), *extra])
+    raw = load_recipe(recipe)
+    for key, value in raw.items():  # every recipe value reached its field
+        if key not in ("bf16", "use_cpu"):
+            assert resolved[key] == value
+            got = getattr(run_args, key, getattr(args, key, getattr(model_args, key, None)))
+            if key != "report_to":  # normalised to a list by transformers
+                assert getattr(got, "value", got) == value, key
+
+
+def test_the_paper_recipe_has_the_papers_values():
+    run_args, args, model_args, _ = parse(["--recipe", "recipes/deepscaler_4k.yaml", *CPU_OVERRIDES])
+    assert model_args.model_name_or_path == "agentica-org/DeepScaleR-1.5B-Preview"
+    assert run_args.dataset_name == "agentica-org/DeepScaleR-Preview-Dataset"
+    assert (run_args.max_prompt_tokens, args.max_completion_length, args.num_generations) == (1024, 4096, 8)
+    processes = 8  # the recipe's accelerate config
+    assert yaml.safe_load(Path(run_args.accelerate_config).read_text())["num_processes"] == processes
+    rollouts_per_optimizer_step = args.per_device_train_batch_size * processes * args.gradient_accumulation_steps
+    rollouts_per_generation = args.per_device_train_batch_size * processes * args.steps_per_generation
+    assert rollouts_per_generation == 128 * 8 and rollouts_per_generation // rollouts_per_optimizer_step == 2
+    assert (args.learning_rate, args.lr_scheduler_type.value, args.weight_decay, args.max_grad_norm) == (
+        1e-6,
+        "constant",
+        0.01,
+        1.0,
+    )
+    assert (args.beta, args.temperature, args.max_steps, args.save_steps) == (0.001, 1.0, 1000, 100)
+    assert (args.sas_ratio, args.sas_strategy, args.use_vllm) == (0.3, "both", True)
+
+
+def test_baseline_and_ablations_change_only_their_keys():
+    base = load_recipe(ROOT / "recipes" / "deepscaler_4k.yaml")
+    naming = {"output_dir", "run_name"}
+    assert {
+        k
+        for k in base.keys() | load_recipe(ROOT / "recipes" / "grpo_4k.yaml").keys()
+        if base.get(k) != load_recipe(ROOT / "recipes" / "grpo_4k.yaml").get(k)
+    } == naming | {"sas_strategy"}
+    for path in sorted((ROOT / "recipes" / "ablations").glob("*.yaml")):
+        recipe = load_recipe(path)
+        changed = {k for k in base.keys() | recipe.keys() if base.get(k) != recipe.get(k)} - naming
+        assert len(changed) <= 1 and changed <= {k for k in recipe if k.startswith("sas_")}, path.name
+
+
+def test_flags_override_the_recipe_and_env_is_set(tmp_path, monkeypatch):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model_name_or_path: builtin:tiny\nsas_ratio: 0.5\nmax_steps: 7\nuse_cpu: true\n"
+        "bf16: false\nenv:\n  SAS_TRL_TEST_VAR: hello\n"
+    )
+    monkeypatch.delenv("SAS_TRL_TEST_VAR", raising=False)
+    _, args, _, resolved = parse(["--recipe", str(recipe), "--sas_ratio", "0.7", "--output_dir", str(tmp_path)])
+    assert args.sas_ratio == 0.7  # the flag wins
+    assert args.max_steps == 7  # the recipe still applies elsewhere
+    assert resolved["sas_ratio"] == 0.7 and resolved["output_dir"] == str(tmp_path)
+    assert os.environ["SAS_TRL_TEST_VAR"] == "hello"
+
+
+def test_a_flag_can_switch_off_the_recipes_launch_config():
+    run_args, *_ = parse(["--recipe", "recipes/deepscaler_4k.yaml", *CPU_OVERRIDES, "--accelerate_config", "null"])
+    assert run_args.accelerate_config is None
+    assert launch_command(run_args, [], cuda=True) is None  # one GPU: run in place
+
+
+def test_prompt_template_without_problem_fails_when_the_arguments_are_built():
+    with pytest.raises(RecipeError, match="prompt_template must contain '{problem}'"):
+        RunArguments(prompt_template="Solve it step by step.")
+
+
+def test_reward_funcs_are_checked_before_anything_loads(monkeypatch):
+    from sas_trl.rewards import registry
+
+    assert RunArguments().reward_funcs == ["accuracy"]
+    with pytest.raises(RecipeError, match="unknown reward 'acuracy'; known rewards: .*accuracy"):
+        parse(["--recipe", "recipes/tiny_cpu.yaml", "--reward_funcs", "acuracy"])
+    monkeypatch.setitem(registry.REWARDS, "length", registry.RewardSpec(lambda *a: None, False, "a length term"))
+    with pytest.raises(RecipeError, match="first reward must grade correctness.*got 'length'"):
+        RunArguments(reward_funcs=["length", "accuracy"])
+    assert RunArguments(reward_funcs=["accuracy", "length"]).reward_funcs == ["accuracy", "length"]
+
+
+def test_base_includes_another_recipe_and_the_includer_wins(tmp_path):
+    (tmp_path / "parent.yaml").write_text("sas_ratio: 0.3\nlearning_rate: 0.001\nenv:\n  A: '1'\n  B: '2'\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("base: ../parent.yaml\nsas_ratio: 0.5\nenv:\n  B: '3'\n")
+    assert load_recipe(child) == {"sas_ratio": 0.5, "learning_rate": 0.001, "env": {"A": "1", "B": "3"}}
+    # The shipped ablations hold only what they change, and resolve to full recipes.
+    ablation = load_recipe(ROOT / "recipes" / "ablations" / "only_correct.yaml")
+    assert ablation["sas_strategy"] == "correct_only" and ablation["max_completion_length"] == 4096
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"r.yaml": "base: missing.yaml\n"}, "base recipe 'missing.yaml' not found"),
+        ({"r.yaml": "base: r.yaml\n"}, "includes itself"),
+        ({"r.yaml": "base: q.yaml\n", "q.yaml": "base: r.yaml\n"}, "includes itself"),
+        ({"r.yaml": "base: [a, b]\n"}, "'base' must be the path of another recipe"),
+        ({"r.yaml": ""}, "is empty"),
+        ({"r.yaml": "# only a comment\n"}, "is empty"),
+        ({"r.yaml": b"\x89PNG\r\n\x1a\n\xff\xfe"}, "is not a text file"),
+        ({"r.yaml": "env:\n  A: [1, 2]\n"}, "env 'A' must be a string or number, got list"),
+    ],
+)
+def test_bad_recipe_files_name_the_problem(tmp_path, files, expected):
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    with pytest.raises(RecipeError, match=expected):
+        load_recipe(tmp_path / "r.yaml")
