@@ -17,7 +17,8 @@ LAYERS = {
     3: ["trainer", "task"],
     4: ["evaluation"],
     5: ["training"],
-    6: ["cli"],
+    6: ["compare"],
+    7: ["cli"],
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
 from .eval_options import add_eval_options, common_config, int_list, interrupted
 
 HELP = "sample and grade a model on benchmarks: Pass@1, pass@k, length, truncation rate, AES vs a baseline"
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sas-trl eval", description=HELP)
     add_eval_options(parser, "aime24,aime25,amc,math500,olympiad_bench")
     parser.add_argument("--max_tokens", type=int, default=8192, help="response token budget (default: %(default)s)")
     parser.add_argument("--pass_k", type=int_list, default=[], help="extra k for unbiased pass@k, e.g. 4,16 (k <= n)")
     parser.add_argument("--baseline", help="another run's eval_results.json: adds AES (alpha 1, beta 3, gamma 5)")
+    return parser
+
+
+def parse_config(argv: list[str]):
+    """`sas-trl eval` flags -> a checked `EvalConfig` (a `UserError` names a bad flag or value)."""
+    from ..evaluation import EvalConfig, SamplingSettings
+
+    parser = build_parser()
+
+    def fail(message: str):  # argparse would print its usage and exit
+        raise UserError(message)
+
+    parser.error = fail
     args = parser.parse_args(argv)
-    common = common_config(args)
-
-    from ..evaluation import EvalConfig, SamplingSettings, markdown_table, run_eval
-    from ..evaluation.runner import RESULTS_FILE, SAMPLES_FILE, TABLE_FILE
-
-    config = EvalConfig(
-        **common,
+    return EvalConfig(
+        **common_config(args),
         sampling=SamplingSettings(args.temperature, args.top_p, args.max_tokens, args.seed),
         pass_k=args.pass_k,
         baseline=args.baseline,
     )
+
+
+def main(argv: list[str]) -> int:
+    config = parse_config(argv)
+
+    from ..evaluation import markdown_table, run_eval
+    from ..evaluation.runner import RESULTS_FILE, SAMPLES_FILE, TABLE_FILE
+
     out = config.resolved_output_dir()
     try:
         results = run_eval(config)

@@ -124,6 +124,8 @@ def write_run_info(output_dir: Path, trainer, state, model_id: str, seconds: flo
         "seconds": round(seconds, 1),
         "model": model_id,
     }
+    # Every logged training metric, for reports over runs (`sas-trl compare`); run_info.json is written last.
+    (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history))
     (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
     return info
 

@@ -1,0 +1,59 @@
+"""`sas-trl compare --study FILE`: several conditions x several seeds, evaluated alike, reported with intervals."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+
+HELP = "run a multi-seed study (conditions as recipe overrides) and report means, intervals and paired differences"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sas-trl compare", description=HELP)
+    parser.add_argument("--study", required=True, help="the study file (YAML): base_recipe, conditions, seeds, ...")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--print_commands",
+        action="store_true",
+        help="print one `sas-trl train ... && sas-trl eval ...` line per run (for a scheduler) instead of running",
+    )
+    what.add_argument("--report_only", action="store_true", help="aggregate whatever results exist; run nothing")
+    what.add_argument(
+        "--prepare_only", action="store_true", help="only build the shared starting model (the built-in one)"
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+
+    def fail(message: str):
+        raise UserError(message)
+
+    parser.error = fail
+    args = parser.parse_args(argv)
+
+    from ..compare import build_report, load_study, run_study
+    from ..compare.runner import prepare_starting_model, print_commands
+    from .eval import parse_config
+
+    study = load_study(args.study)
+    try:  # the eval options are `sas-trl eval` flags: check them as that command would
+        parse_config(["--model", "starting-model", *study.eval_argv()])
+    except UserError as err:
+        raise UserError(f"study {study.path}: eval: {err}") from err
+
+    if args.print_commands:
+        print("\n".join(print_commands(study)))
+        return 0
+    if args.prepare_only:
+        print(f"sas-trl compare: starting model ready: {prepare_starting_model(study)}")
+        return 0
+    if not args.report_only:
+        run_study(study)
+    build_report(study)
+    out = study.output_dir
+    print((out / "report.md").read_text())
+    print(f"sas-trl compare: wrote {out / 'report.md'}, {out / 'results.json'} and the plots in {out}")
+    return 0

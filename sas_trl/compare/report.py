@@ -1,0 +1,257 @@
+"""The study's report: per condition and metric the mean over seeds with its spread and 95% interval, the
+paired difference from the reference condition with its interval and p-value, training curves averaged over
+seeds with a band, and accuracy against length. Written from whatever results exist (`--report_only`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs
+from .stats import CONFIDENCE, paired_difference, summarize
+from .study import Study
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+CURVES_PLOT = "training_curves.png"
+TRADEOFF_PLOT = "accuracy_vs_length.png"
+# (logged metric, label) of the training curves; a metric a run did not log is left out.
+CURVES = (
+    ("reward", "reward"),
+    ("completions/mean_length", "completion tokens"),
+    ("sas/truncated_frac", "truncated fraction"),
+    ("sas/zeroed_frac_correct", "zeroed fraction, correct rollouts"),
+    ("sas/zeroed_frac_failed", "zeroed fraction, failed rollouts"),
+    ("entropy", "policy entropy"),
+)
+RATES = ("pass@", "truncated")
+
+
+def eval_metrics(path: Path) -> dict[str, float] | None:
+    """The averaged numbers of one `sas-trl eval` run (Pass@1, pass@k, tokens, truncation, AES), or None."""
+    if not path.is_file():
+        return None
+    average = json.loads(path.read_text())["average"]
+    keys = [k for k in average if k.startswith("pass@")] + ["mean_tokens", "truncated", "aes"]
+    return {k: average[k] for k in keys if k in average}
+
+
+def log_history(run: Run) -> list[dict[str, Any]]:
+    """The run's logged training metrics: `log_history.json`, else the newest checkpoint's trainer state."""
+    path = run.dir / "log_history.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    states = sorted(run.dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return json.loads(states[-1].read_text())["log_history"] if states else []
+
+
+def collect(study: Study) -> dict[str, Any]:
+    runs = plan_runs(study)
+    per_run = {(r.condition, r.seed): eval_metrics(r.eval_dir / EVAL_RESULTS) for r in runs}
+    metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
+    reference = [per_run[(study.reference, s)] for s in study.seeds]
+    conditions = {}
+    for condition in study.conditions:
+        values = {k: [(per_run[(condition, s)] or {}).get(k) for s in study.seeds] for k in metrics}
+        ref = {k: [(r or {}).get(k) for r in reference] for k in metrics}
+        conditions[condition] = {
+            "overrides": study.conditions[condition],
+            "runs": {str(s): per_run[(condition, s)] for s in study.seeds},
+            "summary": {k: summarize(v) for k, v in values.items()},
+            "vs_reference": {}
+            if condition == study.reference
+            else {k: paired_difference(values[k], ref[k]) for k in metrics},
+        }
+    return {
+        "study": str(study.path),
+        "base_recipe": str(study.base_recipe),
+        "seeds": list(study.seeds),
+        "reference": study.reference,
+        "confidence": CONFIDENCE,
+        "starting_model": eval_metrics(base_eval_dir(study) / EVAL_RESULTS),
+        "metrics": metrics,
+        "conditions": conditions,
+        "missing": [r.name for r in runs if per_run[(r.condition, r.seed)] is None],
+    }
+
+
+def _metric_order(key: str) -> tuple[int, int]:
+    if key.startswith("pass@"):
+        return 0, int(key.split("@")[1])
+    return 1, ["mean_tokens", "truncated", "aes"].index(key) if key in ("mean_tokens", "truncated", "aes") else 9
+
+
+def _fmt(key: str, value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if key.startswith(RATES):
+        return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+    if key == "mean_tokens":
+        return f"{value:+.1f}" if signed else f"{value:.1f}"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _label(key: str) -> str:
+    if key.startswith(RATES):
+        return f"{key} (%)"
+    return {"mean_tokens": "tokens", "aes": "AES vs start"}.get(key, key)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Tables: each cell says how many seeds it rests on; no difference without its interval."""
+    pct = int(100 * results["confidence"])
+    lines = [
+        f"# Study report: {results['study']}",
+        "",
+        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}; reference condition "
+        f"`{results['reference']}`. Mean ± standard deviation over seeds, [{pct}% t-interval of the mean], "
+        "(n = seeds with results).",
+        "",
+    ]
+    start = results["starting_model"]
+    if start:
+        cells = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in start.items() if k != "aes")
+        lines += [f"Starting model: {cells}.", ""]
+    metrics = results["metrics"]
+    lines += ["| condition | " + " | ".join(_label(k) for k in metrics) + " |"]
+    lines += ["|---|" + "---:|" * len(metrics)]
+    for name, c in results["conditions"].items():
+        cells = []
+        for k in metrics:
+            s = c["summary"][k]
+            if s["mean"] is None:
+                cells.append("n/a (n=0)")
+            elif s["std"] is None:
+                cells.append(f"{_fmt(k, s['mean'])} (n=1, no interval)")
+            else:
+                cells.append(
+                    f"{_fmt(k, s['mean'])} ± {_fmt(k, s['std'])} [{_fmt(k, s['ci_low'])}, {_fmt(k, s['ci_high'])}] "
+                    f"(n={s['n']})"
+                )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"## Paired differences from `{results['reference']}` (same seed)",
+        "",
+        f"Mean difference [{pct}% t-interval], paired t-test p-value, (n = seed pairs). A difference whose "
+        "interval contains 0 is not distinguishable from no difference with these seeds.",
+        "",
+        "| condition | " + " | ".join(_label(k) for k in metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for name, c in results["conditions"].items():
+        if name == results["reference"]:
+            continue
+        cells = []
+        for k in metrics:
+            d = c["vs_reference"][k]
+            if d["ci_low"] is None:
+                cells.append(f"no interval (n={d['n']})")  # never a bare difference
+            else:
+                cells.append(
+                    f"{_fmt(k, d['mean'], True)} [{_fmt(k, d['ci_low'], True)}, {_fmt(k, d['ci_high'], True)}] "
+                    f"p={d['p']:.3f} (n={d['n']})"
+                )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results["missing"]:
+        lines += ["", f"Runs without results yet ({len(results['missing'])}): " + ", ".join(results["missing"])]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(study: Study, path: Path) -> Path | None:
+    """Training curves: per condition the mean over seeds at each logged step, with a band of ±1 std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    histories = {r: log_history(r) for r in plan_runs(study)}
+    shown = [(k, label) for k, label in CURVES if any(k in e for h in histories.values() for e in h)]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], shown, strict=True):
+        for condition in study.conditions:
+            series = [
+                {e["step"]: e[key] for e in h if key in e and "step" in e}
+                for r, h in histories.items()
+                if r.condition == condition
+            ]
+            series = [s for s in series if s]
+            if not series:
+                continue
+            steps = sorted(set.intersection(*(set(s) for s in series)))
+            values = np.array([[s[t] for t in steps] for s in series], dtype=float)
+            mean = values.mean(axis=0)
+            (line,) = ax.plot(steps, mean, label=f"{condition} (n={len(series)})")
+            if len(series) > 1:
+                std = values.std(axis=0, ddof=1)
+                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
+    """Pass@1 against mean response tokens, one point per condition with its interval on both axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    drawn = False
+    for name, c in results["conditions"].items():
+        acc, tok = c["summary"].get("pass@1"), c["summary"].get("mean_tokens")
+        if not acc or acc["mean"] is None:
+            continue
+
+        def err(s):
+            return None if s["ci_low"] is None else [[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]]
+
+        ax.errorbar(
+            tok["mean"],
+            100 * acc["mean"],
+            xerr=err(tok),
+            yerr=_scaled(err(acc)),
+            fmt="o",
+            capsize=3,
+            label=f"{name} (n={acc['n']})",
+        )
+        drawn = True
+    start = results["starting_model"]
+    if start:
+        ax.plot(start["mean_tokens"], 100 * start["pass@1"], "k*", markersize=10, label="starting model")
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("mean response tokens")
+    ax.set_ylabel("Pass@1 (%)")
+    ax.set_title(f"accuracy vs length ({int(100 * results['confidence'])}% intervals over seeds)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _scaled(err):
+    return None if err is None else [[100 * err[0][0]], [100 * err[1][0]]]
+
+
+def build_report(study: Study) -> dict[str, Any]:
+    """Write results.json, report.md and the plots into the study's output folder; return the results."""
+    out = study.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    results = collect(study)
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    (out / REPORT_FILE).write_text(markdown(results))
+    plot_curves(study, out / CURVES_PLOT)
+    plot_tradeoff(results, out / TRADEOFF_PLOT)
+    return results

@@ -1,0 +1,186 @@
+"""Running a study: one shared starting model, then every (condition, seed) trained and evaluated in turn.
+
+Every run goes through the same commands a user types, `sas-trl train --recipe RUN/recipe.yaml` and
+`sas-trl eval`, each in its own process (so a run's launch settings, several processes or an accelerate
+config, work as they do alone). What finished is skipped on a re-run; an interrupted training resumes from
+its last complete checkpoint (`--resume_from_checkpoint last`), an interrupted evaluation from its samples
+file. `--print_commands` prints the same commands for a cluster scheduler instead.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..constants import BUILTIN_MODEL
+from ..errors import UserError
+from .study import Study, run_recipe
+
+EVAL_RESULTS = "eval_results.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    condition: str
+    seed: int
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.condition} seed {self.seed}"
+
+    @property
+    def recipe_file(self) -> Path:
+        return self.dir / "recipe.yaml"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.dir / "eval"
+
+    def trained(self) -> bool:
+        return (self.dir / "run_info.json").is_file()  # written after the final save
+
+    def evaluated(self) -> bool:
+        return (self.eval_dir / EVAL_RESULTS).is_file()
+
+
+def plan_runs(study: Study) -> list[Run]:
+    """Every (condition, seed), conditions in the study's order, seeds inner."""
+    root = study.output_dir.resolve() / "runs"
+    return [Run(c, s, root / c / f"seed{s}") for c in study.conditions for s in study.seeds]
+
+
+def base_recipe_values(study: Study) -> dict:
+    from ..training.recipes import load_recipe
+
+    return load_recipe(study.base_recipe)
+
+
+def starting_model(study: Study) -> tuple[str, bool]:
+    """The model every run starts from, and whether the study builds it (the built-in model, warmed up once)."""
+    model = base_recipe_values(study).get("model_name_or_path", BUILTIN_MODEL)
+    if model == BUILTIN_MODEL:
+        return str(study.output_dir.resolve() / "base_model"), True
+    return model, False
+
+
+def base_eval_dir(study: Study) -> Path:
+    return study.output_dir.resolve() / "base_eval"
+
+
+def write_run_recipe(study: Study, run: Run) -> None:
+    """RUN/recipe.yaml; a run made with another recipe (the study file changed) is refused, not mixed in."""
+    model, built = starting_model(study)
+    recipe = run_recipe(study, run.condition, run.seed, run.dir, model if built else None)
+    text = yaml.safe_dump(recipe, sort_keys=False)
+    if run.recipe_file.is_file() and run.recipe_file.read_text() != text:
+        raise UserError(
+            f"{run.dir} was made with a different recipe (the study file changed); delete that folder or "
+            "choose another output_dir"
+        )
+    run.dir.mkdir(parents=True, exist_ok=True)
+    run.recipe_file.write_text(text)
+
+
+def commands(study: Study, run: Run, program: list[str]) -> tuple[list[str], list[str]]:
+    """The train and eval command lines of one run."""
+    train = [*program, "train", "--recipe", str(run.recipe_file), "--resume_from_checkpoint", "last"]
+    evaluate = [
+        *program,
+        "eval",
+        "--model",
+        str(run.dir),
+        "--output_dir",
+        str(run.eval_dir),
+        "--baseline",
+        str(base_eval_dir(study) / EVAL_RESULTS),
+        *study.eval_argv(),
+    ]
+    return train, evaluate
+
+
+def base_eval_command(study: Study, program: list[str]) -> list[str]:
+    model, _ = starting_model(study)
+    return [*program, "eval", "--model", model, "--output_dir", str(base_eval_dir(study)), *study.eval_argv()]
+
+
+def print_commands(study: Study) -> list[str]:
+    """One self-contained line per run (train, then eval), after the starting model's own lines."""
+    program = ["sas-trl"]
+    lines = []
+    model, built = starting_model(study)
+    if built:
+        lines.append(f"sas-trl compare --study {shlex.quote(str(study.path))} --prepare_only")
+    lines.append(shlex.join(base_eval_command(study, program)))
+    for run in plan_runs(study):
+        write_run_recipe(study, run)
+        train, evaluate = commands(study, run, program)
+        lines.append(f"{shlex.join(train)} && {shlex.join(evaluate)}")
+    return lines
+
+
+def prepare_starting_model(study: Study) -> str:
+    """Build and warm up the built-in model once for all runs (cached, like `sas-trl train` caches it)."""
+    model, built = starting_model(study)
+    if not built:
+        return model
+    from accelerate import PartialState
+
+    from ..training.recipes import parse
+    from ..training.run import prepare_model
+
+    run_args, args, model_args, _ = parse(["--recipe", str(study.base_recipe)])
+    args.output_dir = str(study.output_dir.resolve())
+    return prepare_model(run_args, model_args, args, PartialState())
+
+
+def _run_logged(command: list[str], log: Path, what: str) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"$ {shlex.join(command)}\n")
+        out.flush()
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise UserError(f"{what} failed (exit {code}); see {log}. Re-run the same command to resume")
+
+
+def run_study(study: Study, echo: Callable[[str], None] = print) -> list[Run]:
+    """Prepare the starting model, evaluate it, then train and evaluate every run not finished yet."""
+    program = [sys.executable, "-m", "sas_trl.cli"]
+    runs = plan_runs(study)
+    for run in runs:  # every recipe written (and checked against an earlier one) before any work
+        write_run_recipe(study, run)
+    study.output_dir.mkdir(parents=True, exist_ok=True)
+    prepare_starting_model(study)
+    if not (base_eval_dir(study) / EVAL_RESULTS).is_file():
+        echo("compare: evaluating the starting model")
+        _run_logged(
+            base_eval_command(study, program), base_eval_dir(study) / "eval.log", "evaluating the starting model"
+        )
+
+    durations: list[float] = []
+    for index, run in enumerate(runs, start=1):
+        if run.trained() and run.evaluated():
+            echo(f"compare: run {index}/{len(runs)} ({run.name}): done earlier, skipped")
+            continue
+        left = len(runs) - index + 1
+        eta = f", about {_minutes(left * sum(durations) / len(durations))} left" if durations else ""
+        echo(f"compare: run {index}/{len(runs)} ({run.name}){eta}")
+        start = time.perf_counter()
+        train, evaluate = commands(study, run, program)
+        if not run.trained():
+            _run_logged(train, run.dir / "train.log", f"training {run.name}")
+        _run_logged(evaluate, run.eval_dir / "eval.log", f"evaluating {run.name}")
+        durations.append(time.perf_counter() - start)
+    return runs
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

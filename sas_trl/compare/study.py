@@ -1,0 +1,163 @@
+"""The study file: what `sas-trl compare` runs, checked completely before anything runs.
+
+```yaml
+base_recipe: recipes/tiny_cpu.yaml       # a recipe path, relative to the current directory like --recipe
+output_dir: outputs/study                # runs, evaluations and the report go here
+seeds: [0, 1, 2, 3, 4]
+reference: grpo                          # paired differences are taken against this condition
+conditions:                              # name: recipe keys that differ from the base recipe
+  grpo: {sas_strategy: none}
+  sas: {sas_ratio: 0.3}
+eval:                                    # `sas-trl eval` options (without --model / --output_dir / --baseline)
+  benchmarks: addition
+  n: 16
+  max_tokens: 64
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+
+KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description")
+REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
+# Recipe keys the study sets for every run: a condition may not override them.
+STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_hub")
+EVAL_OWNED = ("model", "output_dir", "baseline", "overwrite")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    base_recipe: Path
+    output_dir: Path
+    seeds: tuple[int, ...]
+    reference: str
+    conditions: dict[str, dict[str, Any]]
+    eval_options: dict[str, Any]
+    description: str = ""
+
+    def eval_argv(self) -> list[str]:
+        """The eval options as `sas-trl eval` flags."""
+        return eval_flags(self.eval_options)
+
+
+def eval_flags(options: dict[str, Any]) -> list[str]:
+    argv = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            if value:
+                argv.append(f"--{key}")
+            continue
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check a study file; every problem is a `UserError` naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"study file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"study {path} is not a readable YAML file: {err}") from err
+    if not isinstance(data, dict):
+        raise UserError(f"study {path} must be a YAML mapping with keys {', '.join(REQUIRED)}")
+    for key in data:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(KEYS)}"
+            raise UserError(f"study {path}: unknown key {key!r}{hint}")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise UserError(f"study {path}: missing {', '.join(missing)}")
+
+    base = Path(data["base_recipe"])
+    if not base.is_file():
+        raise UserError(f"study {path}: base_recipe {str(base)!r} not found")
+    seeds = data["seeds"]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise UserError(f"study {path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"study {path}: seeds must be distinct, got {seeds!r}")
+    conditions = data["conditions"]
+    if not isinstance(conditions, dict) or not conditions:
+        raise UserError(f"study {path}: conditions must be a mapping of name: {{recipe key: value}}")
+    conditions = {str(name): overrides or {} for name, overrides in conditions.items()}
+    for name, overrides in conditions.items():
+        if not _NAME.match(name):
+            raise UserError(f"study {path}: condition name {name!r} must be letters, digits, '_', '.', '-'")
+        if not isinstance(overrides, dict):
+            raise UserError(f"study {path}: condition {name!r} must map recipe keys to values, got {overrides!r}")
+        owned = sorted(set(overrides) & set(STUDY_OWNED))
+        if owned:
+            raise UserError(f"study {path}: condition {name!r} sets {owned[0]!r}, which the study sets for each run")
+    reference = data["reference"]
+    if reference not in conditions:
+        raise UserError(
+            f"study {path}: reference {reference!r} is not a condition; conditions: {', '.join(conditions)}"
+        )
+    eval_options = data.get("eval") or {}
+    if not isinstance(eval_options, dict):
+        raise UserError(f"study {path}: eval must be a mapping of `sas-trl eval` options")
+    output_dir = Path(data.get("output_dir") or Path("compare_results") / path.stem)
+
+    study = Study(
+        path=path,
+        base_recipe=base,
+        output_dir=output_dir,
+        seeds=tuple(seeds),
+        reference=reference,
+        conditions=conditions,
+        eval_options=dict(eval_options),
+        description=str(data.get("description") or ""),
+    )
+    owned = sorted(set(study.eval_options) & set(EVAL_OWNED))
+    if owned:
+        raise UserError(f"study {path}: eval sets {owned[0]!r}, which the study sets for each run")
+    check_conditions(study)
+    return study
+
+
+def run_recipe(study: Study, condition: str, seed: int, run_dir: Path, model: str | None = None) -> dict[str, Any]:
+    """The recipe one run trains with: the base recipe (by `base:`), the condition's keys, the run's seed and
+    folder, and the shared starting model when there is one."""
+    recipe = {"base": str(study.base_recipe.resolve()), **study.conditions[condition]}
+    if model is not None:
+        recipe["model_name_or_path"] = model
+        recipe["sft_warmup_steps"] = 0
+    recipe.update(seed=seed, output_dir=str(run_dir))
+    return recipe
+
+
+def check_conditions(study: Study) -> None:
+    """Parse every condition's recipe exactly as `sas-trl train` would (keys, types, values, files)."""
+    from ..errors import RecipeError
+    from ..training.recipes import parse
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in study.conditions:
+            file = Path(tmp) / f"{name}.yaml"
+            file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
+            try:
+                parse(["--recipe", str(file)])
+            except RecipeError as err:
+                message = str(err).replace(str(file), f"condition {name!r}")
+                raise UserError(f"study {study.path}: condition {name!r}: {message}") from err
