@@ -1,6 +1,6 @@
 """Running a study: one shared starting model, then every (condition, seed) trained and evaluated in turn.
 
-Every run goes through the same commands a user types, `sas-trl train --recipe RUN/recipe.yaml` and
+Every run goes through the same commands a user types, `sas-trl train --recipe RUN/study_recipe.yaml` and
 `sas-trl eval`, each in its own process (so a run's launch settings, several processes or an accelerate
 config, work as they do alone). What finished is skipped on a re-run; an interrupted training resumes from
 its last complete checkpoint (`--resume_from_checkpoint last`), an interrupted evaluation from its samples
@@ -38,7 +38,7 @@ class Run:
 
     @property
     def recipe_file(self) -> Path:
-        return self.dir / "recipe.yaml"
+        return self.dir / "study_recipe.yaml"  # not recipe.yaml: the model card writes that one
 
     @property
     def eval_dir(self) -> Path:
@@ -76,7 +76,7 @@ def base_eval_dir(study: Study) -> Path:
 
 
 def write_run_recipe(study: Study, run: Run) -> None:
-    """RUN/recipe.yaml; a run made with another recipe (the study file changed) is refused, not mixed in."""
+    """RUN/study_recipe.yaml; a run made with another recipe (the study file changed) is refused, not mixed in."""
     model, built = starting_model(study)
     recipe = run_recipe(study, run.condition, run.seed, run.dir, model if built else None)
     text = yaml.safe_dump(recipe, sort_keys=False)
