@@ -47,8 +47,8 @@ class SASConfig(GRPOConfig):
     sas_selection: str = field(
         default="confidence",
         metadata={
-            "help": f"How steps are chosen: {_choices(SELECTIONS)}. 'random' is the paper's ablation, "
-            "seeded from `seed` and the process index."
+            "help": f"How steps are chosen: {_choices(SELECTIONS)}. 'random' is the paper's ablation: keys drawn "
+            "once per rollout at generation, from `seed`, the global step and the process index."
         },
     )
     sas_granularity: str = field(
@@ -92,7 +92,10 @@ class SASConfig(GRPOConfig):
     )
     sas_correct_reward_index: int = field(
         default=0,
-        metadata={"help": "Index into `reward_funcs` of the reward that defines a correct rollout."},
+        metadata={
+            "help": "Which of TRL's reward columns defines a correct rollout: the `reward_funcs` in order, then one "
+            "column per `environment_factory` environment class that defines `get_reward()`."
+        },
     )
     sas_correct_threshold: float = field(
         default=1.0,

@@ -117,7 +117,7 @@ class SASGRPOTrainer(GRPOTrainer):
         self._sas_rollout_flags: dict[str, torch.Tensor] | None = None
         self._sas_pending: dict[str, Any] | None = None
         self._sas_stats: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
-        self._sas_generations: dict[tuple[str, int], int] = {}  # (mode, global step) -> generations so far
+        self._sas_generations: dict[str, tuple[int, int]] = {}  # mode -> (global step, generations in that step)
         self._sas_reward_values: torch.Tensor | None = None  # the correctness reward's values in the first batch
         self._sas_degenerate_checked = not args.sas_enabled
 
@@ -170,8 +170,9 @@ class SASGRPOTrainer(GRPOTrainer):
         """
         mode = "train" if self.model.training else "eval"
         step = self.state.global_step
-        count = self._sas_generations.get((mode, step), 0)
-        self._sas_generations = {(mode, step): count + 1}  # earlier steps never come back
+        last_step, count = self._sas_generations.get(mode, (step, 0))
+        count = count if last_step == step else 0
+        self._sas_generations[mode] = (step, count + 1)
         entropy = [self.args.seed, int(mode == "eval"), step, count, self.accelerator.process_index]
         seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
         width = max(self.max_completion_length, completion_ids.size(1))
