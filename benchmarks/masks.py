@@ -3,7 +3,9 @@
 One paper training step masks 128 prompts x 8 rollouts = 1,024 completions of up to 4,096 tokens (~40 "\\n\\n"
 steps each) in the DeepScaleR vocabulary. Three ways to get the same answer, or a lower bound on it:
 
-* vectorized: this package's `segment_steps` then `select_zero_mask` (paper count mode, r = 0.3);
+* vectorized: this package's `segment_steps` then `select_zero_mask` (paper count mode, r = 0.3), called the way
+  `SASGRPOTrainer` calls them on a CPU: a boundary table built once (`boundary_table`), S read from the data;
+  "vectorized_static_slots" is the accelerator call (S = T, nothing read back), timed here on the CPU;
 * loop reference: what the public release does, written from its description (reference.md section 2): for each
   rollout in Python, decode every token on its own, cut steps where the text contains "\\n\\n", average each
   step's log-probs, sort, zero. Timed on a subset of rollouts and extrapolated linearly (its cost is per rollout);
@@ -34,6 +36,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from sas_trl import segment_steps, select_zero_mask, vocab_tables
+from sas_trl.core import boundary_table
 
 try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.masks
     from machine import machine_info
@@ -121,10 +124,13 @@ def make_batch(tokenizer, rollouts: int, length: int, steps: int, seed: int = 0)
 # --------------------------------------------------------------------------------------------------
 
 
-def vectorized_mask(batch: Batch, tokenizer) -> torch.Tensor:
-    """(B, T) bool: this package, as `SASGRPOTrainer` calls it in paper mode."""
-    step_ids = segment_steps(batch.completion_ids, batch.completion_mask, tokenizer, DELIMITER, THINK_END)
-    return select_zero_mask(step_ids, batch.token_logps, batch.is_correct, RATIO)
+def vectorized_mask(
+    batch: Batch, tokenizer, table: torch.Tensor | None = None, num_slots: int | None = None
+) -> torch.Tensor:
+    """(B, T) bool: this package, as `SASGRPOTrainer` calls it in paper mode (`table`: its prebuilt boundary table;
+    `num_slots`: its static S on accelerators)."""
+    step_ids = segment_steps(batch.completion_ids, batch.completion_mask, tokenizer, DELIMITER, THINK_END, table=table)
+    return select_zero_mask(step_ids, batch.token_logps, batch.is_correct, RATIO, num_slots=num_slots)
 
 
 def loop_reference_mask(batch: Batch, tokenizer, rows: range) -> torch.Tensor:
@@ -211,27 +217,32 @@ def run(vocab: str, rollouts: int, length: int, steps: int, loop_rollouts: int, 
 
     batch = make_batch(tokenizer, rollouts, length, steps, seed)
     weights = batch.completion_mask.float()
+    table = boundary_table(tokenizer, len(tokenizer), DELIMITER, THINK_END)  # the trainer builds it once
     subset = range(min(loop_rollouts, rollouts))
 
     start = time.perf_counter()
     reference = loop_reference_mask(batch, tokenizer, subset)
     loop_subset_s = time.perf_counter() - start
-    ours = vectorized_mask(batch, tokenizer)
+    ours = vectorized_mask(batch, tokenizer, table)
     mismatched = int((ours[: len(subset)] != reference).any(dim=1).sum())
+    static_ok = torch.equal(ours, vectorized_mask(batch, tokenizer, table, num_slots=length))
 
-    step_ids = segment_steps(batch.completion_ids, batch.completion_mask, tokenizer)
+    step_ids = segment_steps(batch.completion_ids, batch.completion_mask, tokenizer, table=table)
     times = interleaved_times(
         {
             "floor": lambda: floor_reduction(batch, weights),
-            "vectorized": lambda: vectorized_mask(batch, tokenizer),
-            "segment_steps": lambda: segment_steps(batch.completion_ids, batch.completion_mask, tokenizer),
+            "vectorized": lambda: vectorized_mask(batch, tokenizer, table),
+            "vectorized_static_slots": lambda: vectorized_mask(batch, tokenizer, table, num_slots=length),
+            "segment_steps": lambda: segment_steps(
+                batch.completion_ids, batch.completion_mask, tokenizer, table=table
+            ),
             "select_zero_mask": lambda: select_zero_mask(step_ids, batch.token_logps, batch.is_correct, RATIO),
         },
         repeats,
     )
     peaks = {
         "floor": peak_allocated_bytes(lambda: floor_reduction(batch, weights)),
-        "vectorized": peak_allocated_bytes(lambda: vectorized_mask(batch, tokenizer)),
+        "vectorized": peak_allocated_bytes(lambda: vectorized_mask(batch, tokenizer, table)),
     }
 
     tokens = rollouts * length
@@ -272,6 +283,7 @@ def run(vocab: str, rollouts: int, length: int, steps: int, loop_rollouts: int, 
         },
         "one_time": {"build_tokenizer_s": tokenizer_s, "vocab_tables_s": table_s},
         "agreement": {"rollouts_checked": len(subset), "rollouts_mismatched": mismatched},
+        "static_slots_identical": static_ok,
         "results": results,
         "speedup_vs_loop": loop_s / results["vectorized"]["min_s"],
         "peak_extra_in_BT_tensors": {dtype: peaks["vectorized"] / size for dtype, size in bt.items()},
@@ -292,7 +304,14 @@ def print_table(result: dict) -> None:
         f"{cfg['torch_threads']} thread(s)"
     )
     print(f"{'':28} {'min ms':>10} {'median ms':>10} {'x floor':>9} {'peak MiB':>9}")
-    for name in ("floor", "vectorized", "segment_steps", "select_zero_mask", "loop_reference"):
+    for name in (
+        "floor",
+        "vectorized",
+        "vectorized_static_slots",
+        "segment_steps",
+        "select_zero_mask",
+        "loop_reference",
+    ):
         r = res[name]
         peak = f"{r['peak_bytes'] / 2**20:9.1f}" if "peak_bytes" in r else f"{'':>9}"
         label = name + (f" (x{cfg['rollouts'] / r['measured_rollouts']:.0f} extrap.)" if r.get("extrapolated") else "")
@@ -326,6 +345,8 @@ def main() -> None:
     print(f"saved {args.out}")
     if result["agreement"]["rollouts_mismatched"]:
         raise SystemExit("the loop reference and the vectorized masks disagree")
+    if not result["static_slots_identical"]:
+        raise SystemExit("static step slots (S = T) changed the mask")
 
 
 if __name__ == "__main__":

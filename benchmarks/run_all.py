@@ -65,6 +65,13 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
         rows += [
             (f"masks {size}: floor (masked sum)", f"{1e3 * res['floor']['min_s']:.2f} ms", "", ""),
             (f"masks {size}: SAS vectorized", f"{1e3 * res['vectorized']['min_s']:.2f} ms", "", ""),
+            (
+                f"masks {size}: SAS, static S = T (the accelerator call)",
+                f"{1e3 * res['vectorized_static_slots']['min_s']:.2f} ms"
+                + ("" if masks.get("static_slots_identical", True) else " (MASKS DIFFER)"),
+                "",
+                "",
+            ),
             (f"masks {size}: loop reference", f"{loop['min_s']:.2f} s{extrapolated}", "", ""),
             (
                 "  loop / vectorized",

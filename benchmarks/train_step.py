@@ -85,8 +85,9 @@ def config_fields(output_dir: str, steps: int, batch: int, generations: int, com
 def run_once(kind: str, model_dir: Path, fields: dict, dataset: Dataset) -> tuple[list[float], int, float]:
     """Train with "grpo" (trl.GRPOTrainer) or "sas" (SASGRPOTrainer).
 
-    Returns seconds per step, tokens trained on, and the seconds spent inside SAS's own code (`_apply_sas`: the
-    masks and metrics), a direct measure of the overhead that machine noise cannot hide.
+    Returns seconds per step, tokens trained on, and the seconds per step spent inside SAS's own code (`_apply_sas`:
+    the masks and metric counts; `_flush_sas_stats`: their one reduction per logging step), a direct measure of the
+    overhead that machine noise cannot hide.
     """
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -102,18 +103,21 @@ def run_once(kind: str, model_dir: Path, fields: dict, dataset: Dataset) -> tupl
         trainer = SASGRPOTrainer(
             str(model_dir), [hash_verifier], args=SASConfig(**fields), train_dataset=dataset, callbacks=[timer]
         )
-        apply_sas = trainer._apply_sas
-
-        def timed_apply_sas(*args, **kwargs):
-            start = time.perf_counter()
-            apply_sas(*args, **kwargs)
-            sas_seconds.append(time.perf_counter() - start)
-
-        trainer._apply_sas = timed_apply_sas
+        for name in ("_apply_sas", "_flush_sas_stats"):
+            setattr(trainer, name, _timed(getattr(trainer, name), sas_seconds))
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     own = sum(sas_seconds) / len(timer.seconds)
     return timer.seconds, int(trainer.state.num_input_tokens_seen), own
+
+
+def _timed(method, seconds: list[float]):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        method(*args, **kwargs)
+        seconds.append(time.perf_counter() - start)
+
+    return timed
 
 
 def run(runs: int, steps: int, warmup: int, batch: int, generations: int, completion_length: int) -> dict:

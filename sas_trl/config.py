@@ -11,6 +11,10 @@ from .core import COUNT_MODES, FAILED_SCOPES, GRANULARITIES, RANKINGS, SELECTION
 
 # Loss types of TRL 1.16 whose per-token loss multiplies a (B, T) advantage tensor token by token.
 TOKEN_ADVANTAGE_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
+# Of those, the ones whose importance weight carries the gradient: with importance_sampling_level="sequence" the
+# weight is exp(row-mean log-ratio), so every token's gradient carries the row's summed advantage and a zeroed
+# token learns like a kept one. cispo and vespo detach their weights and stay token-level.
+SEQUENCE_WEIGHT_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "sapo")
 
 
 def _choices(values: tuple[str, ...]) -> str:
@@ -43,8 +47,8 @@ class SASConfig(GRPOConfig):
     sas_selection: str = field(
         default="confidence",
         metadata={
-            "help": f"How steps are chosen: {_choices(SELECTIONS)}. 'random' is the paper's ablation, "
-            "seeded from `seed` and the process index."
+            "help": f"How steps are chosen: {_choices(SELECTIONS)}. 'random' is the paper's ablation: keys drawn "
+            "once per rollout at generation, from `seed`, the global step and the process index."
         },
     )
     sas_granularity: str = field(
@@ -88,12 +92,28 @@ class SASConfig(GRPOConfig):
     )
     sas_correct_reward_index: int = field(
         default=0,
-        metadata={"help": "Index into `reward_funcs` of the reward that defines a correct rollout."},
+        metadata={
+            "help": "Which of TRL's reward columns defines a correct rollout: the `reward_funcs` in order, then one "
+            "column per `environment_factory` environment class that defines `get_reward()`."
+        },
     )
     sas_correct_threshold: float = field(
         default=1.0,
         metadata={"help": "A rollout is correct iff that reward is >= this value; all others count as failed."},
     )
+    sas_min_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Rollouts with fewer steps than this are left to plain GRPO (nothing zeroed). 1 is the paper's "
+            "rule; 2 keeps one-step rollouts (a model that writes no delimiter) from being zeroed whole when correct."
+        },
+    )
+
+    @property
+    def sas_enabled(self) -> bool:
+        """Whether SAS can zero anything: off for strategy 'none' and for ratio 0 in paper counting (the release's
+        counting zeroes N - 1 steps of a correct rollout even at ratio 0)."""
+        return self.sas_strategy != "none" and (self.sas_ratio > 0 or self.sas_count_mode == "release")
 
     def __post_init__(self):
         self._validate_sas()
@@ -117,6 +137,8 @@ class SASConfig(GRPOConfig):
             raise ValueError(f"sas_ratio={self.sas_ratio!r} is not valid; allowed values: a number in [0, 1]")
         if not isinstance(self.sas_delimiter, str) or not self.sas_delimiter:
             raise ValueError(f"sas_delimiter={self.sas_delimiter!r} is not valid; allowed values: a non-empty string")
+        if not isinstance(self.sas_min_steps, int) or self.sas_min_steps < 1:
+            raise ValueError(f"sas_min_steps={self.sas_min_steps!r} is not valid; allowed values: an integer >= 1")
         if self.sas_correct_reward_index < 0:
             raise ValueError(
                 f"sas_correct_reward_index={self.sas_correct_reward_index} is not valid; allowed values: an index "
@@ -130,6 +152,17 @@ class SASConfig(GRPOConfig):
             raise ValueError(
                 f"loss_type={self.loss_type!r} cannot take token-level advantages; SAS supports: "
                 f"{_choices(TOKEN_ADVANTAGE_LOSSES)}"
+            )
+        if (
+            self.importance_sampling_level == "sequence"
+            and self.loss_type in SEQUENCE_WEIGHT_LOSSES
+            and self.sas_enabled
+        ):
+            raise ValueError(
+                f"importance_sampling_level='sequence' with loss_type={self.loss_type!r} gives every token of a "
+                "rollout the gradient of the rollout's summed advantage, so the tokens SAS zeroes would still learn; "
+                "use importance_sampling_level='token', or loss_type 'cispo' or 'vespo' (token-level with either "
+                "level), or turn SAS off (sas_ratio=0 or sas_strategy='none')"
             )
         if self.sas_failed_scope == "truncated" and self.mask_truncated_completions:
             raise ValueError(

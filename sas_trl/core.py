@@ -12,10 +12,12 @@ policy that sampled the rollout. With ratio r and N non-empty steps:
 After group normalisation a zeroed step sits below its positive peers in a winner and above its
 negative peers in a loser, so one operation both suppresses and shields.
 
-Shapes: B rollouts, T completion tokens, S = max step index + 1. Everything here is vectorised over
-(B, T) or (B, S); the only per-vocabulary work (which tokens end a step) is done once per tokenizer. On a CPU
-the (B, T) passes run over blocks of rows, so their temporaries stay in cache and peak memory stays near the
-outputs (benchmarks/masks.py, docs/benchmarks.md).
+Shapes: B rollouts, T completion tokens, S step slots: by default the max step index + 1 (read from the data);
+callers that must not read tensor values back to the host (the trainer on an accelerator) pass a static
+`num_slots` instead, such as T, which bounds the number of steps. Everything here is vectorised over (B, T) or
+(B, S); the only per-vocabulary work (which tokens end a step) is done once per tokenizer. On a CPU the (B, T)
+passes run over blocks of rows, so their temporaries stay in cache and peak memory stays near the outputs
+(benchmarks/masks.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def segment_steps(
     think_end: str | None = "</think>",
     *,
     trim_unterminated: bool = False,
+    table: torch.Tensor | None = None,
 ) -> torch.LongTensor:
     """Step index of every reasoning token.
 
@@ -85,13 +88,19 @@ def segment_steps(
             `None`, or a vocabulary without it as a single token, every valid token is reasoning.
         trim_unterminated: drop the last valid token of rollouts without a think-end token from the
             reasoning part (what the public code release does; see docs/release_mode.md).
+        table: BoolTensor (V',) from `boundary_table`, on the ids' device, covering every id that can occur
+            (e.g. sized to the model's embedding rows). Skips the per-call range check of the ids, which reads
+            their min and max back to the host.
 
     Returns:
         LongTensor (B, T): 0, 1, ... for reasoning tokens; -1 for padding, the think-end token and
         everything after it.
     """
     ends_step, think_end_id = vocab_tables(tokenizer, delimiter, think_end)
-    table, remap = _boundary_table(ends_step, completion_ids)
+    if table is None:
+        table, remap = _boundary_table(ends_step, completion_ids)
+    else:
+        remap = False
     outside = table.numel() - 1
     step_ids = torch.empty(completion_ids.shape, dtype=torch.long, device=completion_ids.device)
     for rows in _row_chunks(completion_ids):
@@ -117,6 +126,20 @@ def segment_steps(
         step_ids[rows] = steps
         step_ids[rows].masked_fill_(~reasoning, -1)
     return step_ids
+
+
+def boundary_table(
+    tokenizer, size: int, delimiter: str = "\n\n", think_end: str | None = "</think>", device=None
+) -> torch.BoolTensor:
+    """BoolTensor (max(size, V),) on `device`: which ids end a step, padded with False up to `size`.
+
+    Built once (the trainer sizes it to the model's embedding rows, which bound every id the model can emit) and
+    passed to `segment_steps(..., table=...)`, so segmentation never checks the ids' range at run time.
+    """
+    ends_step, _ = vocab_tables(tokenizer, delimiter, think_end)
+    table = torch.zeros(max(size, ends_step.numel()), dtype=torch.bool)
+    table[: ends_step.numel()] = ends_step
+    return table.to(device)
 
 
 def _boundary_table(ends_step: torch.Tensor, completion_ids: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -171,7 +194,7 @@ def token_granularity(step_ids: torch.Tensor) -> torch.LongTensor:
 
 
 def step_statistics(
-    step_ids: torch.Tensor, token_logps: torch.Tensor, ranking: str = "mean"
+    step_ids: torch.Tensor, token_logps: torch.Tensor, ranking: str = "mean", num_slots: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step confidence and size.
 
@@ -180,6 +203,7 @@ def step_statistics(
         token_logps: FloatTensor (B, T); values outside steps are ignored (may be NaN).
         ranking: "mean" -> mean token log-prob; "std" -> minus the std of the step's log-probs
             (a step whose tokens the policy is unevenly sure of counts as less confident).
+        num_slots: S, static; must exceed every step index (T always does). None reads it from the data.
 
     Returns:
         confidence: FloatTensor (B, S), undefined (0) for empty steps.
@@ -187,15 +211,16 @@ def step_statistics(
     """
     if ranking not in RANKINGS:
         raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
-    num_slots = _num_slots(step_ids)
+    num_slots = _num_slots(step_ids, num_slots)
     # Column 0 collects the tokens outside steps (index -1 + 1) and is dropped at the end.
     shape = (step_ids.size(0), num_slots + 1)
     sums = torch.zeros(shape, dtype=torch.float32, device=step_ids.device)
     counts = torch.zeros(shape, dtype=torch.long, device=step_ids.device)
+    one = counts.new_ones(())
     for rows in _row_chunks(step_ids):
         index = step_ids[rows] + 1
         sums[rows].scatter_add_(1, index, token_logps[rows].float())
-        counts[rows].scatter_add_(1, index, _ONE.to(step_ids.device).expand(index.shape))
+        counts[rows].scatter_add_(1, index, one.expand(index.shape))
     counts[:, 0] = 0
     mean = sums / counts.clamp(min=1)
     if ranking == "mean":
@@ -208,11 +233,10 @@ def step_statistics(
     return -(squares / counts.clamp(min=1)).sqrt()[:, 1:], counts[:, 1:]
 
 
-_ONE = torch.ones((), dtype=torch.long)
-
-
-def _num_slots(step_ids: torch.Tensor) -> int:
-    """S: one more than the largest step index, at least 1."""
+def _num_slots(step_ids: torch.Tensor, num_slots: int | None = None) -> int:
+    """S: `num_slots` when given (static, no read-back), else one more than the largest step index, at least 1."""
+    if num_slots is not None:
+        return max(int(num_slots), 1)
     return max(int(step_ids.max()) + 1, 1) if step_ids.numel() else 1
 
 
@@ -260,6 +284,9 @@ def select_zero_mask(
     is_truncated: torch.Tensor | None = None,
     count_mode: str = "paper",
     generator: torch.Generator | None = None,
+    random_keys: torch.Tensor | None = None,
+    min_steps: int = 1,
+    num_slots: int | None = None,
 ) -> torch.BoolTensor:
     """Tokens whose advantage SAS sets to 0.
 
@@ -269,13 +296,18 @@ def select_zero_mask(
         is_correct: BoolTensor (B,), the verifier's verdict; every other rollout counts as failed.
         ratio: r in [0, 1].
         strategy: "both", "correct_only", "failed_only" or "none" (which rollouts are touched).
-        selection: "confidence" (the method) or "random" (ablation; pass a seeded `generator`).
+        selection: "confidence" (the method) or "random" (ablation): steps are ranked by `random_keys`, or,
+            without them, by keys drawn from `generator`.
         granularity: "step" (the method) or "token" (ablation: each reasoning token is a step).
         ranking: "mean" (the method) or "std" (ablation), see `step_statistics`.
         failed_scope: "all" (the paper) or "truncated": only failed rollouts that hit the length limit
             are shielded; needs `is_truncated`.
         is_truncated: BoolTensor (B,), rollouts that ended without EOS.
         count_mode: "paper" or "release" (the public code's counting, docs/release_mode.md).
+        random_keys: FloatTensor (B, >= S), one key per step slot (slot j = step j), drawn once per rollout so
+            that reusing a rollout reuses its choice; steps with smaller keys are chosen first.
+        min_steps: rollouts with fewer non-empty steps are left untouched (plain GRPO); 1 is the paper's rule.
+        num_slots: static S, see `step_statistics` (T always suffices).
 
     Returns:
         BoolTensor (B, T). Ties in confidence break towards the lower step index; empty steps are never
@@ -292,18 +324,23 @@ def select_zero_mask(
 
     if granularity == "token":
         step_ids = token_granularity(step_ids)
-    confidence, counts = step_statistics(step_ids, token_logps, ranking)
+    confidence, counts = step_statistics(step_ids, token_logps, ranking, num_slots)
     present = counts > 0
     is_correct = is_correct.bool().to(step_ids.device)
 
-    k = steps_to_zero(present.sum(dim=1), is_correct, ratio, count_mode)
+    num_steps = present.sum(dim=1)
+    k = steps_to_zero(num_steps, is_correct, ratio, count_mode)
     touch_correct, touch_failed = strategy in ("both", "correct_only"), strategy in ("both", "failed_only")
-    touched = (is_correct & touch_correct) | (~is_correct & touch_failed)
+    touched = ((is_correct & touch_correct) | (~is_correct & touch_failed)) & (num_steps >= min_steps)
     if failed_scope == "truncated":
         touched &= is_correct | is_truncated.bool().to(step_ids.device)
     k = torch.where(touched, k, 0)
 
-    if selection == "random":
+    if selection == "random" and random_keys is not None:
+        if random_keys.size(1) < confidence.size(1):
+            raise ValueError(f"random_keys has {random_keys.size(1)} columns for {confidence.size(1)} step slots")
+        key = random_keys[:, : confidence.size(1)].to(confidence.device, torch.float32)
+    elif selection == "random":
         key = torch.rand(confidence.shape, generator=generator, device=generator.device if generator else None)
         key = key.to(confidence.device)
     else:
@@ -311,12 +348,11 @@ def select_zero_mask(
         # confidence or on its negation. A stable sort keeps ties in step-index order.
         key = torch.where(is_correct.unsqueeze(1), confidence, -confidence).nan_to_num(nan=math.inf)
     order = torch.argsort(key, dim=1, stable=True)
-    # Second stable pass moves empty steps behind every real one (a -inf confidence must not tie with them).
-    order = order.gather(1, torch.argsort((~present).gather(1, order).to(torch.int8), dim=1, stable=True))
-    positions = torch.arange(order.size(1), device=order.device).expand_as(order)
-    rank = torch.empty_like(order).scatter_(1, order, positions)
+    # Rank among the real steps only: empty slots may sit anywhere in `order` but never take a rank.
+    present_sorted = present.gather(1, order)
+    chosen_sorted = present_sorted & (present_sorted.cumsum(dim=1) <= k.unsqueeze(1))
+    chosen = torch.zeros_like(present).scatter_(1, order, chosen_sorted)
 
-    chosen = (rank < k.unsqueeze(1)) & present
     # Column 0 answers for the tokens outside steps (index -1 + 1): never zeroed.
     chosen = torch.cat([torch.zeros_like(chosen[:, :1]), chosen], dim=1)
     zero = torch.empty(step_ids.shape, dtype=torch.bool, device=step_ids.device)
@@ -325,12 +361,15 @@ def select_zero_mask(
     return zero
 
 
-def count_steps(step_ids: torch.Tensor) -> torch.LongTensor:
-    """(B, T) -> (B,): non-empty steps per rollout."""
-    counts = torch.zeros(step_ids.size(0), _num_slots(step_ids) + 1, dtype=torch.long, device=step_ids.device)
+def count_steps(step_ids: torch.Tensor, num_slots: int | None = None) -> torch.LongTensor:
+    """(B, T) -> (B,): non-empty steps per rollout (`num_slots`: static S, see `step_statistics`)."""
+    counts = torch.zeros(
+        step_ids.size(0), _num_slots(step_ids, num_slots) + 1, dtype=torch.long, device=step_ids.device
+    )
+    one = counts.new_ones(())
     for rows in _row_chunks(step_ids):
         index = step_ids[rows] + 1
-        counts[rows].scatter_add_(1, index, _ONE.to(step_ids.device).expand(index.shape))
+        counts[rows].scatter_add_(1, index, one.expand(index.shape))
     return (counts[:, 1:] > 0).sum(dim=1)
 
 

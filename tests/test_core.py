@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
 from sas_trl import count_steps, segment_steps, select_zero_mask, step_statistics
-from sas_trl.core import steps_to_zero, token_granularity
+from sas_trl.core import boundary_table, steps_to_zero, token_granularity
 
 # A small vocabulary with merged delimiters (".\n\n", "x\n\ny"), a lone "\n" that must not split, and </think>.
 VOCAB = ["<pad>", "a", "b", ".", "\n", "\n\n", ".\n\n", "x\n\ny", "</think>", " \\boxed{7}"]
@@ -396,3 +396,61 @@ def test_works_on_bf16_logps_and_keeps_devices():
     logps = torch.tensor([[-0.5, -0.5, -3.0, -3.0, -1.0]], dtype=torch.bfloat16)
     zero = select_zero_mask(step_ids, logps, torch.tensor([True]), 0.3)
     assert zero.tolist() == [[False, False, True, True, False]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Static shapes and precomputed inputs (what the trainer passes to avoid reading values back)
+# --------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(step_batches(), RATIOS, st.sampled_from(["mean", "std"]), st.integers(0, 7))
+def test_static_slot_count_gives_the_same_mask(batch, ratio, ranking, extra):
+    step_ids, logps, correct, _ = batch
+    slots = 10 + extra  # any S above the largest step index (step_batches draws indices up to 9)
+    assert torch.equal(
+        select_zero_mask(step_ids, logps, correct, float(ratio), ranking=ranking, num_slots=slots),
+        select_zero_mask(step_ids, logps, correct, float(ratio), ranking=ranking),
+    )
+    assert torch.equal(count_steps(step_ids, num_slots=slots), count_steps(step_ids))
+    static, counts = step_statistics(step_ids, logps, ranking, num_slots=slots)
+    dynamic, _ = step_statistics(step_ids, logps, ranking)
+    assert static.shape == (step_ids.size(0), slots) and (counts[:, dynamic.size(1) :] == 0).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(rollout_batches(), st.booleans())
+def test_precomputed_boundary_table_gives_the_same_steps(batch, trim):
+    ids, mask = batch
+    table = boundary_table(TOKENIZER, 64)  # sized like a model with padded embedding rows
+    assert table.shape == (64,) and not table[len(VOCAB) :].any()
+    assert torch.equal(
+        segment_steps(ids, mask, TOKENIZER, trim_unterminated=trim, table=table),
+        segment_steps(ids, mask, TOKENIZER, trim_unterminated=trim),
+    )
+
+
+def test_random_keys_fix_the_choice_and_rank_steps():
+    step_ids = torch.arange(10).repeat_interleave(2).unsqueeze(0).repeat(2, 1)
+    logps = -torch.rand(step_ids.shape)
+    correct = torch.tensor([True, False])
+    keys = torch.rand(2, 20, generator=torch.Generator().manual_seed(0))
+    first = select_zero_mask(step_ids, logps, correct, 0.3, selection="random", random_keys=keys)
+    again = select_zero_mask(step_ids, -torch.rand(step_ids.shape), correct, 0.3, selection="random", random_keys=keys)
+    assert torch.equal(first, again)  # the keys decide, not the log-probs
+    for b in range(2):  # the 3 steps with the smallest keys among the 10
+        chosen = sorted(set(step_ids[b][first[b]].tolist()))
+        assert chosen == sorted(keys[b, :10].argsort()[:3].tolist())
+    with pytest.raises(ValueError, match="random_keys"):
+        select_zero_mask(step_ids, logps, correct, 0.3, selection="random", random_keys=keys[:, :5])
+
+
+def test_min_steps_leaves_short_rollouts_to_grpo():
+    # Rollout 0: one step; rollout 1: three steps. Both correct.
+    step_ids = torch.tensor([[0, 0, 0, -1], [0, 1, 2, -1]])
+    logps = torch.tensor([[-1.0, -1.0, -1.0, 0.0], [-3.0, -1.0, -2.0, 0.0]])
+    correct = torch.tensor([True, True])
+    paper = select_zero_mask(step_ids, logps, correct, 0.3)
+    assert paper.tolist() == [[True, True, True, False], [True, False, False, False]]
+    guarded = select_zero_mask(step_ids, logps, correct, 0.3, min_steps=2)
+    assert guarded.tolist() == [[False] * 4, [True, False, False, False]]

@@ -218,6 +218,8 @@ def test_metrics_match_the_mask(tmp_path, tiny_model_dir):
     zero = select_zero_mask(steps, trainer.probe.detach(), inputs["sas_is_correct"], 0.5)
     valid = inputs["completion_mask"].bool()
     correct = torch.tensor(IS_CORRECT).unsqueeze(1)
+    assert not any(k.startswith("sas/") for k in trainer._metrics["train"])  # buffered as tensors until `log`
+    trainer._flush_sas_stats("train")
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k.startswith("sas/")}
     assert metrics["sas/zeroed_frac_correct"] == pytest.approx(
         ((zero & correct).sum() / (valid & correct).sum()).item()
@@ -334,3 +336,192 @@ def test_warns_when_think_end_is_a_special_token(tmp_path, tiny_model_dir):
     # "<|endoftext|>" stands in for a </think> registered as special: decoded away before any reward sees it.
     with pytest.warns(UserWarning, match="special token"):
         make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_think_end="<|endoftext|>"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Sequence-level importance sampling (GSPO): cispo and vespo stay token-level
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss_type", ["cispo", "vespo"])
+def test_zeroed_tokens_get_no_policy_gradient_with_sequence_level_weights(tmp_path, tiny_model_dir, loss_type):
+    args = make_args(tmp_path, loss_type=loss_type, sas_ratio=0.5, importance_sampling_level="sequence")
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    # Off-policy old log-probs, so the sequence-level weight differs from 1 and would carry a gradient if not detached.
+    logps = completion_logps(trainer, inputs)
+    inputs["old_per_token_logps"] = logps - 0.2 * torch.rand(logps.shape, generator=torch.Generator().manual_seed(1))
+    loss_and_grads(trainer, inputs)
+    grad = trainer.probe.grad
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    zero = select_zero_mask(steps, inputs["old_per_token_logps"], inputs["sas_is_correct"], 0.5)
+    valid = inputs["completion_mask"].bool()
+    assert zero.any(dim=1).all()
+    assert (grad[zero] == 0).all()  # exactly 0, not small
+    assert (grad[valid & ~zero] != 0).all()
+
+
+def test_sequence_level_weights_spread_the_gradient_for_the_refused_loss_types(tmp_path, tiny_model_dir):
+    """Why the refusal: with grpo and sequence-level IS, a zeroed token's gradient is not 0 (checked at ratio 0.5
+    with the config check bypassed; the rollout's other tokens carry it through the shared weight)."""
+    args = make_args(tmp_path, loss_type="grpo", sas_ratio=0.5)
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    trainer.importance_sampling_level = "sequence"
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    inputs["old_per_token_logps"] = logps - 0.05
+    loss_and_grads(trainer, inputs)
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    zero = select_zero_mask(steps, inputs["old_per_token_logps"], inputs["sas_is_correct"], 0.5)
+    assert (trainer.probe.grad[zero] != 0).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# SAS's own clip ratios: over the tokens it keeps
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "cispo"])
+def test_sas_clip_ratios_count_only_kept_tokens(tmp_path, tiny_model_dir, loss_type):
+    eps = {"epsilon": 0.05, "epsilon_high": 0.05} if loss_type == "dapo" else {"epsilon_high": 1.02}
+    trainer = make_trainer(
+        ProbeTrainer, tiny_model_dir, make_args(tmp_path, loss_type=loss_type, sas_ratio=0.5, **eps)
+    )
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    shift = 0.3 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(0))
+    inputs["old_per_token_logps"] = logps + shift
+    loss_and_grads(trainer, inputs)
+    trainer._flush_sas_stats("train")
+    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    zero = select_zero_mask(steps, inputs["old_per_token_logps"], inputs["sas_is_correct"], 0.5)
+    valid = inputs["completion_mask"].bool()
+    kept = valid & ~zero
+    ratio = torch.exp(trainer.probe.detach() - inputs["old_per_token_logps"])
+    advantages = torch.tensor(ADVANTAGES).unsqueeze(1).expand_as(zero).masked_fill(zero, 0.0)
+    if loss_type == "dapo":
+        low = (ratio < 0.95) & (advantages < 0)
+        high = (ratio > 1.05) & (advantages > 0)
+        expected = {
+            "sas/clip_ratio/low_mean": (low & kept).sum() / kept.sum(),
+            "sas/clip_ratio/high_mean": (high & kept).sum() / kept.sum(),
+            "sas/clip_ratio/region_mean": ((low | high) & kept).sum() / kept.sum(),
+        }
+        # TRL's own metric divides by every valid token, zeroed ones included (never clipped: advantage 0).
+        assert logged["clip_ratio/region_mean"] == pytest.approx((((low | high) & valid).sum() / valid.sum()).item())
+        assert logged["clip_ratio/region_mean"] < logged["sas/clip_ratio/region_mean"]
+    else:
+        high = (ratio > 1.02) & (advantages > 0)
+        expected = {"sas/cispo_clip_ratio": (high & kept).sum() / kept.sum()}
+    for name, value in expected.items():
+        assert logged[name] == pytest.approx(value.item(), rel=1e-12), name
+    assert any(value > 0 for value in expected.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Which log-probs SAS ranks by, in real runs: TRL's condition for old_per_token_logps
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "trl_has_old"),
+    [
+        ({}, False),
+        ({"num_iterations": 2}, True),  # 1 % (1 * 2) != 0
+        ({"num_iterations": 2, "gradient_accumulation_steps": 2, "steps_per_generation": 1}, False),  # 2 % (1 * 2)
+        ({"steps_per_generation": 2, "per_device_train_batch_size": 2}, True),  # 1 % 2 != 0
+        ({"steps_per_generation": 2, "gradient_accumulation_steps": 2, "per_device_train_batch_size": 2}, False),
+    ],
+    ids=["default", "iterations", "iterations-within-one-step", "generation-spans-steps", "aligned"],
+)
+def test_confidence_source_follows_trls_condition(tmp_path, tiny_model_dir, setting, trl_has_old):
+    args = make_args(tmp_path, max_steps=2, sas_ratio=0.5, **setting)
+    generate_every = args.steps_per_generation * args.num_iterations
+    assert (args.gradient_accumulation_steps % generate_every != 0) == trl_has_old  # TRL 1.16's rule, restated
+
+    sources = []
+
+    class Spy(SASGRPOTrainer):
+        def _apply_sas(self, inputs, token_logps, policy_logps=None):
+            old = inputs.get("old_per_token_logps")
+            sources.append("old" if old is not None and token_logps is old else "loss")
+            if old is None:  # the loss's own forward pass, detached
+                assert token_logps is policy_logps and not token_logps.requires_grad
+            super()._apply_sas(inputs, token_logps, policy_logps)
+
+    make_trainer(Spy, tiny_model_dir, args).train()
+    assert sources and set(sources) == {"old" if trl_has_old else "loss"}
+
+
+# --------------------------------------------------------------------------------------------------
+# The hot path reads nothing back to the host
+# --------------------------------------------------------------------------------------------------
+
+READ_BACKS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")
+
+
+def test_apply_sas_reads_nothing_back_with_static_slots(tmp_path, tiny_model_dir, monkeypatch):
+    """What runs on an accelerator (static step slots) never turns a tensor into a Python value or all-reduces."""
+    args = make_args(tmp_path, sas_ratio=0.5, sas_selection="random")
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    trainer._sas_degenerate_checked = True  # the one-time check reads back once, by design
+    inputs = handmade_inputs(trainer, sas_random_keys=torch.rand(4, 64))
+    reference = dict(inputs)
+    trainer._apply_sas(reference, completion_logps(trainer, inputs))  # CPU path: S read from the data
+
+    real_apply = SASGRPOTrainer._apply_sas
+    calls = []
+
+    def no_read_back(*args, **kwargs):
+        raise AssertionError("a tensor was read back to the host in the SAS hot path")
+
+    def strict_apply(self, *args, **kwargs):
+        calls.append(1)
+        with monkeypatch.context() as patch:
+            for name in READ_BACKS:
+                patch.setattr(torch.Tensor, name, no_read_back)
+            patch.setattr(torch, "aminmax", no_read_back)
+            patch.setattr(self.accelerator, "reduce", no_read_back)
+            return real_apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(SASGRPOTrainer, "_apply_sas", strict_apply)
+    monkeypatch.setattr(SASGRPOTrainer, "_sas_num_slots", staticmethod(lambda ids: ids.size(1)))  # the GPU choice
+    static = dict(inputs)
+    trainer._apply_sas(static, completion_logps(trainer, inputs))
+    assert calls and torch.equal(static["advantages"], reference["advantages"])
+    assert (static["advantages"] == 0).any()
+
+
+def test_sas_off_is_decided_from_the_config(tmp_path, tiny_model_dir, monkeypatch):
+    """Ratio 0 never runs the selection and hands TRL its own (B,) advantages; the metrics still flow."""
+    trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.0))
+    monkeypatch.setattr(trainer_module, "select_zero_mask", lambda *a, **k: pytest.fail("selection ran"))
+    inputs = handmade_inputs(trainer)
+    trainer.model.train()
+    trainer._apply_sas(inputs, completion_logps(trainer, inputs))
+    assert inputs["advantages"].dim() == 1
+    trainer._flush_sas_stats("train")
+    assert trainer._metrics["train"]["sas/zeroed_frac"] == [0.0]
+    assert trainer._metrics["train"]["sas/steps_per_rollout"] == [(3 + 2 + 2 + 4) / 4]
+
+
+def test_metrics_are_reduced_once_per_logging_step(tmp_path, tiny_model_dir, monkeypatch):
+    args = make_args(
+        tmp_path, max_steps=2, sas_ratio=0.5, gradient_accumulation_steps=2, per_device_train_batch_size=2
+    )
+    trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, args)
+    trainer._sas_degenerate_checked = True
+    reduced = []
+    real_flush = trainer._flush_sas_stats
+
+    def counting_flush(mode):
+        reduced.append(len(trainer._sas_stats[mode]))
+        real_flush(mode)
+
+    monkeypatch.setattr(trainer, "_flush_sas_stats", counting_flush)
+    trainer.train()
+    assert reduced[:2] == [2, 2]  # one reduction per logging step, over its 2 micro-batches
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 2 and all(0 <= entry["sas/zeroed_frac"] <= 1 for entry in logs)

@@ -20,9 +20,9 @@ def parity_reward(completions, **kwargs):
 class RecordingTrainer(SASGRPOTrainer):
     records: list = []
 
-    def _apply_sas(self, inputs, token_logps):
+    def _apply_sas(self, inputs, token_logps, policy_logps=None):
         before = inputs["advantages"].clone()
-        super()._apply_sas(inputs, token_logps)
+        super()._apply_sas(inputs, token_logps, policy_logps)
         keys = ("completion_ids", "completion_mask", "sas_is_correct", "sas_is_truncated")
         record = {k: inputs[k].clone() for k in keys}
         record.update(logps=token_logps.clone(), advantages=before, masked=inputs["advantages"].clone())
