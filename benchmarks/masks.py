@@ -6,7 +6,7 @@ steps each) in the DeepScaleR vocabulary. Three ways to get the same answer, or 
 * vectorized: this package's `segment_steps` then `select_zero_mask` (paper count mode, r = 0.3), called the way
   `SASGRPOTrainer` calls them on a CPU: a boundary table built once (`boundary_table`), S read from the data;
   "vectorized_static_slots" is the accelerator call (S = T, nothing read back), timed here on the CPU;
-* loop reference: what the public release does, written from its description (reference.md section 2): for each
+* loop reference: what the public release does, written from its description in docs/release_mode.md: for each
   rollout in Python, decode every token on its own, cut steps where the text contains "\\n\\n", average each
   step's log-probs, sort, zero. Timed on a subset of rollouts and extrapolated linearly (its cost is per rollout);
   the same subset checks that both produce identical masks;

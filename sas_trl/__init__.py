@@ -2,13 +2,21 @@
 
 __version__ = "0.1.0"
 
-from .core import count_steps, segment_steps, select_zero_mask, step_statistics, vocab_tables  # noqa: E402
+from .core import (  # noqa: E402
+    boundary_table,
+    count_steps,
+    segment_steps,
+    select_zero_mask,
+    step_statistics,
+    vocab_tables,
+)
 
 __all__ = [
     "MathVerifyReward",
     "SASConfig",
     "SASGRPOTrainer",
     "__version__",
+    "boundary_table",
     "count_steps",
     "segment_steps",
     "select_zero_mask",

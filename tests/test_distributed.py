@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "two_process_sas.py"
 
 @pytest.mark.slow
 def test_two_processes_mask_their_own_rollouts(tmp_path, tiny_model_dir):
-    # accelerate's CPU launcher silently runs one process here; torchrun really starts two (reference.md §6).
+    # accelerate's CPU launcher needs MPI and otherwise silently runs one process; torchrun really starts two.
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(
