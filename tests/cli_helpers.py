@@ -8,8 +8,24 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml")) + sorted((ROOT / "recipes" / "ablations").glob("*.yaml"))
-GPU_RECIPES = [r for r in RECIPES if r.name != "tiny_cpu.yaml"]
+# Later stages start from an earlier stage's output folder, which must exist to validate: tests/test_baselines.py.
+LATER_STAGES = [
+    ROOT / "recipes" / "baselines" / name
+    for name in (
+        "thinkprune_3k.yaml",
+        "thinkprune_2k.yaml",
+        "lapo_stage2.yaml",
+        "tiny_cpu/thinkprune_stage2.yaml",
+        "tiny_cpu/lapo_stage2.yaml",
+    )
+]
+RECIPES = [
+    recipe
+    for folder in ("", "ablations", "baselines", "baselines/tiny_cpu")
+    for recipe in sorted((ROOT / "recipes" / folder).glob("*.yaml"))
+    if recipe not in LATER_STAGES
+]
+GPU_RECIPES = [r for r in RECIPES if r.name != "tiny_cpu.yaml" and "tiny_cpu" not in r.parts]
 CPU_OVERRIDES = ["--use_cpu", "true", "--bf16", "false"]  # GPU recipes validated on a CPU machine
 # Short versions of the built-in default, for tests.
 QUICK = [

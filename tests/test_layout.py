@@ -13,7 +13,7 @@ PACKAGE = Path(sas_trl.__file__).parent
 LAYERS = {
     0: ["errors", "constants"],
     1: ["core", "rollouts", "metrics", "vocabularies", "rewards"],
-    2: ["config", "tiny", "data"],
+    2: ["config", "tiny", "data", "transforms"],
     3: ["trainer", "task"],
     4: ["evaluation"],
     5: ["training"],

@@ -25,7 +25,9 @@ class MathVerifyReward:
     Use as `GRPOTrainer(reward_funcs=[MathVerifyReward()], ...)` with an `answer` column in the dataset.
 
     Args:
-        format: "r1" (answer after `</think>`, which is required) or "plain" (the whole completion).
+        format: "r1" (answer after `</think>`, which is required), "plain" (the whole completion; without a box,
+            its end is graded) or "boxed" (the last box anywhere, truncated reasoning included; no box scores 0:
+            ThinkPrune's grading, docs/baselines.md).
         answer_key: dataset column holding the gold answers (passed by TRL as a reward kwarg).
         workers: grading subprocesses; 0 grades inline (math-verify's timeouts then only work on the main
             thread, so off it a pathological answer can take unbounded time).
@@ -90,13 +92,32 @@ class MathVerifyReward:
             )
         return rewards
 
+    # TRL calls every reward with the same batch, one after the other. A length reward that needs the verdict
+    # (sas_trl.rewards.length) reads the one this class just computed for the same texts, gold answers and
+    # settings, so a batch is graded once and both rewards agree on which rollouts are correct.
+    _last_batch: tuple | None = None
+
+    def grade_batch(self, completions: Sequence, answers: Sequence) -> list[float | None]:
+        """`grade`, reusing the previous call's result when it graded the same batch with the same settings."""
+        key = (self.format, self.max_answer_chars, list(completions), list(answers))
+        last = MathVerifyReward._last_batch
+        if last is not None and last[0] == key:
+            return list(last[1])
+        rewards = self.grade(completions, answers)
+        MathVerifyReward._last_batch = (key, rewards)
+        return list(rewards)
+
     def __call__(self, completions: Sequence, **kwargs) -> list[float | None]:
+        return self.grade_batch(completions, self.gold_answers(kwargs))
+
+    def gold_answers(self, kwargs: dict) -> list:
+        """The gold answers from TRL's reward kwargs (the dataset column `answer_key`)."""
         if self.answer_key not in kwargs:
             raise KeyError(
                 f"reward {self.__name__!r} needs the gold answers in column {self.answer_key!r}; "
                 f"reward kwargs were {sorted(kwargs)}"
             )
-        return self.grade(completions, kwargs[self.answer_key])
+        return kwargs[self.answer_key]
 
     def close(self) -> None:
         """Stop the grading workers."""

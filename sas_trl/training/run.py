@@ -24,6 +24,8 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
     from accelerate import PartialState
 
     from ..rewards import get_reward_funcs
+    from ..transforms import apply_transforms
+    from . import lapo
 
     state = PartialState()
     output_dir = Path(args.output_dir)
@@ -33,11 +35,13 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
     save_recipe(recipe, output_dir, state)
 
     dataset = load_train_dataset(run_args, args)  # bad data fails here, before any model work
+    dataset = apply_transforms(dataset, run_args, args)  # the baselines' prompt changes (docs/baselines.md)
     model_id = prepare_model(run_args, model_args, args, state)
     if run_args.max_prompt_tokens is not None:
         dataset = drop_long_prompts(dataset, model_id, model_args, run_args.max_prompt_tokens)
     rewards = get_reward_funcs(run_args, args)
     trainer = build_trainer(model_id, rewards, args, model_args, dataset)
+    lapo.save_targets_with_checkpoints(trainer, rewards)
 
     start = time.perf_counter()
     try:

@@ -1,0 +1,203 @@
+"""The baseline recipes (recipes/baselines/): validation, SAS's "correct" under a length reward, tiny runs, stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from cli_helpers import CPU_OVERRIDES, LATER_STAGES, QUICK, RECIPES, ROOT, sas_trl
+from datasets import Dataset
+
+from sas_trl import SASConfig, SASGRPOTrainer
+from sas_trl.cli import main
+from sas_trl.errors import RecipeError
+from sas_trl.rewards import L1Reward, MathVerifyReward
+from sas_trl.training.recipes import load_recipe, parse
+
+BASELINES = ROOT / "recipes" / "baselines"
+TINY = [r for r in RECIPES if r.parent == BASELINES / "tiny_cpu"]
+
+
+@pytest.fixture(autouse=True)
+def run_from_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def test_every_baseline_and_its_tiny_variant_is_shipped():
+    methods = {"l1_exact", "l1_max", "sas_plus_l1_max", "lapo_stage1", "lapo_stage2", "dapo_overlong"}
+    assert {p.stem for p in BASELINES.glob("*.yaml")} == methods | {"thinkprune_4k", "thinkprune_3k", "thinkprune_2k"}
+    assert {p.stem for p in (BASELINES / "tiny_cpu").glob("*.yaml")} == methods - {"lapo_stage2"} | {
+        "lapo_stage2",
+        "thinkprune_stage1",
+        "thinkprune_stage2",
+    }
+
+
+@pytest.mark.parametrize("recipe", LATER_STAGES, ids=lambda p: p.relative_to(BASELINES).as_posix())
+def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path, monkeypatch):
+    raw = load_recipe(recipe)
+    with pytest.raises(RecipeError, match=r"does not exist|not found"):
+        parse(["--recipe", str(recipe), *CPU_OVERRIDES])
+    # Where the earlier stage has run, the recipe validates unchanged.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    previous = tmp_path / raw["model_name_or_path"]
+    previous.mkdir(parents=True)
+    if "lapo_targets" in raw:
+        (previous / "lapo_targets.json").write_text(json.dumps({"a prompt": 120}))
+    run_args, args, model_args, _ = parse(["--recipe", str(recipe), *CPU_OVERRIDES])
+    assert model_args.model_name_or_path == raw["model_name_or_path"]
+    assert args.output_dir != raw["model_name_or_path"]
+
+
+def test_the_method_defining_values():
+    def get(name):
+        run_args, args, model_args, _ = parse(["--recipe", str(BASELINES / name), *CPU_OVERRIDES])
+        return run_args, args
+
+    run_args, args = get("l1_exact.yaml")
+    assert run_args.reward_funcs == ["accuracy", "l1"] and args.reward_weights == [0.0, 1.0]
+    assert (run_args.l1_alpha, run_args.l1_max_fraction, run_args.l1_budget_range) == (0.0003, 0.0, [100, 4000])
+    assert args.sas_strategy == "none" and args.max_completion_length == 4096
+    run_args, args = get("l1_max.yaml")
+    assert (run_args.l1_alpha, run_args.l1_max_fraction, run_args.l1_max_form) == (0.002, 0.5, "multiplicative")
+    run_args, args = get("sas_plus_l1_max.yaml")
+    assert (
+        args.sas_strategy == "both" and run_args.reward_funcs[0] == "accuracy" and args.sas_correct_reward_index == 0
+    )
+    run_args, args = get("thinkprune_4k.yaml")
+    assert (run_args.reward_format, run_args.prompt_transforms, run_args.reward_funcs) == (
+        "boxed",
+        ["thinkprune_system"],
+        ["accuracy"],
+    )
+    caps = [load_recipe(BASELINES / f"thinkprune_{k}k.yaml").get("max_completion_length") for k in (4, 3, 2)]
+    assert caps == [4096, 3072, 2048]
+    run_args, args = get("lapo_stage1.yaml")
+    assert run_args.reward_funcs == ["accuracy", "lapo_band"] and run_args.lapo_percentiles == [30.0, 70.0]
+    run_args, args = get("dapo_overlong.yaml")
+    assert (run_args.overlong_cache, args.reward_weights) == (819, [1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--prompt_transforms", "l1_budgett"], "prompt_transforms: unknown transform 'l1_budgett'"),
+        (["--reward_funcs", "accuracy", "l1"], "'l1' needs prompt_transforms to include 'l1_budget'"),
+        (["--reward_funcs", "l1"], "the first reward must grade correctness"),
+        (["--l1_max_form", "product"], "l1_max_form='product' is not valid"),
+        (["--l1_alpha", "0"], "l1_alpha=0.0 is not valid"),
+        (["--l1_budget_range", "500", "100"], r"l1_budget_range=\[500, 100\] is not valid"),
+        (["--l1_max_fraction", "1.5"], "l1_max_fraction=1.5 is not valid"),
+        (["--lapo_percentiles", "70", "30"], "lapo_percentiles=.* is not valid"),
+        (["--lapo_sigma", "-1"], "lapo_sigma=-1.0 is not valid"),
+        (["--prompt_transforms", "lapo_target"], "'lapo_target' needs lapo_targets"),
+        (
+            ["--overlong_cache", "33"],
+            r"overlong_cache=33 is not valid; allowed values: <= max_completion_length \(32\)",
+        ),
+    ],
+)
+def test_bad_baseline_keys_fail_when_the_recipe_is_parsed(flags, message):
+    with pytest.raises(RecipeError, match=message):
+        parse(["--recipe", "recipes/tiny_cpu.yaml", *flags])
+
+
+def test_a_correct_but_long_rollout_stays_correct_for_sas_under_l1_exact(tmp_path, tiny_model_dir):
+    args = SASConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        num_generations=2,
+        max_completion_length=16,
+        reward_weights=[0.0, 1.0],
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+    )
+    dataset = Dataset.from_list([{"prompt": "Add 2, 3.", "answer": "5", "l1_budget": 10}])
+    accuracy = MathVerifyReward(workers=0)
+    trainer = SASGRPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=[accuracy, L1Reward(MathVerifyReward(workers=0), alpha=0.01)],
+        args=args,
+        train_dataset=dataset,
+    )
+    long_right, short_wrong = "2 + 3 = 5\n\n" * 20 + "</think>\\boxed{5}", "</think>\\boxed{6}"
+    inputs = [{"prompt": "Add 2, 3.", "answer": "5", "l1_budget": 10}] * 2
+    rewards = trainer._calculate_rewards(inputs, ["Add 2, 3."] * 2, [long_right, short_wrong], [[1] * 210, [1] * 10])
+    # L1-Exact: 1 - 0.01 * |10 - 210| = -1.0 for the right answer, 0 for the wrong one at the budget.
+    assert rewards[:, 1].tolist() == pytest.approx([-1.0, 0.0])
+    assert rewards[:, 0].tolist() == [1.0, 0.0]
+    assert trainer._sas_rollout_flags["sas_is_correct"].tolist() == [True, False]  # the answer, not the sum
+
+
+def train(recipe, out: Path, *flags) -> dict:
+    assert main(["train", "--recipe", str(recipe), *QUICK, "--output_dir", str(out), *flags]) == 0
+    return json.loads((out / "run_info.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", TINY, ids=lambda p: p.stem)
+def test_tiny_variant_trains(recipe, tmp_path):
+    info = train(recipe, tmp_path / "run")
+    assert info["global_step"] == 2
+    raw = load_recipe(recipe)
+    names = [{"dapo_overlong": "soft_overlong_punishment_reward"}.get(n, n) for n in raw.get("reward_funcs", [])]
+    metrics = json.loads((tmp_path / "run" / "train_metrics.json").read_text())
+    for name in names:  # every reward was computed and logged
+        assert f"rewards/{name}/mean" in metrics, name
+    if raw.get("reward_weights") == [0.0, 1.0]:  # the trained reward is the method's alone
+        assert metrics["reward"] == pytest.approx(metrics[f"rewards/{names[1]}/mean"])
+    reward_names = raw.get("reward_funcs", [])
+    if "lapo_band" in reward_names:
+        targets = json.loads((tmp_path / "run" / "lapo_targets.json").read_text())
+        assert targets and all(key.endswith("\\boxed{}.") and value >= 0 for key, value in targets.items())
+
+
+@pytest.mark.slow
+def test_thinkprune_two_stages_end_to_end(tmp_path):
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    train(BASELINES / "tiny_cpu" / "thinkprune_stage1.yaml", stage1)
+    info = train(BASELINES / "tiny_cpu" / "thinkprune_stage2.yaml", stage2, "--model_name_or_path", str(stage1))
+    assert info["model"] == str(stage1) and info["global_step"] == 2
+    resolved = (stage2 / "resolved_recipe.yaml").read_text()
+    assert "max_completion_length: 24" in resolved and "reward_format: boxed" in resolved
+    assert not (stage2 / "base_model").exists()  # started from stage 1's model, not a fresh built-in one
+    from safetensors.torch import load_file
+
+    # Two steps of an untrained model answer nothing right: every advantage is 0, so stage 2 ends where it started,
+    # with stage 1's weights (a fresh built-in model would differ).
+    first, second = load_file(stage1 / "model.safetensors"), load_file(stage2 / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.slow
+def test_lapo_two_stages_end_to_end(tmp_path):
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    train(BASELINES / "tiny_cpu" / "lapo_stage1.yaml", stage1)
+    targets = json.loads((stage1 / "lapo_targets.json").read_text())
+    assert len(targets) == 4  # 2 steps x 2 prompts (8 rollouts, 4 per prompt)
+    # A 2-step model answers nothing right, so every median is 0 ("no statistic"); give two prompts one.
+    for key in list(targets)[:2]:
+        targets[key] = 21.5
+    (stage1 / "lapo_targets.json").write_text(json.dumps(targets))
+    flags = ["--model_name_or_path", str(stage1), "--lapo_targets", str(stage1)]
+    assert train(BASELINES / "tiny_cpu" / "lapo_stage2.yaml", stage2, *flags)["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_lapo_stage1_with_a_group_split_across_two_processes(tmp_path):
+    # One prompt x 8 rollouts per step, 4 on each process: every group is split, and without the gather the
+    # reward raises ("4 rollouts do not form groups of num_generations=8").
+    out = tmp_path / "run"
+    flags = [*QUICK, "--num_generations", "8", "--per_device_train_batch_size", "4", "--generation_batch_size", "8"]
+    flags += ["--num_processes", "2"]
+    result = sas_trl(
+        "train", "--recipe", str(BASELINES / "tiny_cpu" / "lapo_stage1.yaml"), *flags, "--output_dir", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["num_processes"] == 2 and info["global_step"] == 2
+    assert len(json.loads((out / "lapo_targets.json").read_text())) == 2  # one prompt per step
