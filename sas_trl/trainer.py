@@ -20,11 +20,12 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from .completion_logs import CompletionLogMixin
 from .config import SASConfig
 from .core import segment_steps, select_zero_mask, vocab_tables
 
 
-class SASGRPOTrainer(GRPOTrainer):
+class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
     """GRPO with Step-level Advantage Selection. Takes the arguments of `trl.GRPOTrainer`, with a `SASConfig`."""
 
     _tag_names = ["trl", "grpo", "sas"]
@@ -149,6 +150,8 @@ class SASGRPOTrainer(GRPOTrainer):
             if advantages.dim() == 1:
                 advantages = advantages.unsqueeze(1)
             inputs["advantages"] = advantages.expand_as(zero).masked_fill(zero, 0.0)
+        if args.log_completions:  # SAS's view in TRL's completion logs (sas_trl/completion_logs.py)
+            self._sas_keep_for_logs(inputs, mask, step_ids, token_logps, zero, is_correct, is_truncated)
         self._log_sas_metrics(zero, mask.bool(), step_ids, is_correct, is_truncated)
 
     def _log_sas_metrics(self, zero, valid, step_ids, is_correct, is_truncated) -> None:
