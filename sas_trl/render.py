@@ -172,6 +172,7 @@ CSS = """
  font:12.5px/1.5 ui-monospace,SFMono-Regular,monospace}
 .sas-rollout .zt{background:repeating-linear-gradient(135deg,rgba(207,34,46,.22) 0 4px,rgba(207,34,46,.08) 4px 8px);
  text-decoration:line-through;text-decoration-color:rgba(207,34,46,.55)}
+.sas-rollout .nl{color:#8c959f;font-size:11px;margin-left:3px}
 .sas-rollout .outside{background:#f6f8fa;color:#57606a}
 .sas-rollout .pad{color:#8c959f;font-style:italic;font-size:12px;padding:2px 6px}
 .sas-rollout details{display:inline}
@@ -209,6 +210,13 @@ def legend_html(ratio: float | None = None) -> str:
 def _pieces_html(pieces: tuple[tuple[str, bool], ...], head_chars: int) -> str:
     """Escaped text of a block; after `head_chars` characters the rest goes into a collapsed <details>."""
     shown, hidden, used = [], [], 0
+    # The delimiter belongs to the step it ends: show its trailing newlines as a mark, not as blank lines.
+    last_text = pieces[-1][0] if pieces else ""
+    newlines = len(last_text) - len(last_text.rstrip("\n"))
+    if newlines and last_text.strip("\n"):
+        pieces = (*pieces[:-1], (last_text[:-newlines], pieces[-1][1]))
+    else:
+        newlines = 0
     for text, zeroed in pieces:
         cut = max(0, min(len(text), head_chars - used)) if used < head_chars else 0
         # Collapse only when enough is left to be worth a click.
@@ -223,7 +231,7 @@ def _pieces_html(pieces: tuple[tuple[str, bool], ...], head_chars: int) -> str:
     if hidden:
         more = sum(len(t) for t, _ in pieces) - head_chars
         out += f"<details><summary> … {more} more characters</summary>{''.join(hidden)}</details>"
-    return out
+    return out + (f'<span class="nl">{"⏎" * newlines}</span>' if newlines else "")
 
 
 def render_html(
@@ -332,8 +340,9 @@ def _one_line(text: str, width: int) -> str:
     flat = text.replace("\n", "⏎")
     if len(flat) <= width:
         return flat
-    keep = max(width - 14, 8)
-    return f"{flat[: keep * 2 // 3]} … {flat[-(keep - keep * 2 // 3) :]}"
+    keep = max(width - 3, 2)  # " … " takes 3
+    head = keep * 2 // 3
+    return f"{flat[:head]} … {flat[len(flat) - (keep - head) :]}"
 
 
 def render_terminal(
@@ -367,7 +376,7 @@ def render_terminal(
         + f": {facts['steps']} steps, {facts['zeroed_steps']} zeroed, "
         f"{100 * facts['zeroed_frac']:.0f}% of {facts['tokens']} tokens get advantage 0"
     ]
-    text_width = max(width - 22, 20)
+    text_width = max(width - 19, 20)  # 19: the mark, index, log-prob and bar columns
     for seg in segs:
         if seg.kind == PADDING:
             lines.append(paint(f"         ({seg.tokens} padding tokens)", _DIM))

@@ -4,6 +4,7 @@ sas-trl train --recipe recipes/deepscaler_4k.yaml [--any_field value ...]
 sas-trl push --output_dir DIR --hub_model_id NAME
 sas-trl eval --model PATH_OR_HUB_ID [--benchmarks aime24,aime25,amc,math500,olympiad_bench] [--baseline RESULTS.json]
 sas-trl analyze-truncation --model PATH_OR_HUB_ID --benchmarks math500 [--long_tokens 8192 --short_tokens 4096]
+sas-trl inspect --model PATH_OR_HUB_ID (--prompt TEXT | --samples FILE | --benchmarks NAMES) [--recipe R] [--sas_* ...]
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from .. import __version__
 from ..errors import UserError
 
 # command -> module of this package; each module has HELP and main(argv) -> exit code.
-COMMANDS = {"train": "train", "push": "push", "eval": "eval", "analyze-truncation": "analyze_truncation"}
+COMMANDS = {
+    "train": "train",
+    "push": "push",
+    "eval": "eval",
+    "analyze-truncation": "analyze_truncation",
+    "inspect": "inspect",
+}
 
 
 def command_module(name: str):
