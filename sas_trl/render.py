@@ -129,6 +129,10 @@ def _block_of(segment: Segment) -> int:
     return segment.step if segment.kind == STEP else -1 if segment.kind == OUTSIDE else -2
 
 
+def _padding(tokens: int) -> str:
+    return f"{tokens} padding token{'' if tokens == 1 else 's'}"
+
+
 def verdict_label(is_correct: bool | None, is_truncated: bool | None = None) -> str:
     label = "verdict unknown" if is_correct is None else "correct" if is_correct else "failed"
     return label + (", truncated" if is_truncated else "")
@@ -285,7 +289,7 @@ def html_from_segments(
     cells, blocks = [], []
     for seg in segs:
         if seg.kind == PADDING:
-            blocks.append(f'<div class="pad">· {seg.tokens} padding tokens</div>')
+            blocks.append(f'<div class="pad">· {_padding(seg.tokens)}</div>')
             continue
         if seg.kind == OUTSIDE:
             blocks.append(
@@ -379,7 +383,7 @@ def render_terminal(
     text_width = max(width - 19, 20)  # 19: the mark, index, log-prob and bar columns
     for seg in segs:
         if seg.kind == PADDING:
-            lines.append(paint(f"         ({seg.tokens} padding tokens)", _DIM))
+            lines.append(paint(f"         ({_padding(seg.tokens)})", _DIM))
         elif seg.kind == OUTSIDE:
             lines.append(paint(f"[ ]   -  {'outside':>9}   {_one_line(seg.text, text_width)}", _DIM))
         else:
