@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
+from .completion_logs import CompletionLogMixin
 from .config import SASConfig
 from .core import boundary_table, segment_steps, select_zero_mask, vocab_tables
 from .rollouts import truncated_flags
@@ -70,7 +71,7 @@ _CLIP_METRICS = {
 _PPO_CLIP_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
 
 
-class SASGRPOTrainer(GRPOTrainer):
+class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
     """GRPO with Step-level Advantage Selection. Takes the arguments of `trl.GRPOTrainer`, with a `SASConfig`."""
 
     _tag_names = ["trl", "grpo", "sas"]
@@ -249,6 +250,8 @@ class SASGRPOTrainer(GRPOTrainer):
             # TRL keeps its own (B,) advantages: with sequence-level importance sampling a (B, T) tensor would
             # change the backward's summation order, and only this is GRPO to the bit.
             zero = torch.zeros_like(step_ids, dtype=torch.bool)
+        if args.log_completions:  # SAS's view in TRL's completion logs (sas_trl/completion_logs.py)
+            self._sas_keep_for_logs(inputs, mask, step_ids, token_logps, zero, is_correct, is_truncated)
         valid = mask.bool()
         policy = token_logps if policy_logps is None else policy_logps
         self._record_sas_stats(inputs, zero, valid, step_ids, policy, token_logps)
