@@ -424,14 +424,16 @@ def mode_env(mode: Mode, standins: dict, report: Path, workdir: Path, timeout: f
     return env
 
 
-def summarize(report: Path) -> dict:
+def summarize(*reports: Path) -> dict:
     """Per-test outcomes from the plugin's JSON-lines report, and the counts.
 
     Outcomes: passed, failed, error (setup/teardown failed), skipped, xfailed, xpassed, deselected.
-    "ran" counts the tests that executed their body: passed + failed + error + xfailed + xpassed.
+    "ran" counts the tests that executed their body: passed + failed + error + xfailed + xpassed. Several
+    reports (e.g. a forward and a `--reverse` run of one mode that met in the middle) merge by test id.
     """
     tests: dict[str, dict] = {}
-    for line in Path(report).read_text().splitlines():
+    lines = [line for report in reports for line in Path(report).read_text().splitlines()]
+    for line in lines:
         if not line.strip():
             continue
         r = json.loads(line)
@@ -456,20 +458,36 @@ def summarize(report: Path) -> dict:
 
 
 def run_mode(
-    mode: Mode, staged: Path, standins: dict, out: Path, workers: int = 0, timeout: float = 0, extra=None
+    mode: Mode,
+    staged: Path,
+    standins: dict,
+    out: Path,
+    workers: int = 0,
+    timeout: float = 0,
+    extra=None,
+    reverse: bool = False,
 ) -> dict:
+    """Run one mode; `reverse` runs the tests last to first (a second process can then meet the first)."""
     mode_dir = Path(out) / mode.name.replace("@", "-cap")
     mode_dir.mkdir(parents=True, exist_ok=True)
-    report = mode_dir / "results.jsonl"
+    suffix = "-reverse" if reverse else ""
+    report = mode_dir / f"results{suffix}.jsonl"
     report.unlink(missing_ok=True)
     command = build_pytest_command(staged, workers, timeout, extra)
     env = mode_env(mode, standins, report, staged.parents[1], timeout)
+    env["TRL_PEER_REVERSE"] = "1" if reverse else ""
     start = time.time()
-    with open(mode_dir / "pytest.log", "w") as log:
+    with open(mode_dir / f"pytest{suffix}.log", "w") as log:
         completed = subprocess.run(command, cwd=staged.parents[1], env=env, stdout=log, stderr=subprocess.STDOUT)
-    summary = summarize(report) if report.exists() else {"counts": {}, "failing": {}, "tests": {}}
-    summary.update(mode=mode.__dict__, returncode=completed.returncode, seconds=round(time.time() - start, 1))
-    (mode_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summarize_mode(mode_dir, mode, completed.returncode, round(time.time() - start, 1))
+
+
+def summarize_mode(mode_dir: Path, mode: Mode, returncode: int | None = None, seconds: float | None = None) -> dict:
+    """summary.json of one mode folder, from every report in it."""
+    reports = sorted(Path(mode_dir).glob("results*.jsonl"))
+    summary = summarize(*reports) if reports else {"counts": {}, "failing": {}, "tests": {}}
+    summary.update(mode=mode.__dict__, returncode=returncode, seconds=seconds)
+    (Path(mode_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -517,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="per-test timeout in seconds (0: none)")
     parser.add_argument("--workers", type=int, default=0, help="pytest-xdist workers, when it is installed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder with TRL's tests")
+    parser.add_argument("--reverse", action="store_true", help="run the tests last to first (see the docs)")
+    parser.add_argument(
+        "--summarize-only", action="store_true", help="only rebuild the summaries from the reports in --out"
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --, e.g. -- -k loss_types")
     args = parser.parse_args(argv)
     modes = [parse_mode(m, args.max_steps) for m in args.modes]
@@ -535,6 +557,14 @@ def main(argv: list[str] | None = None) -> int:
         "test_module": TEST_MODULE,
         "deselected_patterns": DESELECT,
     }
+    if args.summarize_only:
+        for mode in modes:
+            mode_dir = args.out / mode.name.replace("@", "-cap")
+            old = json.loads((mode_dir / "summary.json").read_text()) if (mode_dir / "summary.json").exists() else {}
+            summarize_mode(mode_dir, mode, old.get("returncode"), old.get("seconds"))
+        write_summary(args.out, meta)
+        print((args.out / "summary.md").read_text())
+        return 0
     print(f"building stand-ins in {args.cache} ...", flush=True)
     standins = build_standins(args.cache)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -544,7 +574,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for mode in modes:
             print(f"running mode {mode.name} ...", flush=True)
-            run = run_mode(mode, staged, standins, args.out, args.workers, args.timeout, args.pytest_args)
+            run = run_mode(
+                mode, staged, standins, args.out, args.workers, args.timeout, args.pytest_args, args.reverse
+            )
             print(f"  {mode.name}: {run['counts']} in {run['seconds']} s", flush=True)
             runs.append(run)
             write_summary(args.out, meta)
@@ -655,6 +687,8 @@ if _ACTIVE:
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep
+        if os.environ.get("TRL_PEER_REVERSE"):
+            items.reverse()
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(item):

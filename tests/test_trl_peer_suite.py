@@ -129,14 +129,14 @@ def test_summarize_counts_each_outcome_once(tmp_path):
         ("g", "deselected", "deselected", False, "needs a GPU"),
         ("<session>", "shims", "info", False, "['is_joblib_available']"),
     ]
-    report = tmp_path / "results.jsonl"
-    report.write_text(
-        "".join(
-            json.dumps({"nodeid": n, "when": w, "outcome": o, "xfail": x, "message": m}) + "\n"
-            for n, w, o, x, m in records
-        )
-    )
-    summary = peer.summarize(report)
+    lines = [
+        json.dumps({"nodeid": n, "when": w, "outcome": o, "xfail": x, "message": m}) + "\n"
+        for n, w, o, x, m in records
+    ]
+    forward, reverse = tmp_path / "results.jsonl", tmp_path / "results-reverse.jsonl"
+    forward.write_text("".join(lines[:8]))
+    reverse.write_text("".join(lines[3:]))  # a reverse run that met the forward one: "b" ran in both
+    summary = peer.summarize(forward, reverse)
     assert summary["counts"] == {
         "passed": 1,
         "failed": 1,
