@@ -129,17 +129,18 @@ QWEN3_ADDED = [*QWEN2_5_ADDED, "<tool_response>", "</tool_response>", "<think>",
 NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"}
 NOT_SPECIAL |= {t for t in QWEN2_5_ADDED if t.startswith("<|fim") or t in ("<|repo_name|>", "<|file_sep|>")}
 
-# trl-internal-testing/zen: the Zen of Python split into prompts (and, where a config needs them, completions).
+# trl-internal-testing/zen: the Zen of Python split into prompts and completions; the first 12 prompts are the ones
+# TRL's `test_prepare_input_called_with_correct_data` spells out.
 ZEN = [
     ("Beautiful is better than", " ugly."),
     ("Explicit is", " better than implicit."),
     ("Simple is better", " than complex."),
-    ("Complex is better than", " complicated."),
-    ("Flat is better", " than nested."),
+    ("Complex", " is better than complicated."),
+    ("Flat is better than", " nested."),
     ("Sparse is better", " than dense."),
     ("Readability", " counts."),
-    ("Special cases aren't special enough", " to break the rules."),
-    ("Although practicality", " beats purity."),
+    ("Special cases aren't special", " enough to break the rules."),
+    ("Although practicality beats", " purity."),
     ("Errors should never", " pass silently."),
     ("Unless explicitly", " silenced."),
     ("In the face of ambiguity, refuse", " the temptation to guess."),
