@@ -42,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_MODULE = "tests/test_grpo_trainer.py"
-STANDIN_VERSION = "1"  # bump when the stand-ins change, so cached ones are rebuilt
+STANDIN_VERSION = "1"  # bump when the model stand-ins change (datasets are rewritten on every run)
 
 # ------------------------------------------------------------------------------------------------------
 # What the tests need from the Hub, and what replaces it
