@@ -151,6 +151,7 @@ def test_summarize_counts_each_outcome_once(tmp_path):
     assert summary["failing"] == {"b": "AssertionError: Parameter x has not changed.", "c": "fixture broke"}
 
 
+@pytest.mark.slow  # one pytest process importing TRL: ~8 s of CPU
 def test_fake_module_runs_swapped_capped_and_offline(tmp_path):
     """The whole path in one pytest process: stand-ins, staging, the plugin's swap, redirects, report."""
     from sas_trl.tiny import build_tokenizer
