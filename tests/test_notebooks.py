@@ -11,6 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 EXPECTED = {
     "sas_vs_grpo_tiny.ipynb": ["accuracy", "step 0: mean log-prob"],
     "what_sas_does.ipynb": ["[x]", "only correct", "failed   zeroed steps [0]", "release counting"],
+    "short_context_study.ipynb": ["mislabel rate", "regime B:", "sas                    Pass@1"],
 }
 QUICK = {"what_sas_does.ipynb"}
 
