@@ -86,8 +86,9 @@ class SASConfig(GRPOConfig):
     sas_think_end: str | None = field(
         default="</think>",
         metadata={
-            "help": "Token that ends the reasoning part; it and everything after are never zeroed. "
-            "None (or a vocabulary without it) makes the whole completion the reasoning part."
+            "help": "Token that ends the reasoning part; it and everything after are never zeroed. 'none' (null in "
+            "a recipe; or a vocabulary without the token) makes the whole completion the reasoning part. An empty "
+            "string is refused."
         },
     )
     sas_correct_reward_index: int = field(
@@ -131,7 +132,12 @@ class SASConfig(GRPOConfig):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not valid; allowed values: {_choices(allowed)}")
-        if isinstance(self.sas_think_end, str) and self.sas_think_end.lower() in ("", "none", "null"):
+        if isinstance(self.sas_think_end, str) and not self.sas_think_end.strip():
+            raise ValueError(
+                "sas_think_end='' is not valid: it would silently switch off the reasoning/answer split; give the "
+                "token that ends the reasoning (default '</think>'), or 'none' for no think-end"
+            )
+        if isinstance(self.sas_think_end, str) and self.sas_think_end.lower() in ("none", "null"):
             self.sas_think_end = None  # the CLI passes None as a string
         if not (isinstance(self.sas_ratio, int | float) and 0.0 <= self.sas_ratio <= 1.0):
             raise ValueError(f"sas_ratio={self.sas_ratio!r} is not valid; allowed values: a number in [0, 1]")

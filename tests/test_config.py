@@ -99,3 +99,10 @@ def test_release_counting_at_ratio_zero_still_zeroes_so_sequence_level_is_refuse
     assert make(sas_ratio=0.0, sas_count_mode="release").sas_enabled
     with pytest.raises(ValueError, match="importance_sampling_level"):
         make(sas_ratio=0.0, sas_count_mode="release", importance_sampling_level="sequence")
+
+
+def test_an_empty_think_end_is_refused_and_none_is_explicit():
+    settings = {"output_dir": "x", "use_cpu": True, "bf16": False, "report_to": "none"}
+    with pytest.raises(ValueError, match="sas_think_end='' is not valid.*'none'"):
+        SASConfig(sas_think_end="", **settings)
+    assert SASConfig(sas_think_end="none", **settings).sas_think_end is None

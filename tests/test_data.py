@@ -10,6 +10,7 @@ from datasets import Dataset
 
 from sas_trl.constants import DEEPSCALER_ID, PROMPT_TEMPLATE
 from sas_trl.data import load_deepscaler, load_table
+from sas_trl.errors import UserError
 from sas_trl.rewards import MathVerifyReward
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,14 +61,57 @@ def test_missing_column_names_it_and_lists_found():
 
 
 def test_empty_file_wrong_type_and_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(UserError, match="empty"):
         load_deepscaler(FIXTURES / "empty.jsonl")
-    with pytest.raises(ValueError, match=r"unsupported file type '.csv'.*accepted types are .jsonl, .json, .parquet"):
+    with pytest.raises(UserError, match=r"unsupported file type '.csv'.*accepted types are .jsonl, .json, .parquet"):
         load_deepscaler(FIXTURES / "deepscaler.csv")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         load_deepscaler(tmp_path / "missing.jsonl")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="is not a file"):
         load_table(tmp_path)  # a directory is not a data file
+
+
+def bad_file(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+GOOD_ROW = json.dumps({"problem": "1+1?", "answer": "2"})
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "rows.jsonl",
+            f"{GOOD_ROW}\n{GOOD_ROW}\n" + '{"problem": "2+2?", "answer": \n',
+            r"rows.jsonl: line 3: malformed JSON",
+        ),
+        ("rows.jsonl", f"{GOOD_ROW}\n[1, 2]\n", r"rows.jsonl: line 2: expected one JSON object per line"),
+        (
+            "rows.json",
+            f"[{GOOD_ROW},\n" + '{"problem": "x" "answer": "1"}]',
+            r"rows.json: line 2, column \d+: malformed JSON",
+        ),
+        ("rows.parquet", "problem,answer\n1+1?,2\n", r"rows.parquet is not a parquet file"),
+        ("rows.parquet", b"", r"rows.parquet is empty"),
+        ("rows.jsonl", "\n\n", r"rows.jsonl is empty"),
+        ("rows.jsonl", json.dumps({"problem": None, "answer": "2"}) + "\n", r"row 0 .* 'problem' must be a non-empty"),
+        ("rows.jsonl", json.dumps({"problem": "1+1?", "final": "2"}) + "\n", r"column 'answer' not found"),
+    ],
+)
+def test_bad_data_files_raise_one_line_user_errors(tmp_path, name, content, expected):
+    with pytest.raises(UserError, match=expected) as error:
+        load_deepscaler(bad_file(tmp_path, name, content))
+    assert "\n" not in str(error.value)
+
+
+def test_an_unreachable_hub_dataset_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"Hub dataset nobody/no-such-dataset \(split 'train'\) cannot be loaded") as e:
+        load_deepscaler("nobody/no-such-dataset")
+    assert "HF_HUB_OFFLINE" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_empty_split_after_filtering(tmp_path):

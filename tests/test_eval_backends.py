@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sas_trl.evaluation import SamplingSettings, TransformersBackend, VLLMBackend
-from sas_trl.evaluation.backends import Request, group_requests, vllm_completions
+from sas_trl.evaluation.backends import Request, request_seed, vllm_completions
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,25 @@ def test_transformers_backend_sampling_semantics(tiny_backend):
     assert [c.token_ids for c in run(sampled)] == [c.token_ids for c in run(sampled)]  # seeded
     other = SamplingSettings(temperature=1.0, top_p=1.0, max_tokens=12, seed=4)
     assert [c.token_ids for c in run(sampled)] != [c.token_ids for c in run(other)]
+
+
+def test_samples_do_not_depend_on_the_batch_size(tiny_backend):
+    """Each sample has its own random stream: batch sizes 1, 3 and 9 draw the very same samples."""
+    tokenizer = tiny_backend.tokenizer
+    prompts = ["Add 3, 4.\n<think>\n", "Add 3, 4, 5, 6, 7.\n<think>\n", "Add 1, 2, 9.\n<think>\n"]  # unequal lengths
+    requests = [
+        Request(("b", str(i), j), tuple(tokenizer(p)["input_ids"])) for i, p in enumerate(prompts) for j in range(3)
+    ]
+    settings = SamplingSettings(temperature=1.0, top_p=0.95, max_tokens=16, seed=5)
+    drawn = {}
+    for batch_size in (1, 3, 9):
+        backend = TransformersBackend(tiny_backend.model, tokenizer, batch_size=batch_size)
+        drawn[batch_size] = [c.token_ids for batch in backend.generate(requests, settings) for c in batch]
+    assert drawn[1] == drawn[3] == drawn[9]
+    assert len({tuple(ids) for ids in drawn[1]}) > 1  # really sampled
+    # A resume that draws only the last sample of a problem gets what the full run drew for it.
+    alone = [c.token_ids for batch in tiny_backend.generate(requests[5:6], settings) for c in batch]
+    assert alone == drawn[1][5:6]
 
 
 class FakeEngine:
@@ -73,18 +92,23 @@ def test_vllm_backend_maps_requests_and_outputs():
     settings = SamplingSettings(temperature=0.6, top_p=0.95, max_tokens=99, seed=1)
     batches = list(backend.generate(requests, settings))
 
-    assert [len(b) for b in batches] == [3, 2]  # groups of 2 + 1 fit in 4 sequences, the next group of 2 does not
+    assert [len(b) for b in batches] == [4, 1]  # chunks of batch_size samples
     (prompts, params), _ = engine.calls
-    assert prompts == [{"prompt_token_ids": [10, 11]}, {"prompt_token_ids": [20]}]
-    assert [p["n"] for p in params] == [2, 1]
+    assert prompts == [{"prompt_token_ids": [10, 11]}] * 2 + [{"prompt_token_ids": [20]}, {"prompt_token_ids": [30]}]
+    assert [p["n"] for p in params] == [1, 1, 1, 1]  # one request per sample, each with its own seed
     assert all(p["temperature"] == 0.6 and p["top_p"] == 0.95 and p["max_tokens"] == 99 for p in params)
     assert all(p["top_k"] == -1 and p["skip_special_tokens"] for p in params)
-    assert params[0]["seed"] != params[1]["seed"]
+    assert [p["seed"] for p in params] == [request_seed(1, r.key) for r in requests[:4]]
+    assert len({p["seed"] for p in params}) == 4
     completions = [c for b in batches for c in b]
     assert [c.key for c in completions] == [r.key for r in requests]
-    assert [c.text for c in completions] == ["10:0", "10:1", "20:0", "30:0", "30:1"]  # sorted by sample index
-    assert [c.finish_reason for c in completions] == ["stop", "length", "stop", "stop", "length"]
-    assert completions[1].token_ids == [1, 1, 1] and completions[1].truncated
+    assert [c.text for c in completions] == ["10:0", "10:0", "20:0", "30:0", "30:0"]
+    assert all(c.finish_reason == "stop" for c in completions)
+
+    # A sample's seed is its own: a resume that draws only p0's second sample gives it the same seed.
+    resumed = VLLMBackend(FakeEngine(), sampling_params=dict)
+    list(resumed.generate(requests[1:2], settings))
+    assert resumed.engine.calls[0][1][0]["seed"] == params[1]["seed"]
 
     greedy = VLLMBackend(FakeEngine(), sampling_params=dict)
     list(greedy.generate(requests[:1], SamplingSettings(temperature=0.0)))
@@ -92,9 +116,8 @@ def test_vllm_backend_maps_requests_and_outputs():
 
 
 def test_vllm_mapping_rejects_mismatched_outputs():
-    groups = group_requests([Request(("b", "p", j), (1,)) for j in range(3)])
-    assert [len(g) for g in groups] == [3]
-    with pytest.raises(RuntimeError, match="0 samples .* expected 3"):
-        vllm_completions(groups, [SimpleNamespace(outputs=[])])
-    with pytest.raises(RuntimeError, match="outputs for 1 prompts"):
-        vllm_completions(groups, [])
+    requests = [Request(("b", "p", j), (1,)) for j in range(3)]
+    with pytest.raises(RuntimeError, match="0 samples .* expected 1"):
+        vllm_completions(requests[:1], [SimpleNamespace(outputs=[])])
+    with pytest.raises(RuntimeError, match="outputs for 3 requests"):
+        vllm_completions(requests, [])

@@ -269,3 +269,81 @@ def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path, capsys)
     args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "1", *QUICK]
     assert main([*args, "--backend", "vllm", "--output_dir", str(tmp_path)]) == 2
     assert "needs vllm installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "baseline",
+    [
+        {"benchmarks": {"addition": {"problems": 4, "samples": 16}}},  # no averaged numbers
+        {"benchmarks": {"addition": {"pass@1": "40%", "mean_tokens": 100.0}}},
+        {"benchmarks": {"addition": {"pass@1": 0.4, "mean_tokens": None}}},
+        {"benchmarks": {"addition": {"pass@1": 40.0, "mean_tokens": 100.0}}},  # a percentage, not a fraction
+        {"benchmarks": {"addition": [0.4, 100.0]}},
+        {"benchmarks": ["addition"]},
+        ["not", "results"],
+    ],
+)
+def test_a_baseline_without_what_aes_needs_fails_before_sampling(
+    tiny_model_dir, tmp_path, capsys, monkeypatch, baseline
+):
+    from sas_trl.evaluation import runner
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the baseline must be checked before the model is loaded")
+
+    monkeypatch.setattr(runner, "make_backend", no_sampling)
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    out = tmp_path / "o"
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--output_dir", str(out), *QUICK]
+    assert main([*args, "--baseline", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sas-trl eval: error: --baseline") and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_same_command_with_other_batch_sizes_draws_the_same_samples(tiny_model_dir, tmp_path, capsys):
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "3", "--n", "3"]
+    args += ["--max_tokens", "24", "--temperature", "1.0", "--no_progress"]
+    drawn = {}
+    for batch_size in (1, 3):
+        out = tmp_path / f"b{batch_size}"
+        assert main([*args, "--batch_size", str(batch_size), "--output_dir", str(out)]) == 0
+        drawn[batch_size] = read_samples(out / "eval_samples.jsonl")
+    assert drawn[1] == drawn[3] and len(drawn[1]) == 9
+    assert len({s["text"] for s in drawn[1]}) > 1
+    # A resume with another batch size continues the same draws: cut the file short, resume with batch size 2.
+    samples = tmp_path / "b3" / "eval_samples.jsonl"
+    samples.write_text("".join(samples.read_text().splitlines(keepends=True)[:5]))  # header + 4 samples
+    assert main([*args, "--batch_size", "2", "--output_dir", str(tmp_path / "b3")]) == 0
+    assert read_samples(samples) == drawn[1]
+
+
+def test_eval_uses_one_cpu_thread_unless_told_otherwise(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "1", "--n", "1"]
+    args += ["--max_tokens", "4", "--no_progress"]
+    assert main([*args, "--output_dir", str(tmp_path / "a")]) == 0
+    assert calls == [1]  # the default on a CPU
+    calls.clear()
+    assert main([*args, "--output_dir", str(tmp_path / "b"), "--num_threads", "3"]) == 0
+    assert calls == [3]
+    assert main([*args, "--output_dir", str(tmp_path / "c"), "--num_threads", "0"]) == 2
+
+
+def test_a_samples_file_seeded_per_batch_is_not_resumed(tiny_model_dir, tmp_path):
+    """Samples files written before per-sample seeding have no `seeding` entry: resuming one would mix draws."""
+    answers = addition_answers(4)
+    run_eval(config(tiny_model_dir, tmp_path), backend=ScriptedBackend(lambda k: (True, 5), answers))
+    samples = tmp_path / "eval_samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    assert header["header"]["seeding"] == "per-sample"
+    del header["header"]["seeding"]
+    samples.write_text(json.dumps(header) + "\n" + "".join(lines[1:3]))
+    with pytest.raises(UserError, match=r"seeding: None -> 'per-sample'.*--overwrite"):
+        run_eval(config(tiny_model_dir, tmp_path), backend=ScriptedBackend(lambda k: (True, 5), answers))

@@ -23,6 +23,12 @@ def main(argv: list[str]) -> int:
 
     command = launch_command(run_args, argv)
     if command is not None:
+        from ..training.run import preflight
+
+        finished = preflight(run_args, sas_args, model_args, recipe)  # user errors here, not in N processes
+        if finished is not None:
+            print(f"sas-trl: {finished}", flush=True)
+            return 0
         print(f"sas-trl: launching {' '.join(command)}", flush=True)
         return subprocess.call(command, env={**os.environ, LAUNCHED_ENV: "1"})
 

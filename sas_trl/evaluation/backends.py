@@ -1,12 +1,19 @@
 """Generation backends with one interface: requests in, finished completions out, batch by batch.
 
 * `TransformersBackend`: `model.generate` on whatever device there is, left-padded batches of sequences.
-* `VLLMBackend`: one vLLM engine; each problem's remaining samples are one request with `n` samples. vLLM is
-  imported only when this backend is built, and the request/response mapping (`vllm_inputs`,
-  `vllm_completions`) is plain code that a fake engine can exercise.
+* `VLLMBackend`: one vLLM engine, one request per sample. vLLM is imported only when this backend is built,
+  and the request/response mapping (`vllm_inputs`, `vllm_completions`) is plain code that a fake engine can
+  exercise.
 
 Same sampling semantics in both: temperature (0 = greedy) and nucleus top_p, no top-k, `max_tokens` new tokens.
 A completion's length counts its EOS token; "length" means it hit `max_tokens` without one.
+
+Every sample has its own random stream, seeded from (seed, benchmark, problem id, sample index)
+(`request_seed`): which other requests share its batch, the batch size, and whether the run was resumed do
+not change what it draws. (transformers' `generate` takes no per-row generator, so `PerRequestSampler` draws
+each row's token itself; vLLM gets one request per sample with its own seed.) What can still differ is the
+floating-point arithmetic of a batched forward pass on a GPU (bf16 kernels depend on the batch shape); on a
+CPU in float32 the samples are the same whatever the batch size.
 """
 
 from __future__ import annotations
@@ -15,13 +22,13 @@ import importlib.util
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby
 
 import torch
 
 from ..rollouts import is_truncated
 
 Key = tuple[str, str, int]  # (benchmark, problem id, sample index)
+SEEDING = "per-sample"  # recorded in samples files: each sample's own seed, `request_seed(seed, key)`
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class TransformersBackend:
             yield self._generate_batch(batch, settings)
 
     def _generate_batch(self, batch: Sequence[Request], settings: SamplingSettings) -> list[Completion]:
+        from transformers import LogitsProcessorList
+
         device = self.model.device
         width = max(len(r.prompt_ids) for r in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
@@ -114,20 +123,20 @@ class TransformersBackend:
         for i, r in enumerate(batch):  # left padding: every row's next token comes right after its prompt
             input_ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
             attention_mask[i, width - len(r.prompt_ids) :] = 1
-        if settings.temperature > 0:
-            sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
-            # One seed per batch from its first request: the same batch of the same command samples the same.
-            torch.manual_seed(request_seed(settings.seed, batch[0].key))
-        else:
-            sampling = {"do_sample": False, "temperature": None, "top_p": None}
+        processors = []
+        if settings.temperature > 0:  # sampled by PerRequestSampler: `generate` then only takes its pick (argmax)
+            processors.append(PerRequestSampler([r.key for r in batch], width, settings, device))
         out = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             max_new_tokens=settings.max_tokens,
-            top_k=0,  # vLLM's default: no top-k (a model's generation_config may set 50)
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,  # a model's generation_config may set them; the sampler applies the run's own
+            logits_processor=LogitsProcessorList(processors),
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=self.pad_id,
-            **sampling,
         )
         completions = []
         for request, row in zip(batch, out[:, width:].tolist(), strict=True):
@@ -139,54 +148,87 @@ class TransformersBackend:
         return completions
 
 
+class PerRequestSampler:
+    """Temperature, nucleus top_p, then one draw per row from that row's own random stream.
+
+    Row i's k-th token uses the k-th number of a CPU `torch.Generator` seeded with `request_seed(seed, key_i)`
+    (inverse-CDF sampling over the token ids), so a sample does not depend on the rows it is batched with.
+    Returns scores that are -inf except at the drawn token, for `generate`'s greedy pick. The temperature and
+    top_p warpers are transformers' own, so the distribution is exactly what `do_sample=True` would draw from.
+    """
+
+    def __init__(self, keys: Sequence[Key], prompt_width: int, settings: SamplingSettings, device):
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        self.prompt_width = prompt_width
+        self.temperature = TemperatureLogitsWarper(settings.temperature)
+        self.top_p = TopPLogitsWarper(settings.top_p) if settings.top_p < 1.0 else None
+        uniforms = []
+        for key in keys:
+            generator = torch.Generator().manual_seed(request_seed(settings.seed, key))
+            uniforms.append(torch.rand(settings.max_tokens, generator=generator, dtype=torch.float64))
+        self.uniforms = torch.stack(uniforms).to(device)  # (B, max_tokens)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_width
+        scores = self.temperature(input_ids, scores.float())
+        if self.top_p is not None:
+            scores = self.top_p(input_ids, scores)
+        cdf = torch.softmax(scores, dim=-1).double().cumsum(dim=-1)  # (B, V)
+        target = (self.uniforms[:, step] * cdf[:, -1]).unsqueeze(1)  # (B, 1), in [0, total)
+        # The first token whose cumulative probability exceeds the target; zero-probability tokens never win.
+        chosen = torch.searchsorted(cdf, target, right=True).clamp(max=scores.shape[-1] - 1)
+        picked = torch.full_like(scores, float("-inf"))
+        return picked.scatter_(1, chosen, 0.0)
+
+
 # --------------------------------------------------------------------------------------------------
 # vLLM (GPU only; kept thin)
 # --------------------------------------------------------------------------------------------------
 
 
-def group_requests(requests: Sequence[Request]) -> list[list[Request]]:
-    """Consecutive requests of the same problem (same benchmark, id and prompt) become one group."""
-    return [list(g) for _, g in groupby(requests, key=lambda r: (r.key[0], r.key[1], r.prompt_ids))]
-
-
 def vllm_inputs(
-    groups: Sequence[Sequence[Request]], settings: SamplingSettings, sampling_params: Callable
+    requests: Sequence[Request], settings: SamplingSettings, sampling_params: Callable
 ) -> tuple[list[dict], list]:
-    """vLLM prompts (token ids) and one SamplingParams per group, drawing `n = len(group)` samples."""
-    prompts = [{"prompt_token_ids": list(group[0].prompt_ids)} for group in groups]
+    """vLLM prompts (token ids) and SamplingParams, one per sample, each with its own seed (`request_seed`).
+
+    One request per sample rather than `n` samples of one prompt: a sample then does not depend on which other
+    samples of its problem are drawn in the same call (a resumed run draws only the missing ones). vLLM's
+    prefix cache shares the prompt's work between them.
+    """
+    prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
     params = [
         sampling_params(
-            n=len(group),
+            n=1,
             temperature=settings.temperature,
             top_p=settings.top_p if settings.temperature > 0 else 1.0,
             top_k=-1,
             max_tokens=settings.max_tokens,
-            seed=request_seed(settings.seed, group[0].key),
+            seed=request_seed(settings.seed, r.key),
             skip_special_tokens=True,
         )
-        for group in groups
+        for r in requests
     ]
     return prompts, params
 
 
-def vllm_completions(groups: Sequence[Sequence[Request]], outputs: Sequence) -> list[Completion]:
-    """Map vLLM's RequestOutputs (one per group, `.outputs` one per sample) back to the requests."""
-    if len(outputs) != len(groups):
-        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(groups)} prompts")
+def vllm_completions(requests: Sequence[Request], outputs: Sequence) -> list[Completion]:
+    """Map vLLM's RequestOutputs (one per request, `.outputs` holding its one sample) back to the requests."""
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} requests")
     completions = []
-    for group, output in zip(groups, outputs, strict=True):
-        samples = sorted(output.outputs, key=lambda o: o.index)
-        if len(samples) != len(group):
-            raise RuntimeError(f"vLLM returned {len(samples)} samples for {group[0].key[:2]}, expected {len(group)}")
-        for request, sample in zip(group, samples, strict=True):
-            # vLLM stops only at EOS here (no stop strings), so its "length" is the project's truncation rule.
-            reason = "length" if sample.finish_reason == "length" else "stop"
-            completions.append(Completion(request.key, sample.text, list(sample.token_ids), reason))
+    for request, output in zip(requests, outputs, strict=True):
+        if len(output.outputs) != 1:
+            raise RuntimeError(f"vLLM returned {len(output.outputs)} samples for {request.key}, expected 1")
+        sample = output.outputs[0]
+        # vLLM stops only at EOS here (no stop strings), so its "length" is the project's truncation rule.
+        reason = "length" if sample.finish_reason == "length" else "stop"
+        completions.append(Completion(request.key, sample.text, list(sample.token_ids), reason))
     return completions
 
 
 class VLLMBackend:
-    """One vLLM engine; requests go in chunks of about `batch_size` sequences, so finished chunks are saved."""
+    """One vLLM engine; requests go in chunks of `batch_size` sequences, so finished chunks are saved."""
 
     default_batch_size = 4096
 
@@ -203,11 +245,7 @@ class VLLMBackend:
         return cls(engine, vllm.SamplingParams, batch_size)
 
     def generate(self, requests: Sequence[Request], settings: SamplingSettings) -> Iterator[list[Completion]]:
-        chunk: list[list[Request]] = []
-        for group in [*group_requests(requests), None]:
-            if chunk and (group is None or sum(map(len, chunk)) + len(group) > self.batch_size):
-                prompts, params = vllm_inputs(chunk, settings, self.sampling_params)
-                yield vllm_completions(chunk, self.engine.generate(prompts, params, use_tqdm=False))
-                chunk = []
-            if group is not None:
-                chunk.append(group)
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            prompts, params = vllm_inputs(chunk, settings, self.sampling_params)
+            yield vllm_completions(chunk, self.engine.generate(prompts, params, use_tqdm=False))

@@ -242,15 +242,22 @@ def load_benchmark(
     source = resolve_source(name, sources or {}, data_dir)
     try:
         dataset = load_eval_spec(eval_spec(name, source=source), name)
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(f"benchmark {name}: {err}") from err
-    except Exception as err:  # a Hub failure: offline, gated, renamed
+    except ValueError as err:  # UserError included: a bad file, column or cell, or the Hub unreachable
+        hint = _download_hint(name) if str(err).startswith("Hub dataset") else ""
+        raise UserError(f"benchmark {name}: {err}{hint}") from err
+    except Exception as err:  # anything else a Hub download raises
         raise UserError(
-            f"benchmark {name}: cannot load {source!r} ({type(err).__name__}: {err}). Download it where the Hub is "
-            f"reachable and pass --source {name}=FILE (or --data_dir DIR holding {name}.jsonl)"
+            f"benchmark {name}: cannot load {source!r} ({type(err).__name__}: {err}){_download_hint(name)}"
         ) from err
     rows = dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
     return [EvalItem(name, row["id"], row["prompt"], row["answers"]) for row in rows]
+
+
+def _download_hint(name: str) -> str:
+    return (
+        f". Download it where the Hub is reachable and pass --source {name}=FILE (or --data_dir DIR holding "
+        f"{name}.jsonl)"
+    )
 
 
 def addition_items(

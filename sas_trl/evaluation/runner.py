@@ -7,6 +7,7 @@ the model folder and tokenizer, the samples file's settings; then the model, the
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 from ..errors import UserError
-from .backends import Request, SamplingSettings, TransformersBackend, VLLMBackend, vllm_available
+from .backends import SEEDING, Request, SamplingSettings, TransformersBackend, VLLMBackend, vllm_available
 from .config import EvalInputs
 from .datasets import PAPER_BENCHMARKS, EvalItem, load_benchmark
 
@@ -82,15 +83,31 @@ def load_tokenizer(model: str):
 
 
 def read_baseline(path: str, benchmarks: Sequence[str]) -> dict[str, Any]:
-    """A previous run's results, checked to cover `benchmarks` (AES compares averages over the same sets)."""
+    """A previous run's results, checked to hold everything AES will read, before any sampling.
+
+    AES compares averages over the same sets: every benchmark of this run needs the baseline's Pass@1 (a
+    number in [0, 1]) and mean length (a number >= 0).
+    """
+    where = f"--baseline {path!r}"
     try:
         data = json.loads(Path(path).read_text())
-        per_benchmark = data["benchmarks"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"--baseline {path!r} is not a readable {RESULTS_FILE} of sas-trl eval ({err})") from err
+    except (OSError, ValueError) as err:
+        raise UserError(f"{where} is not a readable {RESULTS_FILE} of sas-trl eval ({err})") from err
+    per_benchmark = data.get("benchmarks") if isinstance(data, dict) else None
+    if not isinstance(per_benchmark, dict):
+        raise UserError(f"{where} is not a readable {RESULTS_FILE} of sas-trl eval (no 'benchmarks' mapping)")
     missing = [b for b in benchmarks if b not in per_benchmark]
     if missing:
-        raise UserError(f"--baseline {path!r} has no results for {', '.join(missing)}; AES compares the same sets")
+        raise UserError(f"{where} has no results for {', '.join(missing)}; AES compares the same sets")
+    for name in benchmarks:
+        result = per_benchmark[name]
+        for key, low, high in (("pass@1", 0.0, 1.0), ("mean_tokens", 0.0, math.inf)):
+            value = result.get(key) if isinstance(result, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise UserError(
+                    f"{where}: benchmark {name} has no valid {key!r} (got {value!r}); AES needs the baseline's "
+                    f"Pass@1 and mean length for every benchmark: pass a {RESULTS_FILE} written by sas-trl eval"
+                )
     return data
 
 
@@ -101,6 +118,18 @@ def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> tuple[int, ...]:
     else:
         text = "".join(m["content"] for m in messages)
     return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def samples_header(config) -> dict[str, Any]:
+    """What decides a sample: the model, the sampling settings, the grading, and how samples are seeded (one
+    random stream per sample, `backends.request_seed`; a samples file written before had per-batch seeds and
+    no `seeding` entry, so resuming it is refused rather than mixing the two)."""
+    return {
+        "model": model_identity(config.model),
+        **asdict(config.sampling),
+        "reward_format": config.reward_format,
+        "seeding": SEEDING,
+    }
 
 
 def make_backend(kind: str, model: str, tokenizer, batch_size: int | None, seed: int, **vllm_kwargs):
@@ -265,8 +294,7 @@ def run_eval(config: EvalConfig, backend=None) -> dict[str, Any]:
     baseline = read_baseline(config.baseline, config.benchmarks) if config.baseline else None
     tokenizer = load_tokenizer(config.model)
     out = config.resolved_output_dir()
-    header = {"model": model_identity(config.model), **asdict(config.sampling), "reward_format": config.reward_format}
-    store = SampleStore(out / SAMPLES_FILE, header, overwrite=config.overwrite)
+    store = SampleStore(out / SAMPLES_FILE, samples_header(config), overwrite=config.overwrite)
 
     backend = backend or make_backend(config.backend, config.model, tokenizer, config.batch_size, config.sampling.seed)
     reward = MathVerifyReward(format=config.reward_format, workers=1)

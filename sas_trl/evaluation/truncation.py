@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +35,7 @@ from .runner import (
     make_backend,
     model_identity,
     sample_and_grade,
+    samples_header,
 )
 
 SAMPLES_FILE = "truncation_samples.jsonl"
@@ -199,8 +200,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
     items = load_items(config)
     tokenizer = load_tokenizer(config.model)
     out = config.resolved_output_dir()
-    header = {"model": model_identity(config.model), **asdict(config.sampling), "reward_format": config.reward_format}
-    store = SampleStore(out / SAMPLES_FILE, header, overwrite=config.overwrite)
+    store = SampleStore(out / SAMPLES_FILE, samples_header(config), overwrite=config.overwrite)
     backend = backend or make_backend(config.backend, config.model, tokenizer, config.batch_size, config.seed)
     reward = MathVerifyReward(format=config.reward_format, workers=1)
     try:

@@ -60,7 +60,8 @@ class RunArguments:
         default=0,
         metadata={
             "help": f"For {BUILTIN_MODEL!r}: supervised steps on the built-in task before RL (cached in "
-            "output_dir/base_model)."
+            "output_dir/base_model with the settings that made it; rebuilt when seed, sft_warmup_steps or the "
+            "builtin_*_terms differ)."
         },
     )
     num_processes: int | None = field(
@@ -72,6 +73,13 @@ class RunArguments:
     )
     accelerate_config: str | None = field(
         default=None, metadata={"help": "Accelerate config file (recipes/accelerate/*.yaml) to launch with."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train even when output_dir holds a finished run of a different recipe (its checkpoints and "
+            "run_info.json are removed first). Without it, such a folder is refused unless resuming."
+        },
     )
 
     # -- length-aware baselines (docs/baselines.md) ---------------------------------------------------------
@@ -341,37 +349,20 @@ def parse(argv: list[str]):
 
     The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe).
     """
-    from trl import TrlParser
-
-    argv = list(argv)
+    argv, source = _pop_recipe_flag(list(argv))
     recipe: dict[str, Any] = {}
-    if "--recipe" in argv:
-        index = argv.index("--recipe")
-        if index + 1 >= len(argv):
-            raise RecipeError("--recipe needs a file")
-        source = argv[index + 1]
+    if source is not None:
         recipe = load_recipe(source)
-        del argv[index : index + 2]
         check_keys(recipe, source)
         check_types(recipe, source)
     check_keys(_flag_names(argv), "the command line")
+    check_raw_values(recipe, source, argv)
 
-    parser = TrlParser(dataclass_types())
-
-    def fail(message: str):  # argparse would print its (very long) usage and exit
-        raise RecipeError(message)
-
-    parser.error = fail
     for key, value in recipe.get("env", {}).items():
         os.environ[key] = str(value)
-    parser.set_defaults_with_config(**{k: v for k, v in recipe.items() if k != "env"})
-    try:
-        run_args, sas_args, model_args = parser.parse_args_into_dataclasses(args=argv)
-    except RecipeError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise RecipeError(str(err)) from err
+    run_args, sas_args, model_args = build(recipe, argv)
     check_local_files(run_args, model_args)
+    check_settings(run_args, sas_args)
     if run_args.overlong_cache is not None and run_args.overlong_cache > sas_args.max_completion_length:
         raise RecipeError(
             f"overlong_cache={run_args.overlong_cache} is not valid; allowed values: <= max_completion_length "
@@ -382,6 +373,165 @@ def parse(argv: list[str]):
     for key in _flag_names(argv):
         resolved[key] = _value_of(key, run_args, sas_args, model_args)
     return run_args, sas_args, model_args, resolved
+
+
+def build(recipe: dict[str, Any], argv: list[str]):
+    """The three dataclasses from a recipe mapping and flags (no environment set, no files checked)."""
+    from trl import TrlParser
+
+    parser = TrlParser(dataclass_types())
+
+    def fail(message: str):  # argparse would print its (very long) usage and exit
+        raise RecipeError(message)
+
+    parser.error = fail
+    parser.set_defaults_with_config(**{k: v for k, v in recipe.items() if k != "env"})
+    try:
+        run_args, sas_args, model_args = parser.parse_args_into_dataclasses(args=argv)
+    except RecipeError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise RecipeError(str(err)) from err
+    return run_args, sas_args, model_args
+
+
+def _pop_recipe_flag(argv: list[str]) -> tuple[list[str], str | None]:
+    """argv without `--recipe FILE` / `--recipe=FILE`, and FILE (None when absent)."""
+    source = None
+    for index, arg in enumerate(argv):
+        if arg == "--recipe":
+            if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+                raise RecipeError("--recipe needs a file")
+            source = argv[index + 1]
+            del argv[index : index + 2]
+            break
+        if arg.startswith("--recipe="):
+            source = arg.split("=", 1)[1]
+            if not source:
+                raise RecipeError("--recipe needs a file")
+            del argv[index]
+            break
+    if any(a == "--recipe" or a.startswith("--recipe=") for a in argv):
+        raise RecipeError("--recipe is given twice; pass one recipe (a recipe can include another with 'base:')")
+    return argv, source
+
+
+def _raw_flags(argv: list[str]) -> dict[str, str | None]:
+    """`--name value` / `--name=value` pairs as typed (value None for a flag followed by another flag)."""
+    values: dict[str, str | None] = {}
+    for index, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            following = argv[index + 1] if index + 1 < len(argv) else None
+            value = None if following is None or following.startswith("--") else following
+        values[name.replace("-", "_")] = value
+    return values
+
+
+NO_THINK_END = ("none", "null")  # the explicit "no think-end" values (YAML null works too)
+
+
+def check_raw_values(recipe: dict[str, Any], source: str | None, argv: list[str]) -> None:
+    """Values the dataclasses would silently reinterpret, checked as the user wrote them."""
+    flags = _raw_flags(argv)
+    candidates = [("the command line", flags["sas_think_end"])] if "sas_think_end" in flags else []
+    if not candidates and "sas_think_end" in recipe:
+        candidates = [(source, recipe["sas_think_end"])]
+    for where, value in candidates:
+        if isinstance(value, str) and not value.strip():
+            raise RecipeError(
+                f"sas_think_end={value!r} in {where} is not valid: an empty value would silently switch off the "
+                "reasoning/answer split; give the token that ends the reasoning (default '</think>'), or 'none' "
+                "for no think-end (the whole completion is then the reasoning part)"
+            )
+
+
+def check_settings(run_args: RunArguments, sas_args) -> None:
+    """Settings that are valid alone but not together, or that TRL would accept and then misuse."""
+    if sas_args.max_steps == 0:
+        raise RecipeError(
+            "max_steps=0 is not valid (transformers would still train one step); allowed values: an integer >= 1, "
+            "or -1 to train num_train_epochs epochs"
+        )
+    index, names = sas_args.sas_correct_reward_index, run_args.reward_funcs
+    if index >= len(names):
+        raise RecipeError(
+            f"sas_correct_reward_index={index} is not valid: reward_funcs lists {len(names)} reward(s) "
+            f"({', '.join(names)}); allowed values: 0..{len(names) - 1}"
+        )
+    from ..rewards import REWARDS
+
+    if not REWARDS[names[index]].correctness:
+        correct = [i for i, name in enumerate(names) if REWARDS[name].correctness]
+        raise RecipeError(
+            f"sas_correct_reward_index={index} names reward {names[index]!r}, which does not grade correctness "
+            f"(SAS's 'correct' must mean a right answer); correctness rewards in reward_funcs are at: "
+            f"{', '.join(map(str, correct))}"
+        )
+
+
+# Keys that change neither what is trained nor how: where it is written, logged or uploaded.
+NOT_TRAINING_SETTINGS = frozenset(
+    {
+        "output_dir",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "run_name",
+        "logging_dir",
+        "logging_steps",
+        "logging_strategy",
+        "logging_first_step",
+        "logging_nan_inf_filter",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "log_completions",
+        "num_completions_to_print",
+        "report_to",
+        "disable_tqdm",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_token",
+        "hub_private_repo",
+        "hub_strategy",
+        "hub_always_push",
+        "hub_revision",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "save_only_model",
+        "wandb_log_unique_prompts",
+    }
+)
+
+
+def training_settings(run_args: RunArguments, sas_args, model_args) -> dict[str, Any]:
+    """Every field's effective value (enums as their values), less `NOT_TRAINING_SETTINGS`."""
+    values: dict[str, Any] = {}
+    for obj in (run_args, sas_args, model_args):
+        for f in dataclasses.fields(obj):
+            if f.init and f.name not in values and f.name not in NOT_TRAINING_SETTINGS:
+                value = getattr(obj, f.name, None)
+                values[f.name] = getattr(value, "value", value)
+    return values
+
+
+def saved_training_settings(path: str | os.PathLike) -> dict[str, Any] | None:
+    """`training_settings` of a saved resolved recipe, or None when it cannot be read or built any more."""
+    try:
+        recipe = load_recipe(path)
+        settings = training_settings(*build(recipe, []))
+    except Exception:  # noqa: BLE001 - an older or hand-edited file: treated as "cannot compare"
+        return None
+    settings["env"] = recipe.get("env", {})
+    return settings
+
+
+def differing_settings(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """key -> (before, now) for every key whose value differs."""
+    return {k: (before.get(k), now.get(k)) for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)}
 
 
 def _flag_names(argv: list[str]) -> list[str]:
