@@ -124,3 +124,22 @@ def test_report_from_whatever_results_exist(tmp_path):
     assert "Runs without results yet (1): sas seed 2" in report
     for plot in ("training_curves.png", "accuracy_vs_length.png"):
         assert (study.output_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_shipped_studies_are_valid():
+    studies = [p for p in (ROOT / "recipes" / "studies").glob("*.yaml") if not p.stem.endswith("_base")]
+    assert {p.stem for p in studies} >= {"tiny_smoke", "short_context_A", "short_context_B"}
+    for path in studies:
+        study = load_study(path.relative_to(ROOT))
+        assert len(study.seeds) >= 2 and study.reference in study.conditions
+    for regime in "AB":  # the study's design: at least 5 seeds and the six conditions it reports
+        study = load_study(f"recipes/studies/short_context_{regime}.yaml")
+        assert len(study.seeds) >= 5
+        assert set(study.conditions) == {
+            "grpo_long",
+            "grpo_short",
+            "sas",
+            "sas_only_correct",
+            "sas_failed_truncated",
+            "sas_release",
+        }
