@@ -60,6 +60,7 @@ def test_wandb_table_has_the_sas_columns(tmp_path, tiny_model_dir, monkeypatch):
         trainer = train(tmp_path, tiny_model_dir, log_completions=True, report_to="wandb", run_name="sas-view")
     finally:
         wandb.finish()
+        wandb.teardown()  # wandb keeps its settings (WANDB_DIR) process-wide: later runs must read their own
 
     tables = [d["completions"] for d in logged if "completions" in d]
     assert len(tables) == 3  # steps 1 and 2, and the end of training; TRL's own table is replaced, not doubled
