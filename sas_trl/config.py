@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from .core import COUNT_MODES, FAILED_SCOPES, GRANULARITIES, RANKINGS, SELECTIONS, STRATEGIES
+from .core import COUNT_MODES, FAILED_SCOPES, GRANULARITIES, RANKINGS, SELECTIONS, STRATEGIES, invalid_choice
 
 # Loss types of TRL 1.16 whose per-token loss multiplies a (B, T) advantage tensor token by token.
 TOKEN_ADVANTAGE_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
@@ -121,17 +121,9 @@ class SASConfig(GRPOConfig):
         super().__post_init__()
 
     def _validate_sas(self) -> None:
-        for name, allowed in (
-            ("sas_strategy", STRATEGIES),
-            ("sas_selection", SELECTIONS),
-            ("sas_granularity", GRANULARITIES),
-            ("sas_ranking", RANKINGS),
-            ("sas_failed_scope", FAILED_SCOPES),
-            ("sas_count_mode", COUNT_MODES),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not valid; allowed values: {_choices(allowed)}")
+        message = invalid_choice(self)
+        if message:
+            raise ValueError(message)
         if isinstance(self.sas_think_end, str) and not self.sas_think_end.strip():
             raise ValueError(
                 "sas_think_end='' is not valid: it would silently switch off the reasoning/answer split; give the "

@@ -33,6 +33,24 @@ GRANULARITIES = ("step", "token")
 RANKINGS = ("mean", "std")
 FAILED_SCOPES = ("all", "truncated")
 COUNT_MODES = ("paper", "release")
+# The `sas_*` settings (SASConfig's field names) that take one of a fixed set of values.
+SAS_CHOICES = {
+    "sas_strategy": STRATEGIES,
+    "sas_selection": SELECTIONS,
+    "sas_granularity": GRANULARITIES,
+    "sas_ranking": RANKINGS,
+    "sas_failed_scope": FAILED_SCOPES,
+    "sas_count_mode": COUNT_MODES,
+}
+
+
+def invalid_choice(settings) -> str | None:
+    """The message for the first `sas_*` choice attribute of `settings` outside its allowed values, else None."""
+    for name, allowed in SAS_CHOICES.items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            return f"{name}={value!r} is not valid; allowed values: {', '.join(repr(v) for v in allowed)}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------------

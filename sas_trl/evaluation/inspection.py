@@ -27,18 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..core import (
-    COUNT_MODES,
-    FAILED_SCOPES,
-    GRANULARITIES,
-    RANKINGS,
-    SELECTIONS,
-    STRATEGIES,
-    count_steps,
-    segment_steps,
-    select_zero_mask,
-    step_statistics,
-)
+from ..core import count_steps, invalid_choice, segment_steps, select_zero_mask, step_statistics
 from ..errors import UserError
 from ..render import html_document, html_from_segments, legend_html, render_terminal, segments
 from .backends import SamplingSettings, TransformersBackend
@@ -69,21 +58,16 @@ class SASSettings:
     sas_think_end: str | None = "</think>"
 
     def __post_init__(self):
-        for name, allowed in (
-            ("sas_strategy", STRATEGIES),
-            ("sas_selection", SELECTIONS),
-            ("sas_granularity", GRANULARITIES),
-            ("sas_ranking", RANKINGS),
-            ("sas_failed_scope", FAILED_SCOPES),
-            ("sas_count_mode", COUNT_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise UserError(f"{name}={getattr(self, name)!r} is not valid; allowed values: {', '.join(allowed)}")
+        message = invalid_choice(self)  # the checks SASConfig makes, without importing TRL
+        if message:
+            raise UserError(message)
         if not isinstance(self.sas_ratio, int | float) or not 0.0 <= self.sas_ratio <= 1.0:
             raise UserError(f"sas_ratio={self.sas_ratio!r} is not valid; allowed values: a number in [0, 1]")
         if not self.sas_delimiter:
             raise UserError("sas_delimiter must be a non-empty string")
-        if isinstance(self.sas_think_end, str) and self.sas_think_end.lower() in ("", "none", "null"):
+        if isinstance(self.sas_think_end, str) and not self.sas_think_end.strip():
+            raise UserError("sas_think_end='' is not valid: give the token that ends the reasoning, or 'none'")
+        if isinstance(self.sas_think_end, str) and self.sas_think_end.lower() in ("none", "null"):
             self.sas_think_end = None
 
 
