@@ -33,7 +33,14 @@ from ..render import html_document, html_from_segments, legend_html, render_term
 from .backends import SamplingSettings, TransformersBackend
 from .config import EvalInputs
 from .datasets import EvalItem, load_benchmark
-from .runner import encode_prompt, load_items, load_tokenizer, make_backend, model_identity, sample_and_grade
+from .runner import (
+    encode_prompt,
+    load_items,
+    load_tokenizer,
+    make_backend,
+    sample_and_grade,
+    samples_header,
+)
 from .truncation import _load_scoring_model, padded, token_logprobs
 
 SAMPLES_FILE = "inspect_samples.jsonl"
@@ -213,8 +220,7 @@ def sample_rollouts(config: InspectConfig, tokenizer, backend=None) -> tuple[lis
     else:
         items = load_items(config)
     out = config.resolved_output_dir()
-    header = {"model": model_identity(config.model), **asdict(config.sampling), "reward_format": config.reward_format}
-    store = SampleStore(out / SAMPLES_FILE, header, overwrite=config.overwrite)
+    store = SampleStore(out / SAMPLES_FILE, samples_header(config), overwrite=config.overwrite)
     backend = backend or make_backend(config.backend, config.model, tokenizer, config.batch_size, config.seed)
     reward = MathVerifyReward(format=config.reward_format, workers=1)
     try:
