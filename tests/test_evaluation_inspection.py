@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from sas_trl import segment_steps, select_zero_mask
+from sas_trl.core import SASRule
 from sas_trl.errors import UserError
 from sas_trl.evaluation.inspection import (
     InspectConfig,
     Rollout,
-    SASSettings,
     inspect_rollouts,
     read_samples,
     report_html,
@@ -37,12 +37,13 @@ def rollouts(tok):
 @pytest.mark.parametrize(
     "sas",
     [
-        SASSettings(),
-        SASSettings(sas_ratio=0.5, sas_ranking="std", sas_count_mode="release"),
-        SASSettings(sas_granularity="token", sas_strategy="correct_only"),
-        SASSettings(sas_failed_scope="truncated", sas_think_end=None),
+        SASRule(),
+        SASRule(ratio=0.5, ranking="std", count_mode="release"),
+        SASRule(granularity="token", strategy="correct_only"),
+        SASRule(failed_scope="truncated", think_end=None),
+        SASRule(ratio=0.5, min_steps=4),
     ],
-    ids=["paper", "std-release", "token-correct_only", "truncated-no_think_end"],
+    ids=["paper", "std-release", "token-correct_only", "truncated-no_think_end", "min_steps"],
 )
 def test_masks_are_the_training_functions_under_both_verdicts(sas):
     tok = build_tokenizer()
@@ -51,7 +52,7 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
     view = inspect_rollouts(items, logps, tok, sas)
     mask = view.mask
     step_ids = segment_steps(
-        view.ids, mask, tok, sas.sas_delimiter, sas.sas_think_end, trim_unterminated=sas.sas_count_mode == "release"
+        view.ids, mask, tok, sas.delimiter, sas.think_end, trim_unterminated=sas.trim_unterminated
     )
     assert torch.equal(view.step_ids, step_ids)
     for correct, zero in ((True, view.zero_if_correct), (False, view.zero_if_failed)):
@@ -59,13 +60,14 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
             step_ids,
             view.logps,
             torch.tensor([correct, correct]),
-            sas.sas_ratio,
-            sas.sas_strategy,
-            granularity=sas.sas_granularity,
-            ranking=sas.sas_ranking,
-            failed_scope=sas.sas_failed_scope,
+            sas.ratio,
+            strategy=sas.strategy,
+            granularity=sas.granularity,
+            ranking=sas.ranking,
+            failed_scope=sas.failed_scope,
             is_truncated=torch.tensor([False, True]),
-            count_mode=sas.sas_count_mode,
+            count_mode=sas.count_mode,
+            min_steps=sas.min_steps,
         )
         assert torch.equal(zero, expected)
     stats = statistics_of(view)
@@ -76,7 +78,7 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
 def test_report_escapes_text_and_shows_both_verdicts():
     tok = build_tokenizer()
     items = rollouts(tok)
-    view = inspect_rollouts(items, [torch.full((len(r.completion_ids),), -0.5) for r in items], tok, SASSettings())
+    view = inspect_rollouts(items, [torch.full((len(r.completion_ids),), -0.5) for r in items], tok, SASRule())
     page = report_html(view, tok, statistics_of(view), {"sas_ratio": 0.3}, "m<odel>", max_rendered=1)
     assert "<script>" not in page and "m&lt;odel&gt;" in page
     assert "The first 1 of 2 rollouts" in page and "what SAS would zero if it had failed" in page
@@ -85,9 +87,9 @@ def test_report_escapes_text_and_shows_both_verdicts():
 
 def test_bad_settings_and_inputs_name_what_is_wrong(tmp_path):
     with pytest.raises(UserError, match="sas_ranking='median'"):
-        SASSettings(sas_ranking="median")
+        SASRule(ranking="median")
     with pytest.raises(UserError, match="sas_ratio=1.5"):
-        SASSettings(sas_ratio=1.5)
+        SASRule(ratio=1.5)
     with pytest.raises(UserError, match="nothing to inspect"):
         InspectConfig(model="m")
     with pytest.raises(UserError, match="either --prompt or --samples"):

@@ -2,7 +2,7 @@
 
 For a model and prompts, benchmark problems or an existing samples file: sample (or read) rollouts, score every
 token under the model (temperature 1, `truncation.token_logprobs`), segment and select exactly as training
-would (`segment_steps`, `select_zero_mask` with the same `sas_*` settings), and write
+would (the same `SASRule` that `SASConfig.sas_rule` gives for the recipe and flags), and write
 
 * `inspect.html`: every rollout rendered (`sas_trl.render`), under its verdict and under the other one (what
   SAS would zero if it were correct, and if it had failed), with the settings, a legend and the histograms;
@@ -21,13 +21,13 @@ import base64
 import html
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from ..core import count_steps, invalid_choice, segment_steps, select_zero_mask, step_statistics
+from ..core import SASRule, count_steps, step_statistics
 from ..errors import UserError
 from ..render import html_document, html_from_segments, legend_html, render_terminal, segments
 from .backends import SamplingSettings, TransformersBackend
@@ -50,34 +50,6 @@ PLOT_FILE = "inspect.png"
 PROMPT_BENCHMARK = "prompt"  # the benchmark name of `--prompt` items
 
 
-@dataclass
-class SASSettings:
-    """The `sas_*` fields of `SASConfig` that decide segmentation and selection (same names, same defaults)."""
-
-    sas_ratio: float = 0.3
-    sas_strategy: str = "both"
-    sas_selection: str = "confidence"
-    sas_granularity: str = "step"
-    sas_ranking: str = "mean"
-    sas_failed_scope: str = "all"
-    sas_count_mode: str = "paper"
-    sas_delimiter: str = "\n\n"
-    sas_think_end: str | None = "</think>"
-
-    def __post_init__(self):
-        message = invalid_choice(self)  # the checks SASConfig makes, without importing TRL
-        if message:
-            raise UserError(message)
-        if not isinstance(self.sas_ratio, int | float) or not 0.0 <= self.sas_ratio <= 1.0:
-            raise UserError(f"sas_ratio={self.sas_ratio!r} is not valid; allowed values: a number in [0, 1]")
-        if not self.sas_delimiter:
-            raise UserError("sas_delimiter must be a non-empty string")
-        if isinstance(self.sas_think_end, str) and not self.sas_think_end.strip():
-            raise UserError("sas_think_end='' is not valid: give the token that ends the reasoning, or 'none'")
-        if isinstance(self.sas_think_end, str) and self.sas_think_end.lower() in ("none", "null"):
-            self.sas_think_end = None
-
-
 @dataclass(kw_only=True)
 class InspectConfig(EvalInputs):
     """Everything `sas-trl inspect` takes. Exactly one source of rollouts: prompts, a samples file or benchmarks."""
@@ -92,7 +64,7 @@ class InspectConfig(EvalInputs):
     temperature: float = 1.0  # the paper's rollout temperature
     top_p: float = 1.0
     seed: int = 0
-    sas: SASSettings = field(default_factory=SASSettings)
+    sas: SASRule = field(default_factory=SASRule)  # what training would apply (`SASConfig.sas_rule`)
     max_rendered: int = 100
     score_batch_size: int = 4
 
@@ -260,33 +232,19 @@ class Inspection:
         return (self.zero_if_correct if correct else self.zero_if_failed)[i]
 
 
-def inspect_rollouts(
-    rollouts: list[Rollout], token_logps: list[torch.Tensor], tokenizer, sas: SASSettings
-) -> Inspection:
-    """Segment and select with training's functions and settings, for a correct and for a failed verdict."""
+def inspect_rollouts(rollouts: list[Rollout], token_logps: list[torch.Tensor], tokenizer, rule: SASRule) -> Inspection:
+    """Segment and select with training's rule (`SASRule.segment`, `SASRule.zero_mask`), for a correct and for a
+    failed verdict."""
     ids, mask = padded([r.completion_ids for r in rollouts], tokenizer.pad_token_id or 0, torch.long)
     logps, _ = padded([lp.tolist() for lp in token_logps], 0.0, torch.float32)
-    step_ids = segment_steps(
-        ids, mask, tokenizer, sas.sas_delimiter, sas.sas_think_end, trim_unterminated=sas.sas_count_mode == "release"
-    )
+    step_ids = rule.segment(ids, mask, tokenizer)
     truncated = torch.tensor([r.truncated for r in rollouts])
     zeros = []
     for correct in (True, False):
-        generator = torch.Generator().manual_seed(0)  # the random-selection ablation, reproducibly
+        generator = torch.Generator().manual_seed(0)  # selections that draw keys (random), reproducibly
         zeros.append(
-            select_zero_mask(
-                step_ids,
-                logps,
-                torch.full((len(rollouts),), correct),
-                sas.sas_ratio,
-                sas.sas_strategy,
-                selection=sas.sas_selection,
-                granularity=sas.sas_granularity,
-                ranking=sas.sas_ranking,
-                failed_scope=sas.sas_failed_scope,
-                is_truncated=truncated,
-                count_mode=sas.sas_count_mode,
-                generator=generator,
+            rule.zero_mask(
+                step_ids, logps, torch.full((len(rollouts),), correct), is_truncated=truncated, generator=generator
             )
         )
     return Inspection(rollouts, ids, mask, logps, step_ids, *zeros)
@@ -347,7 +305,7 @@ def run_inspect(config: InspectConfig, backend=None) -> dict[str, Any]:
     out = config.resolved_output_dir()
     out.mkdir(parents=True, exist_ok=True)
     plot_histograms(stats, out / PLOT_FILE)
-    settings = {k: v for k, v in asdict(config.sas).items()}
+    settings = config.sas.settings()
     (out / REPORT_FILE).write_text(
         report_html(view, tokenizer, stats, settings, config.model, config.max_rendered, out / PLOT_FILE)
     )

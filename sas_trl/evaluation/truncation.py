@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from ..constants import THINK_END
-from ..core import segment_steps, select_zero_mask, step_statistics
+from ..core import SASRule, step_statistics
 from ..errors import UserError
 from .backends import SamplingSettings, TransformersBackend, pick_device
 from .config import EvalInputs
@@ -56,7 +56,7 @@ class TruncationConfig(EvalInputs):
     temperature: float = 0.6
     top_p: float = 0.95
     seed: int = 0
-    ratio: float = 0.3
+    sas: SASRule = field(default_factory=SASRule)  # the rule whose shield is overlaid (its ratio, counting, ...)
     score_batch_size: int = 4
 
     def __post_init__(self):
@@ -65,8 +65,6 @@ class TruncationConfig(EvalInputs):
             raise UserError(f"need 1 <= --short_tokens < --long_tokens, got {self.short_tokens}, {self.long_tokens}")
         if self.score_batch_size < 1:
             raise UserError("--score_batch_size must be >= 1")
-        if not 0.0 <= self.ratio <= 1.0:
-            raise UserError(f"--ratio must lie in [0, 1], got {self.ratio}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
 
@@ -108,7 +106,7 @@ def token_logprobs(
 
 
 def confidence_profile(
-    step_ids: torch.Tensor, token_logps: torch.Tensor, is_correct: bool, ratio: float = 0.3
+    step_ids: torch.Tensor, token_logps: torch.Tensor, is_correct: bool, rule: SASRule | float = 0.3
 ) -> dict[str, Any]:
     """Step confidence by position and by decile of relative position, and where SAS would zero steps.
 
@@ -117,7 +115,8 @@ def confidence_profile(
         token_logps: FloatTensor (B, T), the model's own log-probs of the tokens.
         is_correct: how SAS would see these traces (True: its correct side zeroes the least confident steps;
             False: its failed-side shield zeroes the most confident ones).
-        ratio: SAS's r.
+        rule: the SAS rule (or just its ratio, other settings the paper's); the traces count as truncated when
+            failed (they are cut traces), so failed_scope "truncated" shields them too.
 
     Returns:
         {"traces", "steps_per_trace", "by_position": [{"step", "mean_confidence", "count"}],
@@ -127,7 +126,9 @@ def confidence_profile(
     batch = step_ids.size(0)
     confidence, counts = step_statistics(step_ids, token_logps)  # (B, S) each
     present = counts > 0
-    zero = select_zero_mask(step_ids, token_logps, torch.full((batch,), is_correct), ratio)  # (B, T)
+    rule = rule if isinstance(rule, SASRule) else SASRule(ratio=rule)
+    verdicts = torch.full((batch,), is_correct)
+    zero = rule.zero_mask(step_ids, token_logps, verdicts, is_truncated=~verdicts)  # (B, T)
     # A step is zeroed when its tokens are (selection is per step): scatter token flags onto step slots.
     zeroed = torch.zeros(batch, confidence.size(1) + 1, dtype=torch.long)
     zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
@@ -175,7 +176,7 @@ def padded(rows: Sequence[Sequence], fill, dtype) -> tuple[torch.Tensor, torch.T
 
 
 def profile_traces(
-    model, tokenizer, prompts: list, completions: list, is_correct: bool, ratio: float, batch_size: int
+    model, tokenizer, prompts: list, completions: list, is_correct: bool, rule: SASRule, batch_size: int
 ) -> dict[str, Any] | None:
     """`confidence_profile` of completions (token ids) after their prompts, or None without traces."""
     if not completions:
@@ -183,8 +184,8 @@ def profile_traces(
     logps = token_logprobs(model, prompts, completions, batch_size)
     ids, mask = padded(completions, tokenizer.pad_token_id or 0, torch.long)
     logp_table, _ = padded([lp.tolist() for lp in logps], 0.0, torch.float32)
-    step_ids = segment_steps(ids, mask, tokenizer)
-    return confidence_profile(step_ids, logp_table, is_correct, ratio)
+    step_ids = rule.segment(ids, mask, tokenizer)
+    return confidence_profile(step_ids, logp_table, is_correct, rule)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             [prompts[(r["benchmark"], r["id"])] for r, _ in flipped],
             [r["token_ids"][:short] for r, _ in flipped],
             False,
-            config.ratio,
+            config.sas,
             config.score_batch_size,
         ),
         "fit": profile_traces(
@@ -240,7 +241,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             [prompts[(r["benchmark"], r["id"])] for r in fit],
             [r["token_ids"] for r in fit],
             True,
-            config.ratio,
+            config.sas,
             config.score_batch_size,
         ),
     }
@@ -253,7 +254,8 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             "temperature": config.temperature,
             "top_p": config.top_p,
             "seed": config.seed,
-            "ratio": config.ratio,
+            "ratio": config.sas.ratio,
+            "sas": config.sas.settings(),
             "reward_format": config.reward_format,
             "benchmarks": list(config.benchmarks),
         },

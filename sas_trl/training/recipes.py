@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -350,6 +351,7 @@ def parse(argv: list[str]):
     The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe).
     """
     argv, source = _pop_recipe_flag(list(argv))
+    argv = unescape_flags(argv)
     recipe: dict[str, Any] = {}
     if source is not None:
         recipe = load_recipe(source)
@@ -414,6 +416,29 @@ def _pop_recipe_flag(argv: list[str]) -> tuple[list[str], str | None]:
     if any(a == "--recipe" or a.startswith("--recipe=") for a in argv):
         raise RecipeError("--recipe is given twice; pass one recipe (a recipe can include another with 'base:')")
     return argv, source
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+ESCAPED_FLAGS = ("sas_delimiter",)  # text settings a shell cannot pass a newline to
+
+
+def unescape(text: str) -> str:
+    r"""`\n`, `\t`, `\r` and `\\` typed in a shell flag as the characters they name; everything else kept as is."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
+def unescape_flags(argv: list[str]) -> list[str]:
+    """argv with the values of `ESCAPED_FLAGS` unescaped (`--sas_delimiter '\\n\\n'` means two newlines)."""
+    out = list(argv)
+    for index, arg in enumerate(out):
+        name, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if name.replace("-", "_") not in ESCAPED_FLAGS:
+            continue
+        if sep:
+            out[index] = f"--{name}={unescape(value)}"
+        elif index + 1 < len(out):
+            out[index + 1] = unescape(out[index + 1])
+    return out
 
 
 def _raw_flags(argv: list[str]) -> dict[str, str | None]:
