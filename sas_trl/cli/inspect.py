@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         sas["sas_delimiter"] = sas["sas_delimiter"].encode().decode("unicode_escape")
     benchmarks = args.benchmarks
     args.benchmarks = benchmarks or "addition"  # parsed (and checked) by the shared options; used only when asked
-    common = common_config(args)
+    common = common_config(args, args.max_tokens or recipe.get("max_completion_length") or 1024)
     if not benchmarks:
         common["benchmarks"] = []
 
@@ -46,10 +46,6 @@ def main(argv: list[str]) -> int:
         **common,
         prompts=args.prompt,
         samples=args.samples,
-        max_tokens=args.max_tokens or recipe.get("max_completion_length") or 1024,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
         sas=SASSettings(**sas),
         max_rendered=args.max_rendered,
         score_batch_size=args.score_batch_size,
