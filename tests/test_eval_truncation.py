@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from sas_trl.cli import main
-from sas_trl.evaluation.backends import Completion
-from sas_trl.evaluation.truncation import TruncationConfig, confidence_profile, run_truncation, token_logprobs
+from sas_trl.evaluation.backends import Completion, SamplingSettings
+from sas_trl.evaluation.truncation import TruncationConfig, confidence_profile, run_truncation
 from sas_trl.task import sample_problems
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,19 +39,6 @@ def test_confidence_profile_hand_values():
     # Correct side: ceil(1.2) = 2 least confident of trace 0 (steps 3 and 0), ceil(0.6) = 1 of trace 1 (step 0).
     zeroed = {d["decile"]: d["sas_zeroed"] for d in correct["by_decile"] if d["count"]}
     assert zeroed == {0: 1.0, 2: 0.0, 5: 0.0, 7: 1.0}
-
-
-def test_token_logprobs_match_a_direct_computation(tiny_model_dir):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    prompts = [[5, 6, 7], [8], [9, 10]]
-    completions = [[11, 12], [13, 14, 15, 16], [17]]
-    batched = token_logprobs(model, prompts, completions, batch_size=3)
-    single = token_logprobs(model, prompts, completions, batch_size=1)
-    for p, c, a, b in zip(prompts, completions, batched, single, strict=True):
-        with torch.no_grad():
-            logits = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
-        expected = torch.stack([logits[len(p) - 1 + t, c[t]] for t in range(len(c))])
-        assert a.shape == (len(c),) and torch.allclose(a, expected, atol=1e-5) and torch.allclose(a, b, atol=1e-5)
 
 
 class WorkedSolutions:
@@ -86,7 +73,7 @@ def test_truncation_counts_and_outputs(tiny_model_dir, tmp_path):
         benchmarks=["addition"],
         n=1,
         limit=12,
-        long_tokens=200,
+        sampling=SamplingSettings(max_tokens=200),
         short_tokens=short,
         output_dir=str(tmp_path),
         progress=False,
@@ -108,6 +95,7 @@ def test_truncation_counts_and_outputs(tiny_model_dir, tmp_path):
     assert all(d["mean_confidence"] is None or d["mean_confidence"] < 0 for d in flipped["by_decile"])
     saved = json.loads((tmp_path / "truncation.json").read_text())
     assert saved["flipped"] == results["flipped"]
+    assert saved["settings"]["long_tokens"] == config.long_tokens == 200 and saved["settings"]["temperature"] == 0.6
     png = (tmp_path / "truncation.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
 

@@ -10,15 +10,9 @@ import torch
 from sas_trl import segment_steps, select_zero_mask
 from sas_trl.core import SASRule
 from sas_trl.errors import UserError
-from sas_trl.evaluation.inspection import (
-    InspectConfig,
-    Rollout,
-    inspect_rollouts,
-    read_samples,
-    report_html,
-    run_inspect,
-    statistics_of,
-)
+from sas_trl.evaluation.inspection import InspectConfig, inspect_rollouts, run_inspect
+from sas_trl.evaluation.inspection_report import statistics_of
+from sas_trl.evaluation.inspection_rollouts import Rollout
 from sas_trl.tiny import build_tokenizer
 
 TEXTS = [
@@ -75,16 +69,6 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
     assert sum(stats["step_tokens"]) == int((step_ids >= 0).sum())
 
 
-def test_report_escapes_text_and_shows_both_verdicts():
-    tok = build_tokenizer()
-    items = rollouts(tok)
-    view = inspect_rollouts(items, [torch.full((len(r.completion_ids),), -0.5) for r in items], tok, SASRule())
-    page = report_html(view, tok, statistics_of(view), {"sas_ratio": 0.3}, "m<odel>", max_rendered=1)
-    assert "<script>" not in page and "m&lt;odel&gt;" in page
-    assert "The first 1 of 2 rollouts" in page and "what SAS would zero if it had failed" in page
-    assert page.count('<div class="sas-rollout">') == 2  # rollout 0 as correct, and as if it had failed
-
-
 def test_bad_settings_and_inputs_name_what_is_wrong(tmp_path):
     with pytest.raises(UserError, match="sas_ranking='median'"):
         SASRule(ranking="median")
@@ -97,21 +81,6 @@ def test_bad_settings_and_inputs_name_what_is_wrong(tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(UserError, match="nope.jsonl.*no such file"):
         InspectConfig(model="m", samples=str(missing))
-
-
-@pytest.mark.parametrize(
-    "record, message",
-    [
-        ({"prompt": "Add 1, 2."}, "line 2: no completion; needs field 'token_ids' or 'text'"),
-        ({"text": "1 + 2 = 3"}, "line 2: no prompt; needs field 'prompt', or 'benchmark' and 'id'"),
-        ({"text": "1", "benchmark": "addition"}, "line 2: no prompt"),
-    ],
-)
-def test_samples_file_without_needed_fields(tmp_path, record, message):
-    path = tmp_path / "samples.jsonl"
-    path.write_text(json.dumps({"header": {}}) + "\n" + json.dumps(record) + "\n")
-    with pytest.raises(UserError, match=message):
-        read_samples(str(path))
 
 
 def test_run_inspect_on_an_eval_samples_file(tmp_path, tiny_model_dir):

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--score_batch_size", type=int, default=4, help="sequences per log-prob forward pass")
     args = parser.parse_args(argv)
     rule, _ = sas_rule_from(args)
-    common = common_config(args)
+    common = common_config(args, args.long_tokens)
 
     from ..evaluation.truncation import (
         PLOT_FILE,
@@ -33,11 +33,7 @@ def main(argv: list[str]) -> int:
 
     config = TruncationConfig(
         **common,
-        long_tokens=args.long_tokens,
         short_tokens=args.short_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
         sas=rule,
         score_batch_size=args.score_batch_size,
     )

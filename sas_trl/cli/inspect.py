@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     rule, recipe = sas_rule_from(args)  # exactly the rule `sas-trl train` would apply; checked before any model work
     benchmarks = args.benchmarks
     args.benchmarks = benchmarks or "addition"  # parsed (and checked) by the shared options; used only when asked
-    common = common_config(args)
+    common = common_config(args, args.max_tokens or recipe.get("max_completion_length") or 1024)
     if not benchmarks:
         common["benchmarks"] = []
 
@@ -34,10 +34,6 @@ def main(argv: list[str]) -> int:
         **common,
         prompts=args.prompt,
         samples=args.samples,
-        max_tokens=args.max_tokens or recipe.get("max_completion_length") or 1024,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
         sas=rule,
         max_rendered=args.max_rendered,
         score_batch_size=args.score_batch_size,
