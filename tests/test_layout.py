@@ -89,3 +89,13 @@ def test_no_import_cycles_between_top_level_modules():
 def test_the_grading_worker_script_imports_nothing_from_the_package():
     # It runs as a plain script in each worker process: a package import would pull in torch there.
     assert not GRAPH["sas_trl.rewards.grading"]
+
+
+def test_training_modules_import_no_private_names():
+    # What the training modules share is public; a `_name` stays inside its own module.
+    private = []
+    for path in (PACKAGE / "training").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sas_trl")):
+                private += [(path.name, a.name) for a in node.names if a.name.startswith("_")]
+    assert not private, private

@@ -66,6 +66,6 @@ def main(argv: list[str]) -> int:
 
 
 def _recipe_values(path: str) -> dict:
-    from ..training.recipes import load_recipe  # includes `base:` recipes; a bad file is a RecipeError
+    from ..training.recipe_files import load_recipe  # includes `base:` recipes; a bad file is a RecipeError
 
     return load_recipe(path)
