@@ -199,3 +199,18 @@ def vocabulary_warnings(tokenizer, delimiter: str, think_end: str | None) -> lis
             f"no token of this vocabulary contains sas_delimiter={delimiter!r}: every rollout is a single step"
         )
     return found
+
+
+def embedding_rows(model) -> int:
+    """The number of token ids a model can emit or read (its input and output embedding rows and config.vocab_size)."""
+    rows = []
+    for get in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, get, lambda: None)()
+        for attribute in ("num_embeddings", "out_features"):
+            if isinstance(getattr(module, attribute, None), int):
+                rows.append(getattr(module, attribute))
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if isinstance(getattr(text_config, "vocab_size", None), int):
+        rows.append(text_config.vocab_size)
+    return max(rows, default=0)

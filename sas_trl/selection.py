@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .segmentation import num_slots_of, row_chunks
@@ -180,3 +181,13 @@ def at_random(inputs: SelectionInputs) -> torch.Tensor:
     generator = inputs.generator
     keys = torch.rand(confidence.shape, generator=generator, device=generator.device if generator else None)
     return keys.to(confidence.device)
+
+
+def draw_random_keys(entropy: list[int], rows: int, width: int) -> torch.Tensor:
+    """FloatTensor (rows, width) of uniform keys, a function of `entropy` alone (numpy's SeedSequence mixes it).
+
+    The trainer passes (seed, train/eval, global step, generation within the step, process): a run resumed from a
+    checkpoint draws exactly what an uninterrupted run draws, and no generator state needs saving.
+    """
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
+    return torch.rand(rows, width, generator=torch.Generator().manual_seed(seed))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 from trl import GRPOTrainer
 
@@ -31,7 +30,8 @@ from .completion_logs import CompletionLogMixin
 from .config import SASConfig
 from .rollouts import truncated_flags
 from .sas_metrics import BatchCounts, SASStatistics, clip_flags, degenerate_warning, metrics_of
-from .segmentation import vocabulary_warnings
+from .segmentation import embedding_rows, vocabulary_warnings
+from .selection import draw_random_keys
 
 
 class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
@@ -59,7 +59,7 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
             self._sas_warn(message)
         # Every id the model can emit is below its embedding rows: no range check per micro-batch.
         self._sas_table = self._sas_rule.boundary_table(
-            self._sas_tokenizer, _embedding_rows(self.model), device=self.accelerator.device
+            self._sas_tokenizer, embedding_rows(self.model), device=self.accelerator.device
         )
         self._sas_rollout_flags: dict[str, torch.Tensor] | None = None
         self._sas_pending: dict[str, Any] | None = None
@@ -121,10 +121,8 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
         count = count if last_step == step else 0
         self._sas_generations[mode] = (step, count + 1)
         entropy = [self.args.seed, int(mode == "eval"), step, count, self.accelerator.process_index]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
         width = max(self.max_completion_length, completion_ids.size(1))
-        generator = torch.Generator().manual_seed(seed)
-        return torch.rand(completion_ids.size(0), width, generator=generator).to(completion_ids.device)
+        return draw_random_keys(entropy, completion_ids.size(0), width).to(completion_ids.device)
 
     # -- the loss: zero selected advantages, then TRL's loss ---------------------------------------------
 
@@ -239,18 +237,3 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
         )
         if message:
             self._sas_warn(message)
-
-
-def _embedding_rows(model) -> int:
-    """The number of token ids the model knows (its input and output embedding rows and config.vocab_size)."""
-    rows = []
-    for get in ("get_input_embeddings", "get_output_embeddings"):
-        module = getattr(model, get, lambda: None)()
-        for attribute in ("num_embeddings", "out_features"):
-            if isinstance(getattr(module, attribute, None), int):
-                rows.append(getattr(module, attribute))
-    config = getattr(model, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if isinstance(getattr(text_config, "vocab_size", None), int):
-        rows.append(text_config.vocab_size)
-    return max(rows, default=0)

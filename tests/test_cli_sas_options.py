@@ -13,7 +13,8 @@ from sas_trl.core import SASRule
 from sas_trl.errors import RecipeError
 from sas_trl.evaluation.inspection import Rollout, inspect_rollouts
 from sas_trl.tiny import build_tokenizer
-from sas_trl.training.recipes import parse, unescape
+from sas_trl.training.argv import unescape
+from sas_trl.training.recipes import parse
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,9 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
     from trl import TrlParser
 
     from ..config import SASConfig
-    from ..training.recipes import check_keys, check_types, load_recipe, unescape_flags
+    from ..training.argv import unescape_flags
+    from ..training.recipe_files import load_recipe
+    from ..training.validation import check_keys, check_types
 
     recipe: dict[str, Any] = {}
     if args.recipe:
