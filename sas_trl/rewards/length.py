@@ -18,17 +18,21 @@ process, score whole groups, and return their own slice (`gather_rollouts`).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .correctness import MathVerifyReward
 from .extraction import completion_text
+from .params import ParamError, RunContext
 from .registry import register_reward
 
+LAPO_TARGETS_FILE = "lapo_targets.json"  # stage 1 writes it into its output folder; stage 2 reads it
 L1_BUDGET_COLUMN = "l1_budget"
 LAPO_TARGET_COLUMN = "lapo_target"
 L1_MAX_FORMS = ("multiplicative", "additive")
@@ -162,6 +166,11 @@ def lapo_band_scores(
     return scores, float(statistics.median(good))
 
 
+def save_lapo_targets(targets: dict[str, float], path: str | Path) -> None:
+    """Write stage 1's {prompt: median correct length} (0: no correct rollout in the prompt's last group)."""
+    Path(path).write_text(json.dumps(targets, ensure_ascii=False, indent=0, sort_keys=True))
+
+
 def lapo_gaussian(length: int, target: float, sigma: float = 120.0) -> float:
     """LAPO stage 2's length score of a correct rollout: `exp(-(n - T)^2 / (2 sigma^2))`."""
     return math.exp(-((length - target) ** 2) / (2 * sigma**2))
@@ -207,7 +216,8 @@ class LAPOBandReward(_GroupReward):
     """LAPO stage 1: `acc + weight * band score` (docs/baselines.md); records each prompt's median correct length.
 
     `targets` maps a prompt (`prompt_key`) to the median correct length of its latest group (0 when none was
-    correct: the last recorded value is kept, as LAPO's code keeps it); `sas_trl.training.lapo` saves it for stage 2.
+    correct: the last recorded value is kept, as LAPO's code keeps it); `save_state` writes it for stage 2 (training
+    calls it at every checkpoint save and at the end, on the main process).
     """
 
     __name__ = "lapo_band"
@@ -224,6 +234,13 @@ class LAPOBandReward(_GroupReward):
         super().__init__(correctness, num_generations, gather)
         self.percentiles, self.margin, self.weight = tuple(percentiles), margin, weight
         self.targets: dict[str, float] = {}
+
+    def save_state(self, output_dir: str | Path) -> Path:
+        """Write `targets` to `output_dir/lapo_targets.json` (stage 2's `transform_params.lapo_target.targets`)."""
+        path = Path(output_dir) / LAPO_TARGETS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_lapo_targets(self.targets, path)
+        return path
 
     def score_group(self, group):
         correct = [v == 1.0 for _, v, _ in group]
@@ -275,63 +292,182 @@ class LAPOTargetReward(_GroupReward):
 
 
 # --------------------------------------------------------------------------------------------------
-# Registered factories: (run_args, training_args) -> reward
+# Registered factories: (params, context) -> reward, each with its parameters
 # --------------------------------------------------------------------------------------------------
 
 
-def _grader(run_args) -> MathVerifyReward:
+def _grader(context: RunContext) -> MathVerifyReward:
     # The same settings as the "accuracy" reward, so `grade_batch` reuses its verdicts.
-    return MathVerifyReward(format=run_args.reward_format, answer_key="answer")
+    return MathVerifyReward(format=context.reward_format, answer_key="answer")
 
 
-def _num_generations(training_args: Any) -> int:
-    if training_args is None:
-        raise ValueError("group-level rewards need the training arguments (their num_generations is the group size)")
-    return training_args.num_generations
+@dataclass(frozen=True)
+class L1Params:
+    """L1 / LCPO's reward parameters (recipe: `reward_params: {l1: {...}}`)."""
+
+    alpha: float = field(
+        default=0.0003,
+        metadata={"help": "reward per token of distance to the budget (L1-Max's release: 0.002)", "was": "l1_alpha"},
+    )
+    max_form: str = field(
+        default="multiplicative",
+        metadata={
+            "help": "L1-Max: 'multiplicative' (s * 1[correct], the release) or 'additive' (s + 1[correct])",
+            "was": "l1_max_form",
+        },
+    )
+
+    def __post_init__(self):
+        if not self.alpha > 0:
+            raise ParamError("alpha", self.alpha, "> 0")
+        if self.max_form not in L1_MAX_FORMS:
+            raise ParamError("max_form", self.max_form, ", ".join(L1_MAX_FORMS))
 
 
 @register_reward(
     "l1",
+    params=L1Params,
+    needs_column=L1_BUDGET_COLUMN,
     help="L1/LCPO length term vs the prompt's budget (prompt_transforms: [l1_budget]); includes 1[correct]",
 )
-def get_l1_reward(run_args, training_args=None) -> L1Reward:
-    return L1Reward(_grader(run_args), alpha=run_args.l1_alpha, max_form=run_args.l1_max_form)
+def get_l1_reward(params: L1Params, context: RunContext) -> L1Reward:
+    """L1 (Aggarwal & Welleck 2025, "L1: Controlling How Long A Reasoning Model Thinks With Reinforcement Learning").
+
+    Exact prompts (N >= 0): `1[correct] - alpha * |N - n|`; Max prompts (N < 0):
+    `s = clip(0.5 + (alpha / 2) * (|N| - n), 0, 1)`, `s * 1[correct]` (or `s + 1[correct]`, `max_form: additive`).
+
+    >>> from sas_trl.rewards.params import RunContext
+    >>> reward = get_l1_reward(L1Params(alpha=0.01), RunContext(reward_format="plain"))
+    >>> reward(completions=["5"], completion_ids=[[1] * 30], answer=["5"], l1_budget=[10])
+    [0.8]
+    """
+    return L1Reward(_grader(context), alpha=params.alpha, max_form=params.max_form)
 
 
-@register_reward("lapo_band", help="LAPO stage 1: acc + 0.7 * band score on the group's correct lengths")
-def get_lapo_band_reward(run_args, training_args=None) -> LAPOBandReward:
-    return LAPOBandReward(
-        _grader(run_args),
-        _num_generations(training_args),
-        percentiles=run_args.lapo_percentiles,
-        margin=run_args.lapo_margin,
-        weight=run_args.lapo_band_weight,
+@dataclass(frozen=True)
+class LAPOBandParams:
+    """LAPO stage 1's reward parameters (recipe: `reward_params: {lapo_band: {...}}`)."""
+
+    percentiles: tuple[float, float] = field(
+        default=(30.0, 70.0),
+        metadata={"help": "percentiles of the correct lengths bounding the band", "was": "lapo_percentiles"},
     )
+    margin: float = field(
+        default=100.0,
+        metadata={"help": "tokens outside the band over which the score falls to 0", "was": "lapo_margin"},
+    )
+    weight: float = field(default=0.7, metadata={"help": "weight of the band score", "was": "lapo_band_weight"})
+
+    def __post_init__(self):
+        low_high = tuple(self.percentiles)
+        if not (len(low_high) == 2 and 0 <= low_high[0] < low_high[1] <= 100):
+            raise ParamError("percentiles", list(low_high), "[low, high] with 0 <= low < high <= 100")
+        if not self.margin > 0:
+            raise ParamError("margin", self.margin, "> 0")
+        if not self.weight >= 0:
+            raise ParamError("weight", self.weight, ">= 0")
+
+
+@register_reward(
+    "lapo_band", params=LAPOBandParams, help="LAPO stage 1: acc + 0.7 * band score on the group's correct lengths"
+)
+def get_lapo_band_reward(params: LAPOBandParams, context: RunContext) -> LAPOBandReward:
+    """LAPO stage 1 (Wu et al. 2025, "LAPO: Internalizing Reasoning Efficiency via Length-Adaptive Policy
+    Optimization"): `1[correct] + weight * band score`, the band being the group's percentiles of correct lengths.
+
+    >>> from sas_trl.rewards.params import RunContext
+    >>> reward = get_lapo_band_reward(LAPOBandParams(margin=7.0), RunContext(num_generations=4))
+    >>> (reward.margin, reward.num_generations, reward.weight)
+    (7.0, 4, 0.7)
+    """
+    return LAPOBandReward(
+        _grader(context),
+        context.need("num_generations", "reward 'lapo_band' (a group-level reward)"),
+        percentiles=params.percentiles,
+        margin=params.margin,
+        weight=params.weight,
+    )
+
+
+@dataclass(frozen=True)
+class LAPOTargetParams:
+    """LAPO stage 2's reward parameters (recipe: `reward_params: {lapo_target: {...}}`)."""
+
+    sigma: float = field(default=120.0, metadata={"help": "Gaussian width in tokens", "was": "lapo_sigma"})
+    weight: float = field(default=0.8, metadata={"help": "weight of the Gaussian", "was": "lapo_target_weight"})
+
+    def __post_init__(self):
+        if not self.sigma > 0:
+            raise ParamError("sigma", self.sigma, "> 0")
+        if not self.weight >= 0:
+            raise ParamError("weight", self.weight, ">= 0")
 
 
 @register_reward(
     "lapo_target",
+    params=LAPOTargetParams,
+    needs_column=LAPO_TARGET_COLUMN,
     help="LAPO stage 2: acc + 0.8 * Gaussian around the stage-1 target (transform lapo_target)",
 )
-def get_lapo_target_reward(run_args, training_args=None) -> LAPOTargetReward:
+def get_lapo_target_reward(params: LAPOTargetParams, context: RunContext) -> LAPOTargetReward:
+    """LAPO stage 2: `1 + weight * exp(-(n - T)^2 / (2 sigma^2))` for a correct rollout, 0 for a wrong one.
+
+    >>> from sas_trl.rewards.params import RunContext
+    >>> reward = get_lapo_target_reward(LAPOTargetParams(sigma=6.0), RunContext(num_generations=4))
+    >>> (reward.sigma, reward.weight)
+    (6.0, 0.8)
+    """
     return LAPOTargetReward(
-        _grader(run_args),
-        _num_generations(training_args),
-        sigma=run_args.lapo_sigma,
-        weight=run_args.lapo_target_weight,
+        _grader(context),
+        context.need("num_generations", "reward 'lapo_target' (a group-level reward)"),
+        sigma=params.sigma,
+        weight=params.weight,
     )
 
 
-def overlong_cache(run_args, max_completion_length: int) -> int:
-    """DAPO's soft-punishment width: the recipe's `overlong_cache`, else DAPO's proportion (4096 of 20480 tokens)."""
-    return run_args.overlong_cache or max(1, max_completion_length // 5)
+@dataclass(frozen=True)
+class DAPOOverlongParams:
+    """DAPO's soft overlong punishment (recipe: `reward_params: {dapo_overlong: {cache: ...}}`)."""
+
+    cache: int | None = field(
+        default=None,
+        metadata={
+            "help": "the last tokens before max_completion_length over which the reward falls from 0 to -1; unset: "
+            "a fifth of max_completion_length (DAPO's 4096 of 20480)",
+            "was": "overlong_cache",
+        },
+    )
+
+    def __post_init__(self):
+        if self.cache is not None and not self.cache >= 1:
+            raise ParamError("cache", self.cache, ">= 1")
+
+    def check_context(self, context: RunContext) -> None:
+        """The cache fits under the generation cap."""
+        cap = context.max_completion_length
+        if self.cache is not None and cap is not None and self.cache > cap:
+            raise ParamError("cache", self.cache, f"<= max_completion_length ({cap})")
+
+    def width(self, max_completion_length: int) -> int:
+        """The punishment's width: `cache`, else DAPO's proportion (a fifth of the cap)."""
+        return self.cache or max(1, max_completion_length // 5)
 
 
 @register_reward(
-    "dapo_overlong", help="DAPO soft overlong punishment (trl.rewards): 0 down to -1 over the last tokens"
+    "dapo_overlong",
+    params=DAPOOverlongParams,
+    help="DAPO soft overlong punishment (trl.rewards): 0 down to -1 over the last tokens",
 )
-def get_dapo_overlong_reward(run_args, training_args=None):
+def get_dapo_overlong_reward(params: DAPOOverlongParams, context: RunContext):
+    """DAPO (Yu et al. 2025): 0 up to `L - cache` tokens, `(L - cache - n) / cache` up to L, -1 beyond; TRL's own
+    `get_soft_overlong_punishment`.
+
+    >>> from sas_trl.rewards.params import RunContext
+    >>> reward = get_dapo_overlong_reward(DAPOOverlongParams(cache=20), RunContext(max_completion_length=100))
+    >>> reward(completion_ids=[[0] * 80, [0] * 90, [0] * 101])
+    [0.0, -0.5, -1.0]
+    """
     from trl.rewards import get_soft_overlong_punishment
 
-    max_length = training_args.max_completion_length
-    return get_soft_overlong_punishment(max_length, overlong_cache(run_args, max_length))
+    max_length = context.need("max_completion_length", "reward 'dapo_overlong'")
+    return get_soft_overlong_punishment(max_length, params.width(max_length))
