@@ -83,8 +83,8 @@ def import_reward(path: str) -> Callable:
     reward = getattr(module, attribute)
     if isinstance(reward, type) or not callable(reward):
         raise RecipeError(
-            f"reward_funcs: {path!r} is a {type(reward).__name__}, not a reward function "
-            "(completions, **kwargs) -> list[float]"
+            f"reward_funcs: {path!r} is not a reward function (completions, **kwargs) -> list[float]; it is "
+            f"of type {type(reward).__name__}"
         )
     return reward
 
@@ -95,8 +95,8 @@ def reward_spec(name: str) -> RewardSpec:
         return REWARDS[name]
     if not isinstance(name, str) or "." not in name:
         raise RecipeError(
-            f"reward_funcs: unknown reward {name!r}{nearest(str(name), REWARDS)}; known rewards: "
-            f"{', '.join(sorted(REWARDS))}, or a dotted path to your own reward function (my_package.rewards.f)"
+            f"reward_funcs: unknown reward {name!r}; known rewards: {', '.join(sorted(REWARDS))}, or a dotted path "
+            f"to your own reward function (my_package.rewards.f){nearest(str(name), REWARDS)}"
         )
     reward = import_reward(name)
     correct = getattr(reward, CORRECTNESS_ATTRIBUTE, False) is True
