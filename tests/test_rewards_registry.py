@@ -83,7 +83,10 @@ def test_a_dotted_path_names_the_users_reward_function(user_rewards):
             ["--reward_funcs", "accuracy", f"{MODULE}.brevity", "--sas_correct_reward_index", "1"],
             f"names reward '{MODULE}.brevity', which does not grade correctness",
         ),
-        (["--reward_funcs", "acuracy"], "unknown reward 'acuracy'; known rewards: .*or a dotted path.*; did you mean 'accuracy'"),
+        (
+            ["--reward_funcs", "acuracy"],
+            "unknown reward 'acuracy'; known rewards: .*or a dotted path.*; did you mean 'accuracy'",
+        ),
     ],
 )
 def test_bad_dotted_paths_fail_when_the_recipe_is_parsed(user_rewards, flags, message):
