@@ -118,8 +118,9 @@ def check_rewards_and_transforms(
     column a listed reward needs must be added by a listed transform.
     """
     check_transform_names(prompt_transforms)
-    rewards = reward_params(reward_funcs, rewards_params)
-    transforms = transform_params(prompt_transforms, transforms_params)
+    # Built only to check them (each parameter dataclass checks itself); the factories rebuild them when called.
+    reward_params(reward_funcs, rewards_params)
+    transform_params(prompt_transforms, transforms_params)
     added = {TRANSFORMS[name].adds_column for name in prompt_transforms}
     for name in reward_funcs:
         column = reward_spec(name).needs_column
@@ -129,7 +130,6 @@ def check_rewards_and_transforms(
                 f"reward_funcs: {name!r} needs prompt_transforms to include "
                 f"{' or '.join(repr(t) for t in adders) or 'a transform'} (it adds the column {column!r})"
             )
-    del rewards, transforms  # built to check them; the factories rebuild them from the plain mappings
     return (
         parse_mapping(rewards_params, REWARD_PARAMS_KEY),
         parse_mapping(transforms_params, TRANSFORM_PARAMS_KEY),

@@ -10,8 +10,8 @@ always means "the answer is right", never "the summed reward is high". A name is
   `(completions, **kwargs) -> list[float]` the user wrote. It takes no `reward_params`, and it grades correctness
   only if it says so with an attribute `sas_correctness = True`.
 
-A new reward is one decorated factory: the recipe checks, the training code and the LAPO/overlong plumbing read
-only what the spec declares.
+A new reward is one decorated factory and touches no existing function: recipe checks (its parameters, the column
+it needs) and training read only what its spec declares.
 """
 
 from __future__ import annotations
