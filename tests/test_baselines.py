@@ -45,7 +45,7 @@ def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     previous = tmp_path / raw["model_name_or_path"]
     previous.mkdir(parents=True)
-    if "lapo_targets" in raw:
+    if "lapo_target" in raw.get("transform_params", {}):
         (previous / "lapo_targets.json").write_text(json.dumps({"a prompt": 120}))
     run_args, args, model_args, _ = parse(["--recipe", str(recipe), *CPU_OVERRIDES])
     assert model_args.model_name_or_path == raw["model_name_or_path"]
@@ -59,10 +59,12 @@ def test_the_method_defining_values():
 
     run_args, args = get("l1_exact.yaml")
     assert run_args.reward_funcs == ["accuracy", "l1"] and args.reward_weights == [0.0, 1.0]
-    assert (run_args.l1_alpha, run_args.l1_max_fraction, run_args.l1_budget_range) == (0.0003, 0.0, [100, 4000])
+    assert run_args.reward_params == {"l1": {"alpha": 0.0003}}
+    assert run_args.transform_params == {"l1_budget": {"budget_range": [100, 4000], "max_fraction": 0.0}}
     assert args.sas_strategy == "none" and args.max_completion_length == 4096
     run_args, args = get("l1_max.yaml")
-    assert (run_args.l1_alpha, run_args.l1_max_fraction, run_args.l1_max_form) == (0.002, 0.5, "multiplicative")
+    assert run_args.reward_params == {"l1": {"alpha": 0.002, "max_form": "multiplicative"}}
+    assert run_args.transform_params == {"l1_budget": {"budget_range": [100, 4000], "max_fraction": 0.5}}
     run_args, args = get("sas_plus_l1_max.yaml")
     assert (
         args.sas_strategy == "both" and run_args.reward_funcs[0] == "accuracy" and args.sas_correct_reward_index == 0
@@ -76,9 +78,40 @@ def test_the_method_defining_values():
     caps = [load_recipe(BASELINES / f"thinkprune_{k}k.yaml").get("max_completion_length") for k in (4, 3, 2)]
     assert caps == [4096, 3072, 2048]
     run_args, args = get("lapo_stage1.yaml")
-    assert run_args.reward_funcs == ["accuracy", "lapo_band"] and run_args.lapo_percentiles == [30.0, 70.0]
+    assert run_args.reward_funcs == ["accuracy", "lapo_band"]
+    assert run_args.reward_params == {"lapo_band": {"percentiles": [30.0, 70.0], "margin": 100.0, "weight": 0.7}}
     run_args, args = get("dapo_overlong.yaml")
-    assert (run_args.overlong_cache, args.reward_weights) == (819, [1.0, 1.0])
+    assert (run_args.reward_params, args.reward_weights) == ({"dapo_overlong": {"cache": 819}}, [1.0, 1.0])
+
+
+def test_the_shipped_baselines_build_the_same_rewards_and_transforms(tmp_path):
+    # What each recipe's parameters build: the values the flat keys gave before they moved to reward_params.
+    from sas_trl.rewards.registry import reward_params
+    from sas_trl.transforms import transform_params
+
+    def built(name):
+        run_args, args, *_ = parse(["--recipe", str(BASELINES / name), *CPU_OVERRIDES])
+        rewards = reward_params(run_args.reward_funcs, run_args.reward_params)
+        return rewards, transform_params(run_args.prompt_transforms, run_args.transform_params)
+
+    rewards, transforms = built("l1_exact.yaml")
+    assert (rewards["l1"].alpha, rewards["l1"].max_form) == (0.0003, "multiplicative")
+    assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((100, 4000), 0.0)
+    rewards, transforms = built("l1_max.yaml")
+    assert (rewards["l1"].alpha, rewards["l1"].max_form) == (0.002, "multiplicative")
+    assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((100, 4000), 0.5)
+    band = built("lapo_stage1.yaml")[0]["lapo_band"]
+    assert (band.percentiles, band.margin, band.weight) == ((30.0, 70.0), 100.0, 0.7)
+    assert built("dapo_overlong.yaml")[0]["dapo_overlong"].cache == 819
+    tiny = BASELINES / "tiny_cpu"
+    rewards, transforms = built(tiny / "l1_max.yaml")
+    assert (rewards["l1"].alpha, transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == (
+        0.05,
+        (8, 32),
+        0.5,
+    )
+    assert built(tiny / "lapo_stage1.yaml")[0]["lapo_band"].margin == 5.0
+    assert built(tiny / "dapo_overlong.yaml")[0]["dapo_overlong"].cache == 8
 
 
 @pytest.mark.parametrize(
@@ -87,17 +120,21 @@ def test_the_method_defining_values():
         (["--prompt_transforms", "l1_budgett"], "prompt_transforms: unknown transform 'l1_budgett'"),
         (["--reward_funcs", "accuracy", "l1"], "'l1' needs prompt_transforms to include 'l1_budget'"),
         (["--reward_funcs", "l1"], "the first reward must grade correctness"),
-        (["--l1_max_form", "product"], "l1_max_form='product' is not valid"),
-        (["--l1_alpha", "0"], "l1_alpha=0.0 is not valid"),
-        (["--l1_budget_range", "500", "100"], r"l1_budget_range=\[500, 100\] is not valid"),
-        (["--l1_max_fraction", "1.5"], "l1_max_fraction=1.5 is not valid"),
-        (["--lapo_percentiles", "70", "30"], "lapo_percentiles=.* is not valid"),
-        (["--lapo_sigma", "-1"], "lapo_sigma=-1.0 is not valid"),
-        (["--prompt_transforms", "lapo_target"], "'lapo_target' needs lapo_targets"),
+        (["--reward_params", "{l1: {max_form: product}}"], "reward_params.l1.max_form='product' is not valid"),
+        (["--reward_params", "{l1: {alpha: 0}}"], r"reward_params.l1.alpha=0.0 is not valid; allowed values: > 0"),
         (
-            ["--overlong_cache", "33"],
-            r"overlong_cache=33 is not valid; allowed values: <= max_completion_length \(32\)",
+            ["--transform_params", "{l1_budget: {budget_range: [500, 100]}}"],
+            r"transform_params.l1_budget.budget_range=\[500, 100\] is not valid",
         ),
+        (["--transform_params", "{l1_budget: {max_fraction: 1.5}}"], "transform_params.l1_budget.max_fraction=1.5 is"),
+        (["--reward_params", "{lapo_band: {percentiles: [70, 30]}}"], "reward_params.lapo_band.percentiles=.* is not"),
+        (["--reward_params", "{lapo_target: {sigma: -1}}"], r"reward_params.lapo_target.sigma=-1.0 is not valid"),
+        (["--prompt_transforms", "lapo_target"], "transform_params.lapo_target.targets is required"),
+        (
+            ["--reward_funcs", "accuracy", "dapo_overlong", "--reward_params", "{dapo_overlong: {cache: 33}}"],
+            r"reward_params.dapo_overlong.cache=33 is not valid; allowed values: <= max_completion_length \(32\)",
+        ),
+        (["--l1_alpha", "0.01"], r"l1_alpha moved to reward_params: \{l1: \{alpha: \.\.\.\}\} \(in the command line"),
     ],
 )
 def test_bad_baseline_keys_fail_when_the_recipe_is_parsed(flags, message):
@@ -183,7 +220,12 @@ def test_lapo_two_stages_end_to_end(tmp_path):
     for key in list(targets)[:2]:
         targets[key] = 21.5
     (stage1 / "lapo_targets.json").write_text(json.dumps(targets))
-    flags = ["--model_name_or_path", str(stage1), "--lapo_targets", str(stage1)]
+    flags = [
+        "--model_name_or_path",
+        str(stage1),
+        "--transform_params",
+        json.dumps({"lapo_target": {"targets": str(stage1)}}),
+    ]
     assert train(BASELINES / "tiny_cpu" / "lapo_stage2.yaml", stage2, *flags)["global_step"] == 2
 
 

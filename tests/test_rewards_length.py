@@ -8,14 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from sas_trl.rewards import REWARDS, MathVerifyReward, get_reward_funcs
+from sas_trl.errors import RecipeError
+from sas_trl.rewards import REWARDS, MathVerifyReward, RunContext, get_reward_funcs, register_reward
+from sas_trl.rewards.lapo import LAPOBandParams, LAPOBandReward, LAPOTargetParams, LAPOTargetReward, lapo_band_scores
 from sas_trl.rewards.length import (
+    DAPOOverlongParams,
+    L1Params,
     L1Reward,
-    LAPOBandReward,
-    LAPOTargetReward,
-    lapo_band_scores,
     split_groups,
 )
+from sas_trl.rewards.registry import reward_params
 from sas_trl.training.recipes import RunArguments
 
 RIGHT, WRONG = "</think>\\boxed{5}", "</think>\\boxed{6}"
@@ -253,26 +255,83 @@ def test_lapo_target_split_across_processes():
 
 
 def test_dapo_overlong_is_trls_function():
-    run_args = RunArguments(reward_funcs=["accuracy", "dapo_overlong"], overlong_cache=20)
-    reward = REWARDS["dapo_overlong"].factory(run_args, SimpleNamespace(max_completion_length=100))
+    run_args = RunArguments(reward_funcs=["accuracy", "dapo_overlong"], reward_params={"dapo_overlong": {"cache": 20}})
+    [params] = [reward_params(run_args.reward_funcs, run_args.reward_params)["dapo_overlong"]]
+    reward = REWARDS["dapo_overlong"].factory(params, RunContext(max_completion_length=100))
     assert (
         reward.__name__ == "soft_overlong_punishment_reward" and type(reward).__module__ == "trl.rewards.other_rewards"
     )
     assert reward(completion_ids=[ids(80), ids(90), ids(100), ids(101)]) == [0.0, -0.5, -1.0, -1.0]
-    default = REWARDS["dapo_overlong"].factory(RunArguments(), SimpleNamespace(max_completion_length=100))
+    default = REWARDS["dapo_overlong"].factory(DAPOOverlongParams(), RunContext(max_completion_length=100))
     assert default.soft_punish_cache == 20  # a fifth of the cap
 
 
 def test_registry_builds_the_baselines_rewards_from_the_recipe_keys():
     run_args = RunArguments(
         reward_funcs=["accuracy", "l1", "lapo_band"],
+        reward_params={"l1": {"alpha": 0.01, "max_form": "additive"}, "lapo_band": {"margin": 7}},
         prompt_transforms=["l1_budget"],
-        l1_alpha=0.01,
-        l1_max_form="additive",
-        lapo_margin=7.0,
     )
     accuracy, l1, band = get_reward_funcs(run_args, SimpleNamespace(num_generations=6))
     assert (l1.alpha, l1.max_form, band.margin, band.num_generations) == (0.01, "additive", 7.0, 6)
+    assert band.percentiles == (30.0, 70.0) and band.weight == 0.7  # the defaults of the unset parameters
     assert l1.correctness.format == accuracy.format  # the same grading settings: verdicts are shared
     with pytest.raises(ValueError, match="num_generations"):
         get_reward_funcs(run_args, None)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"l1": {"alpha": -1}}, r"reward_params.l1.alpha=-1.0 is not valid; allowed values: > 0"),
+        (
+            {"l1": {"max_form": "product"}},
+            r"reward_params.l1.max_form='product' is not valid; allowed.*multiplicative",
+        ),
+        ({"l1": {"alpha": "big"}}, r"reward_params.l1.alpha: 'big' is not a valid float"),
+        (
+            {"l1": {"alpah": 0.1}},
+            r"unknown parameter reward_params.l1.alpah; did you mean 'alpha'\? .parameters: alpha",
+        ),
+        ({"lapo_bnad": {}}, r"reward_params: unknown reward 'lapo_bnad'; did you mean 'lapo_band'"),
+        ({"lapo_band": {"weight": 1}}, r"reward_params.lapo_band is set but reward_funcs does not list 'lapo_band'"),
+        ({"l1": [0.1]}, r"reward_params.l1 must be a mapping of parameter: value"),
+        ("[1, 2]", r"reward_params must be a mapping"),
+    ],
+)
+def test_reward_params_are_checked_naming_the_key(params, message):
+    with pytest.raises(RecipeError, match=message):
+        RunArguments(reward_funcs=["accuracy", "l1"], prompt_transforms=["l1_budget"], reward_params=params)
+
+
+def test_each_parameter_is_checked_where_it_is_declared():
+    with pytest.raises(RecipeError, match=r"^alpha=0 is not valid; allowed values: > 0$"):
+        L1Params(alpha=0)
+    with pytest.raises(RecipeError, match=r"percentiles=\[70, 30\] is not valid"):
+        LAPOBandParams(percentiles=(70, 30))
+    with pytest.raises(RecipeError, match=r"sigma=-1 is not valid"):
+        LAPOTargetParams(sigma=-1)
+    with pytest.raises(RecipeError, match=r"cache=0 is not valid; allowed values: >= 1"):
+        DAPOOverlongParams(cache=0)
+    with pytest.raises(RecipeError, match=r"cache=33 is not valid; allowed values: <= max_completion_length \(32\)"):
+        DAPOOverlongParams(cache=33).check_context(RunContext(max_completion_length=32))
+
+
+def test_a_reward_registers_once_with_its_parameters():
+    assert (REWARDS["l1"].params, REWARDS["l1"].needs_column, REWARDS["l1"].correctness) == (
+        L1Params,
+        "l1_budget",
+        False,
+    )
+    assert REWARDS["accuracy"].correctness and REWARDS["lapo_target"].needs_column == "lapo_target"
+    with pytest.raises(ValueError, match="'l1' is registered twice"):
+        register_reward("l1", params=L1Params)(lambda params, context: None)
+
+
+def test_the_factories_doctests_hold():
+    import doctest
+
+    from sas_trl.rewards import length
+
+    result = doctest.testmod(length)
+    assert result.attempted >= 4 and result.failed == 0

@@ -1,9 +1,9 @@
-"""LAPO stage 1 -> stage 2: the stage-1 run writes each prompt's median correct length into its output folder.
+"""Rewards that keep state across steps save it with the checkpoints: LAPO stage 1 -> stage 2.
 
-`LAPOBandReward.targets` holds {prompt: median correct length of its latest group}; every process scores every
-group (the reward gathers them), so the main process alone writes `lapo_targets.json` into `output_dir` at each
-checkpoint save and when training ends. Stage 2 names that folder in `lapo_targets`
-(`sas_trl.transforms.add_lapo_target` reads it).
+A reward object with a `save_state(output_dir)` method (LAPO stage 1's records each prompt's median correct
+length) is saved into `output_dir` at each checkpoint save and when training ends, by the main process alone:
+every process scores every group (group-level rewards gather them), so every process holds the same state.
+Stage 2 names that folder in its recipe (`transform_params: {lapo_target: {targets: <stage-1 folder>}}`).
 """
 
 from __future__ import annotations
@@ -12,19 +12,15 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..rewards.length import LAPOBandReward
-from ..transforms import LAPO_TARGETS_FILE, save_lapo_targets
 
+class RewardStateCallback(TrainerCallback):
+    """Calls `reward.save_state(output_dir)` on every save and at the end (main process)."""
 
-class LAPOTargetsCallback(TrainerCallback):
-    """Writes the stage-1 reward's targets to `output_dir/lapo_targets.json` on every save and at the end."""
-
-    def __init__(self, reward: LAPOBandReward, output_dir: str | Path):
-        self.reward, self.path = reward, Path(output_dir) / LAPO_TARGETS_FILE
+    def __init__(self, reward, output_dir: str | Path):
+        self.reward, self.output_dir = reward, Path(output_dir)
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        save_lapo_targets(self.reward.targets, self.path)
+        self.reward.save_state(self.output_dir)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -36,7 +32,7 @@ class LAPOTargetsCallback(TrainerCallback):
 
 
 def save_targets_with_checkpoints(trainer, rewards: list) -> None:
-    """Attach the callback when the run has a LAPO stage-1 reward (a no-op otherwise)."""
+    """Attach a callback for each reward that saves state (LAPO stage 1's targets); a no-op otherwise."""
     for reward in rewards:
-        if isinstance(reward, LAPOBandReward):
-            trainer.add_callback(LAPOTargetsCallback(reward, trainer.args.output_dir))
+        if callable(getattr(reward, "save_state", None)):
+            trainer.add_callback(RewardStateCallback(reward, trainer.args.output_dir))
