@@ -420,6 +420,49 @@ def test_sas_clip_ratios_count_only_kept_tokens(tmp_path, tiny_model_dir, loss_t
     assert any(value > 0 for value in expected.values())
 
 
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_sas_clip_ratios_equal_trls_with_sas_off_at_both_levels(tmp_path, tiny_model_dir, level):
+    # TRL weights tokens at token level and rollouts at sequence level; SAS's metric follows it at each level.
+    args = make_args(tmp_path, loss_type="dapo", sas_ratio=0.0, importance_sampling_level=level, epsilon=0.05)
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    inputs["old_per_token_logps"] = logps + 0.3 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(1))
+    loss_and_grads(trainer, inputs)
+    trainer._flush_sas_stats("train")
+    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    for side in ("low", "high", "region"):
+        assert logged[f"sas/clip_ratio/{side}_mean"] == pytest.approx(logged[f"clip_ratio/{side}_mean"], abs=1e-7)
+    valid = inputs["completion_mask"].bool()
+    log_ratio = trainer.probe.detach() - inputs["old_per_token_logps"]
+    if level == "sequence":  # by hand: one ratio per rollout, the fraction of the 4 rollouts clipped
+        ratio = torch.exp((log_ratio * valid).sum(1) / valid.sum(1))
+        advantages = torch.tensor(ADVANTAGES)
+        clipped = ((ratio < 0.95) & (advantages < 0)) | ((ratio > 1.05) & (advantages > 0))
+        assert logged["sas/clip_ratio/region_mean"] == pytest.approx(clipped.sum().item() / 4)
+    else:
+        ratio, advantages = torch.exp(log_ratio), torch.tensor(ADVANTAGES).unsqueeze(1)
+        clipped = (((ratio < 0.95) & (advantages < 0)) | ((ratio > 1.05) & (advantages > 0))) & valid
+        assert logged["sas/clip_ratio/region_mean"] == pytest.approx((clipped.sum() / valid.sum()).item())
+    assert 0 < logged["sas/clip_ratio/region_mean"] < 1
+
+
+def test_sas_clip_ratio_at_sequence_level_counts_rollouts(tmp_path, tiny_model_dir):
+    # cispo keeps SAS on at sequence level: a rollout counts once, with the sign of the advantage it keeps.
+    args = make_args(
+        tmp_path, loss_type="cispo", sas_ratio=0.5, importance_sampling_level="sequence", epsilon_high=1.0
+    )
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    inputs["old_per_token_logps"] = logps - 0.1  # every rollout's ratio is e^0.1 > 1.0
+    loss_and_grads(trainer, inputs)
+    trainer._flush_sas_stats("train")
+    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    # Rollouts 0 and 2 have positive advantages and keep tokens (r = 0.5 zeroes half their steps): 2 of 4.
+    assert logged["sas/cispo_clip_ratio"] == pytest.approx(0.5)
+
+
 # --------------------------------------------------------------------------------------------------
 # Which log-probs SAS ranks by, in real runs: TRL's condition for old_per_token_logps
 # --------------------------------------------------------------------------------------------------
