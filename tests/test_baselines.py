@@ -63,7 +63,9 @@ def test_the_method_defining_values():
     assert run_args.transform_params == {"l1_budget": {"budget_range": [100, 4000], "max_fraction": 0.0}}
     assert args.sas_strategy == "none" and args.max_completion_length == 4096
     run_args, args = get("l1_max.yaml")
-    assert run_args.reward_params == {"l1": {"alpha": 0.002, "max_form": "multiplicative"}}
+    assert run_args.reward_params == {
+        "l1": {"alpha": 0.000333333333, "max_alpha": 0.002, "max_form": "multiplicative"}
+    }
     assert run_args.transform_params == {"l1_budget": {"budget_range": [100, 4000], "max_fraction": 0.5}}
     run_args, args = get("sas_plus_l1_max.yaml")
     assert (
@@ -98,20 +100,41 @@ def test_the_shipped_baselines_build_the_same_rewards_and_transforms(tmp_path):
     assert (rewards["l1"].alpha, rewards["l1"].max_form) == (0.0003, "multiplicative")
     assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((100, 4000), 0.0)
     rewards, transforms = built("l1_max.yaml")
-    assert (rewards["l1"].alpha, rewards["l1"].max_form) == (0.002, "multiplicative")
+    assert (rewards["l1"].alpha, rewards["l1"].max_alpha, rewards["l1"].max_form) == (
+        pytest.approx(1 / 3000),
+        0.002,
+        "multiplicative",
+    )
     assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((100, 4000), 0.5)
     band = built("lapo_stage1.yaml")[0]["lapo_band"]
     assert (band.percentiles, band.margin, band.weight) == ((30.0, 70.0), 100.0, 0.7)
     assert built("dapo_overlong.yaml")[0]["dapo_overlong"].cache == 819
     tiny = BASELINES / "tiny_cpu"
     rewards, transforms = built(tiny / "l1_max.yaml")
-    assert (rewards["l1"].alpha, transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == (
-        0.05,
-        (8, 32),
-        0.5,
-    )
+    assert (rewards["l1"].alpha, rewards["l1"].max_alpha) == (0.01, 0.05)
+    assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((8, 32), 0.5)
     assert built(tiny / "lapo_stage1.yaml")[0]["lapo_band"].margin == 5.0
     assert built(tiny / "dapo_overlong.yaml")[0]["dapo_overlong"].cache == 8
+
+
+def test_l1_max_scores_each_kind_of_row_with_its_own_alpha():
+    # The shipped l1_max.yaml, N = 1000: a correct 2,000-token answer on an Exact row scores 1 - 1000 / 3000 = +0.67
+    # (above a wrong 1,000-token answer's 0), on a Max row clip(0.5 + 0.001 * (1000 - 2000), 0, 1) * 1 = 0.
+    from sas_trl.rewards.length import get_l1_reward
+    from sas_trl.rewards.params import RunContext
+    from sas_trl.rewards.registry import reward_params
+
+    run_args, *_ = parse(["--recipe", str(BASELINES / "l1_max.yaml"), *CPU_OVERRIDES])
+    reward = get_l1_reward(reward_params(run_args.reward_funcs, run_args.reward_params)["l1"], RunContext())
+    right, wrong = "</think>\\boxed{5}", "</think>\\boxed{6}"
+    scores = reward(
+        completions=[right, wrong, right, right],
+        completion_ids=[[1] * 2000, [1] * 1000, [1] * 2000, [1] * 750],
+        answer=["5"] * 4,
+        l1_budget=[1000, 1000, -1000, -1000],
+    )
+    assert scores == pytest.approx([2 / 3, 0.0, 0.0, 0.75])  # Max row at 750 tokens: 0.5 + 0.001 * 250
+    reward.close()
 
 
 @pytest.mark.parametrize(

@@ -82,15 +82,20 @@ def test_l1_exact_against_hand_values(grader):
     ],
 )
 def test_l1_max_both_forms(grader, form, expected):
-    reward = L1Reward(grader, alpha=0.002, max_form=form)
+    reward = L1Reward(grader, alpha=0.5, max_alpha=0.002, max_form=form)  # Max rows read max_alpha only
     rows = [(RIGHT, -1000, n) for n in (1000, 500, 1250, 1500, 2000)] + [(WRONG, -1000, 1250)]
     assert call_l1(reward, rows) == pytest.approx(expected)
 
 
 def test_l1_exact_rows_keep_the_exact_form_in_max_data(grader):
-    # A negative budget is a Max row; a budget >= 0 in the same batch is still scored as Exact.
-    reward = L1Reward(grader, alpha=0.002, max_form="multiplicative")
-    assert call_l1(reward, [(RIGHT, 1000, 1250), (RIGHT, -1000, 1250)]) == pytest.approx([0.5, 0.25])
+    # A negative budget is a Max row; a budget >= 0 in the same batch is still scored as Exact, with its own alpha
+    # (L1's March 2025 release: 1/3000 for Exact rows, 1/500 for Max rows).
+    reward = L1Reward(grader, alpha=1 / 3000, max_alpha=0.002, max_form="multiplicative")
+    # Exact: 1 - 250 / 3000; Max: clip(0.5 + 0.001 * (1000 - 1250), 0, 1) = 0.25.
+    assert call_l1(reward, [(RIGHT, 1000, 1250), (RIGHT, -1000, 1250)]) == pytest.approx([1 - 250 / 3000, 0.25])
+    # N = 1000: a correct 2,000-token answer scores 1 - 1000 / 3000 = +0.67, above a wrong 1,000-token one (0);
+    # with the Max alpha on this Exact row it would score 1 - 0.002 * 1000 = -1.0, below it.
+    assert call_l1(reward, [(RIGHT, 1000, 2000), (WRONG, 1000, 1000)]) == pytest.approx([2 / 3, 0.0])
 
 
 def test_l1_unusable_gold_is_none_and_a_missing_budget_column_names_it():

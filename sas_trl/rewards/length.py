@@ -95,8 +95,9 @@ def l1_max(correct: bool, budget: float, length: int, alpha: float = 0.002, form
 class L1Reward:
     """L1 / LCPO: the rollout's length against the budget N its prompt asked for (column `l1_budget`).
 
-    As in L1's data, N >= 0 asks for exactly N tokens (`l1_exact`) and N < 0 for at most |N| tokens (`l1_max`).
-    One `alpha` serves both kinds, as in L1's code.
+    As in L1's data, N >= 0 asks for exactly N tokens (`l1_exact`, slope `alpha`) and N < 0 for at most |N| tokens
+    (`l1_max`, slope `max_alpha`): each kind its own alpha, as L1's March 2025 release scores its mixed Max data
+    (1/3000 for Exact rows, 1/500 for Max rows).
     """
 
     __name__ = "l1"
@@ -107,10 +108,12 @@ class L1Reward:
         alpha: float = 0.0003,
         max_form: str = "multiplicative",
         budget_key: str = L1_BUDGET_COLUMN,
+        max_alpha: float = 0.002,
     ):
         if max_form not in L1_MAX_FORMS:
             raise ValueError(f"max_form must be one of {L1_MAX_FORMS}, got {max_form!r}")
         self.correctness, self.alpha, self.max_form, self.budget_key = correctness, alpha, max_form, budget_key
+        self.max_alpha = max_alpha
 
     def __call__(self, completions: Sequence, completion_ids: Sequence[Sequence[int]], **kwargs) -> list[float | None]:
         if self.budget_key not in kwargs:
@@ -124,7 +127,7 @@ class L1Reward:
             elif budget >= 0:
                 rewards.append(l1_exact(verdict == 1.0, budget, len(ids), self.alpha))
             else:
-                rewards.append(l1_max(verdict == 1.0, -budget, len(ids), self.alpha, self.max_form))
+                rewards.append(l1_max(verdict == 1.0, -budget, len(ids), self.max_alpha, self.max_form))
         return rewards
 
     def close(self) -> None:
@@ -147,7 +150,18 @@ class L1Params:
 
     alpha: float = field(
         default=0.0003,
-        metadata={"help": "reward per token of distance to the budget (L1-Max's release: 0.002)", "was": "l1_alpha"},
+        metadata={
+            "help": "Exact rows (N >= 0): reward per token of distance to the budget (L1-Exact: 0.0003; the Exact "
+            "rows of L1-Max's data: 1/3000)",
+            "was": "l1_alpha",
+        },
+    )
+    max_alpha: float = field(
+        default=0.002,
+        metadata={
+            "help": "Max rows (N < 0): the slope 2 * (alpha / 2) of s = clip(0.5 + (max_alpha / 2) * (N - n)); "
+            "L1-Max's release: 1/500"
+        },
     )
     max_form: str = field(
         default="multiplicative",
@@ -160,6 +174,8 @@ class L1Params:
     def __post_init__(self):
         if not self.alpha > 0:
             raise ParamError("alpha", self.alpha, "> 0")
+        if not self.max_alpha > 0:
+            raise ParamError("max_alpha", self.max_alpha, "> 0")
         if self.max_form not in L1_MAX_FORMS:
             raise ParamError("max_form", self.max_form, ", ".join(L1_MAX_FORMS))
 
@@ -174,14 +190,15 @@ def get_l1_reward(params: L1Params, context: RunContext) -> L1Reward:
     """L1 (Aggarwal & Welleck 2025, "L1: Controlling How Long A Reasoning Model Thinks With Reinforcement Learning").
 
     Exact prompts (N >= 0): `1[correct] - alpha * |N - n|`; Max prompts (N < 0):
-    `s = clip(0.5 + (alpha / 2) * (|N| - n), 0, 1)`, `s * 1[correct]` (or `s + 1[correct]`, `max_form: additive`).
+    `s = clip(0.5 + (max_alpha / 2) * (|N| - n), 0, 1)`, `s * 1[correct]` (or `s + 1[correct]`, `max_form:
+    additive`).
 
     >>> from sas_trl.rewards.params import RunContext
-    >>> reward = get_l1_reward(L1Params(alpha=0.01), RunContext(reward_format="plain"))
-    >>> reward(completions=["5"], completion_ids=[[1] * 30], answer=["5"], l1_budget=[10])
-    [0.8]
+    >>> reward = get_l1_reward(L1Params(alpha=0.01, max_alpha=0.02), RunContext(reward_format="plain"))
+    >>> reward(completions=["5", "5"], completion_ids=[[1] * 30, [1] * 30], answer=["5", "5"], l1_budget=[10, -10])
+    [0.8, 0.3]
     """
-    return L1Reward(grader(context), alpha=params.alpha, max_form=params.max_form)
+    return L1Reward(grader(context), alpha=params.alpha, max_form=params.max_form, max_alpha=params.max_alpha)
 
 
 @dataclass(frozen=True)
