@@ -52,6 +52,40 @@ def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path
     assert args.output_dir != raw["model_name_or_path"]
 
 
+def load_train_prompts(name: str) -> list:
+    """The prompts the recipe's transforms make of one problem (its system prompt names its own cap)."""
+    from sas_trl.transforms import apply_transforms
+
+    run_args, args, *_ = parse(["--recipe", str(BASELINES / name), *CPU_OVERRIDES])
+    problem = Dataset.from_list([{"prompt": [{"role": "user", "content": "Add 1, 2."}], "answer": "3"}])
+    return apply_transforms(problem, run_args, args)["prompt"]
+
+
+def test_dapo_weights_give_dapos_advantages():
+    # DAPO: reward = (+1 / -1 correctness) + punishment. The recipe: 2 * (1 / 0 correctness) + punishment, which is
+    # DAPO's + 1 for every rollout; the group mean removes it, so the advantages are DAPO's (hand values below).
+    from sas_trl.rewards.length import get_dapo_overlong_reward
+    from sas_trl.rewards.params import RunContext
+    from sas_trl.rewards.registry import reward_params
+
+    run_args, args, *_ = parse(["--recipe", str(BASELINES / "dapo_overlong.yaml"), *CPU_OVERRIDES])
+    params = reward_params(run_args.reward_funcs, run_args.reward_params)["dapo_overlong"]
+    punish = get_dapo_overlong_reward(params, RunContext(max_completion_length=args.max_completion_length))
+    lengths, correct = [1000, 3686, 4096, 3277], [1.0, 1.0, 0.0, 0.0]
+    # 0 up to 4096 - 819 = 3277 tokens, then (3277 - n) / 819 down to -1 at the cap.
+    expected_punishment = [0.0, -409 / 819, -1.0, 0.0]
+    assert punish(completion_ids=[[0] * n for n in lengths]) == pytest.approx(expected_punishment)
+    weights = torch.tensor(args.reward_weights)
+    ours = torch.stack([torch.tensor(correct), torch.tensor(expected_punishment)], 1) @ weights
+    dapo = torch.tensor([1.0 - 0.0, 1.0 - 409 / 819, -1.0 - 1.0, -1.0 + 0.0])
+    assert ours.tolist() == pytest.approx((dapo + 1).tolist())
+    for scale in (True, False):  # scale_rewards "group" and "none": the same advantages as DAPO's reward
+        ours_adv, dapo_adv = ours - ours.mean(), dapo - dapo.mean()
+        if scale:
+            ours_adv, dapo_adv = ours_adv / ours.std(), dapo_adv / dapo.std()
+        assert ours_adv.tolist() == pytest.approx(dapo_adv.tolist())
+
+
 def test_the_method_defining_values():
     def get(name):
         run_args, args, model_args, _ = parse(["--recipe", str(BASELINES / name), *CPU_OVERRIDES])
@@ -78,12 +112,13 @@ def test_the_method_defining_values():
         ["accuracy"],
     )
     caps = [load_recipe(BASELINES / f"thinkprune_{k}k.yaml").get("max_completion_length") for k in (4, 3, 2)]
-    assert caps == [4096, 3072, 2048]
+    assert caps == [4000, 3000, 2000]  # ThinkPrune's scripts: 4000, then 3000; the third stage an extension
+    assert "within 4000 tokens" in str(load_train_prompts("thinkprune_4k.yaml")[0])
     run_args, args = get("lapo_stage1.yaml")
     assert run_args.reward_funcs == ["accuracy", "lapo_band"]
     assert run_args.reward_params == {"lapo_band": {"percentiles": [30.0, 70.0], "margin": 100.0, "weight": 0.7}}
     run_args, args = get("dapo_overlong.yaml")
-    assert (run_args.reward_params, args.reward_weights) == ({"dapo_overlong": {"cache": 819}}, [1.0, 1.0])
+    assert (run_args.reward_params, args.reward_weights) == ({"dapo_overlong": {"cache": 819}}, [2.0, 1.0])
 
 
 def test_the_shipped_baselines_build_the_same_rewards_and_transforms(tmp_path):
