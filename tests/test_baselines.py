@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -301,3 +306,56 @@ def test_lapo_stage1_with_a_group_split_across_two_processes(tmp_path):
     info = json.loads((out / "run_info.json").read_text())
     assert info["num_processes"] == 2 and info["global_step"] == 2
     assert len(json.loads((out / "lapo_targets.json").read_text())) == 2  # one prompt per step
+
+
+def test_lapo_state_is_saved_with_each_checkpoint_and_reloaded_on_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from sas_trl.rewards.lapo import LAPOBandReward
+    from sas_trl.training.lapo import RewardStateCallback
+
+    reward = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    reward.targets = {"A": 15.0, "B": 2.0}
+    (tmp_path / "checkpoint-3").mkdir()
+    callback = RewardStateCallback(reward, tmp_path)
+    callback.on_save(None, SimpleNamespace(is_world_process_zero=True, global_step=3), None)
+    assert json.loads((tmp_path / "checkpoint-3" / "lapo_targets.json").read_text()) == reward.targets
+    reward.targets = {"B": 4.0, "C": 1.0}  # later steps, then the run is killed before its next save
+    resumed = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    RewardStateCallback(resumed, tmp_path).on_train_begin(None, SimpleNamespace(global_step=3), None)
+    assert resumed.targets == {"A": 15.0, "B": 2.0}  # the state of the checkpoint it resumes from
+    fresh = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    RewardStateCallback(fresh, tmp_path).on_train_begin(None, SimpleNamespace(global_step=0), None)
+    assert fresh.targets == {}  # a run from step 0 reads nothing
+
+
+@pytest.mark.slow
+def test_lapo_stage1_killed_and_resumed_keeps_every_target(tmp_path):
+    out = tmp_path / "run"
+    recipe = str(BASELINES / "tiny_cpu" / "lapo_stage1.yaml")
+    args = [*QUICK, "--max_steps", "40", "--save_steps", "1", "--output_dir", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sas_trl.cli", "train", "--recipe", recipe, *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not (out / "checkpoint-2" / "lapo_targets.json").is_file():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its 2nd step"
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    last = saved[-1]
+    before = json.loads((out / f"checkpoint-{last}" / "lapo_targets.json").read_text())
+    assert len(before) == 2 * last  # 2 prompts per step (8 rollouts, 4 per prompt)
+
+    result = sas_trl(
+        "train", "--recipe", recipe, *args, "--max_steps", str(last + 2), "--resume_from_checkpoint", "last"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = json.loads((out / "lapo_targets.json").read_text())
+    assert before.keys() <= after.keys() and len(after) == 2 * (last + 2)  # nothing seen before the kill is lost

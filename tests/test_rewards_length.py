@@ -165,6 +165,50 @@ def test_lapo_band_reward_and_its_targets():
     assert reward.targets["A"] == 15.0  # the last recorded value per prompt is kept
 
 
+def test_lapo_band_in_evaluation_groups_by_num_generations_eval_and_records_nothing():
+    reward = LAPOBandReward(StubGrader(), num_generations=4, num_generations_eval=2)
+    band_call(reward, ["A"] * 4, ["5"] * 4, [10, 10, 20, 20])
+    before = dict(reward.targets)
+    rows = dict(
+        prompts=[[{"role": "user", "content": p}] for p in ("A", "A", "B", "B")],
+        completions=["5", "5", "6", "5"],
+        completion_ids=[ids(n) for n in (10, 30, 5, 7)],
+        answer=["5"] * 4,
+    )
+    # Two groups of 2 (groups of 4 would mix A and B). A: band [16, 24], both 6 tokens outside: 1 + 0.7 * 0.94;
+    # B: one correct length, an empty band: accuracy only.
+    out = reward(**rows, generation_mode=["eval"] * 4)
+    assert out == pytest.approx([1 + 0.7 * 0.94, 1 + 0.7 * 0.94, 0.0, 1.0])
+    assert reward.targets == before == {"A": 15.0}  # evaluation prompts are never stage-2 targets
+    with pytest.raises(RuntimeError, match="not contiguous"):  # in training, groups of 4
+        reward(**rows, generation_mode=["train"] * 4)
+
+
+def test_lapo_target_in_evaluation_groups_by_num_generations_eval():
+    reward = LAPOTargetReward(StubGrader(), num_generations=4, num_generations_eval=2)
+    kwargs = dict(generation_mode=["eval"] * 4)
+    # Without targets each pair falls back to its own median: A (150, 270) -> 210, B (30 only) -> 30.
+    out = reward(
+        prompts=["A", "A", "B", "B"],
+        completions=["5", "5", "5", "6"],
+        completion_ids=[ids(n) for n in (150, 270, 30, 150)],
+        answer=["5"] * 4,
+        lapo_target=[None] * 4,
+        **kwargs,
+    )
+    assert out == pytest.approx([1 + 0.8 * math.exp(-0.125), 1 + 0.8 * math.exp(-0.125), 1.8, 0.0])
+
+
+def test_lapo_band_state_reloads_under_newer_targets(tmp_path):
+    first = LAPOBandReward(StubGrader(), num_generations=4)
+    band_call(first, ["A"] * 4 + ["B"] * 4, ["5"] * 8, [10, 10, 20, 20, 30, 30, 40, 40])
+    assert first.save_state(tmp_path) == tmp_path / "lapo_targets.json"
+    resumed = LAPOBandReward(StubGrader(), num_generations=4)
+    band_call(resumed, ["B"] * 4 + ["C"] * 4, ["5"] * 8, [1, 1, 3, 3, 7, 7, 9, 9])  # seen before the load
+    resumed.load_state(tmp_path)
+    assert resumed.targets == {"A": 15.0, "B": 2.0, "C": 8.0}  # A kept; B's newer median wins
+
+
 def test_lapo_groups_must_be_contiguous():
     with pytest.raises(RuntimeError, match="not contiguous"):
         split_groups([("A",), ("B",), ("A",), ("B",)], 2)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .correctness import MathVerifyReward
 from .length import LAPO_TARGET_COLUMN, LAPO_TARGETS_FILE, gather_rollouts, grader, prompt_key, split_groups, verdicts
-from .params import ParamError, RunContext
+from .params import ParamError, RunContext, generation_mode
 from .registry import register_reward
 
 
@@ -48,8 +48,14 @@ def lapo_band_scores(
 
 
 def save_lapo_targets(targets: dict[str, float], path: str | Path) -> None:
-    """Write stage 1's {prompt: median correct length} (0: no correct rollout in the prompt's last group)."""
-    Path(path).write_text(json.dumps(targets, ensure_ascii=False, indent=0, sort_keys=True))
+    """Write stage 1's {prompt: median correct length} (0: no correct rollout in the prompt's last group).
+
+    Written beside and then renamed over the file, so a run killed mid-save leaves the previous file whole.
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(targets, ensure_ascii=False, indent=0, sort_keys=True))
+    partial.replace(path)
 
 
 def lapo_gaussian(length: int, target: float, sigma: float = 120.0) -> float:
@@ -58,12 +64,20 @@ def lapo_gaussian(length: int, target: float, sigma: float = 120.0) -> float:
 
 
 class _GroupReward:
-    """Shared by LAPO's two stages: verdicts and lengths gathered across processes, scored a group at a time."""
+    """Shared by LAPO's two stages: verdicts and lengths gathered across processes, scored a group at a time.
 
-    def __init__(self, correctness: MathVerifyReward, num_generations: int, gather=None):
-        if num_generations < 1:
-            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    A group is `num_generations` rollouts in training and `num_generations_eval` in evaluation (the trainer says
+    which with the `generation_mode` keyword; without it, a call is a training call).
+    """
+
+    def __init__(
+        self, correctness: MathVerifyReward, num_generations: int, gather=None, num_generations_eval: int | None = None
+    ):
+        for name, value in (("num_generations", num_generations), ("num_generations_eval", num_generations_eval)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.correctness, self.num_generations, self.gather = correctness, num_generations, gather
+        self.num_generations_eval = num_generations_eval or num_generations
 
     def __call__(self, prompts, completions, completion_ids, **kwargs) -> list[float | None]:
         rows = [
@@ -77,16 +91,18 @@ class _GroupReward:
             )
         ]
         everything, offset = gather_rollouts(rows, self.gather)
+        training = generation_mode(kwargs) == "train"
         rewards: list[float | None] = []
-        for group in split_groups(everything, self.num_generations):
-            rewards.extend(self.score_group(group))
+        for group in split_groups(everything, self.num_generations if training else self.num_generations_eval):
+            rewards.extend(self.score_group(group, training))
         return rewards[offset : offset + len(rows)]
 
     def columns(self, kwargs: dict) -> list[Sequence]:
         """Extra dataset columns each row carries (after key, verdict, length)."""
         return []
 
-    def score_group(self, group: list[tuple]) -> list[float | None]:
+    def score_group(self, group: list[tuple], training: bool) -> list[float | None]:
+        """The rewards of one group of rows `(key, verdict, length, *columns)`; `training`: a training batch."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -96,9 +112,10 @@ class _GroupReward:
 class LAPOBandReward(_GroupReward):
     """LAPO stage 1: `acc + weight * band score` (docs/baselines.md); records each prompt's median correct length.
 
-    `targets` maps a prompt (`prompt_key`) to the median correct length of its latest group (0 when none was
-    correct: the last recorded value is kept, as LAPO's code keeps it); `save_state` writes it for stage 2 (training
-    calls it at every checkpoint save and at the end, on the main process).
+    `targets` maps a prompt (`prompt_key`) to the median correct length of its latest training group (0 when none
+    was correct: the last recorded value is kept, as LAPO's code keeps it; evaluation groups record nothing);
+    `save_state` writes it for stage 2 (training calls it at every checkpoint save and at the end, on the main
+    process), `load_state` reads it back when a run resumes.
     """
 
     __name__ = "lapo_band"
@@ -111,8 +128,9 @@ class LAPOBandReward(_GroupReward):
         margin: float = 100.0,
         weight: float = 0.7,
         gather=None,
+        num_generations_eval: int | None = None,
     ):
-        super().__init__(correctness, num_generations, gather)
+        super().__init__(correctness, num_generations, gather, num_generations_eval)
         self.percentiles, self.margin, self.weight = tuple(percentiles), margin, weight
         self.targets: dict[str, float] = {}
 
@@ -123,10 +141,17 @@ class LAPOBandReward(_GroupReward):
         save_lapo_targets(self.targets, path)
         return path
 
-    def score_group(self, group):
+    def load_state(self, path: str | Path) -> None:
+        """Targets saved by `save_state` (a folder or the file), under the ones recorded since: the latest wins."""
+        path = Path(path)
+        file = path / LAPO_TARGETS_FILE if path.is_dir() else path
+        self.targets = {**json.loads(file.read_text(encoding="utf-8")), **self.targets}
+
+    def score_group(self, group, training):
         correct = [v == 1.0 for _, v, _ in group]
         scores, median = lapo_band_scores(correct, [n for _, _, n in group], self.percentiles, self.margin)
-        self.targets[group[0][0]] = median
+        if training:  # evaluation prompts are not stage 2's training prompts
+            self.targets[group[0][0]] = median
         rows = zip(group, correct, scores, strict=True)
         return [None if v is None else float(c) + self.weight * s for (_, v, _), c, s in rows]
 
@@ -148,8 +173,9 @@ class LAPOTargetReward(_GroupReward):
         weight: float = 0.8,
         target_key: str = LAPO_TARGET_COLUMN,
         gather=None,
+        num_generations_eval: int | None = None,
     ):
-        super().__init__(correctness, num_generations, gather)
+        super().__init__(correctness, num_generations, gather, num_generations_eval)
         self.sigma, self.weight, self.target_key = sigma, weight, target_key
 
     def columns(self, kwargs):
@@ -157,7 +183,7 @@ class LAPOTargetReward(_GroupReward):
             raise KeyError(f"reward 'lapo_target' needs column {self.target_key!r} (prompt_transforms: [lapo_target])")
         return [kwargs[self.target_key]]
 
-    def score_group(self, group):
+    def score_group(self, group, training):
         good = [n for _, v, n, _ in group if v == 1.0]
         fallback = statistics.median(good) if good else None
         rewards = []
@@ -219,6 +245,7 @@ def get_lapo_band_reward(params: LAPOBandParams, context: RunContext) -> LAPOBan
         percentiles=params.percentiles,
         margin=params.margin,
         weight=params.weight,
+        num_generations_eval=context.num_generations_eval,
     )
 
 
@@ -255,4 +282,5 @@ def get_lapo_target_reward(params: LAPOTargetParams, context: RunContext) -> LAP
         context.need("num_generations", "reward 'lapo_target' (a group-level reward)"),
         sigma=params.sigma,
         weight=params.weight,
+        num_generations_eval=context.num_generations_eval,
     )

@@ -37,6 +37,17 @@ class ParamError(RecipeError):
         return RecipeError(f"{prefix}.{self.field}={self.value!r} is not valid; allowed values: {self.allowed}")
 
 
+# The keyword argument `SASGRPOTrainer` adds to every reward call: "train" or "eval" (one value per rollout, as TRL
+# passes dataset columns). TRL's own keywords do not say which; group-level rewards need it (LAPO).
+GENERATION_MODE_KEY = "generation_mode"
+
+
+def generation_mode(kwargs: Mapping[str, Any]) -> str:
+    """The mode of a reward call: "train" or "eval" (`GENERATION_MODE_KEY`); "train" when the trainer gives none."""
+    modes = kwargs.get(GENERATION_MODE_KEY)
+    return modes[0] if modes else "train"
+
+
 @dataclass(frozen=True)
 class NoParams:
     """A reward or transform without parameters."""
@@ -52,6 +63,7 @@ class RunContext:
 
     reward_format: str = "r1"  # how the correctness reward reads an answer (constants.REWARD_FORMATS)
     num_generations: int | None = None  # rollouts per prompt: the group of a group-level reward
+    num_generations_eval: int | None = None  # rollouts per prompt in evaluation (TRL: num_generations if unset)
     max_completion_length: int | None = None  # the generation cap, in tokens
     seed: int = 0  # the run's seed (transforms that draw at random are seeded with it)
     output_dir: str | None = None  # where the run writes
@@ -59,9 +71,11 @@ class RunContext:
     @classmethod
     def of(cls, run_args: Any, training_args: Any = None) -> RunContext:
         """The context of a run: `run_args` gives `reward_format`, the training arguments (GRPOConfig) the rest."""
+        num_generations = getattr(training_args, "num_generations", None)
         return cls(
             reward_format=getattr(run_args, "reward_format", "r1"),
-            num_generations=getattr(training_args, "num_generations", None),
+            num_generations=num_generations,
+            num_generations_eval=getattr(training_args, "num_generations_eval", None) or num_generations,
             max_completion_length=getattr(training_args, "max_completion_length", None),
             seed=getattr(training_args, "seed", 0),
             output_dir=getattr(training_args, "output_dir", None),
