@@ -32,6 +32,7 @@ def run_from_repo_root(monkeypatch):
 
 def test_every_baseline_and_its_tiny_variant_is_shipped():
     methods = {"l1_exact", "l1_max", "sas_plus_l1_max", "lapo_stage1", "lapo_stage2", "dapo_overlong"}
+    methods |= {"grpo_overlong_filter", "sas_overlong_filter"}
     assert {p.stem for p in BASELINES.glob("*.yaml")} == methods | {"thinkprune_4k", "thinkprune_3k", "thinkprune_2k"}
     assert {p.stem for p in (BASELINES / "tiny_cpu").glob("*.yaml")} == methods - {"lapo_stage2"} | {
         "lapo_stage2",
@@ -122,6 +123,24 @@ def test_the_method_defining_values():
     run_args, args = get("lapo_stage1.yaml")
     assert run_args.reward_funcs == ["accuracy", "lapo_band"]
     assert run_args.reward_params == {"lapo_band": {"percentiles": [30.0, 70.0], "margin": 100.0, "weight": 0.7}}
+    run_args, args = get("grpo_overlong_filter.yaml")
+    assert args.mask_truncated_completions and args.sas_strategy == "none" and args.max_completion_length == 4096
+    run_args, args = get("sas_overlong_filter.yaml")
+    assert args.mask_truncated_completions and (args.sas_strategy, args.sas_ratio, args.sas_failed_scope) == (
+        "both",
+        0.3,
+        "all",
+    )
+    with pytest.raises(RecipeError, match="sas_failed_scope='truncated' has nothing to shield"):
+        parse(
+            [
+                "--recipe",
+                str(BASELINES / "sas_overlong_filter.yaml"),
+                *CPU_OVERRIDES,
+                "--sas_failed_scope",
+                "truncated",
+            ]
+        )
     run_args, args = get("dapo_overlong.yaml")
     assert (run_args.reward_params, args.reward_weights) == ({"dapo_overlong": {"cache": 819}}, [2.0, 1.0])
 

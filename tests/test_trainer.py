@@ -568,3 +568,49 @@ def test_metrics_are_reduced_once_per_logging_step(tmp_path, tiny_model_dir, mon
     assert reduced[:2] == [2, 2]  # one reduction per logging step, over its 2 micro-batches
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 2 and all(0 <= entry["sas/zeroed_frac"] <= 1 for entry in logs)
+
+
+# --------------------------------------------------------------------------------------------------
+# SAS with TRL's overlong filtering (mask_truncated_completions)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_with_overlong_filtering_sas_acts_on_the_rollouts_left_in_the_loss(tmp_path, tiny_model_dir):
+    # TRL zeroes a truncated completion's completion_mask at generation (row 3 here). SAS then zeroes nothing in it,
+    # and the failed-side shield acts on the failed rollout that ended (row 1) only. The loss is exactly SAS's loss
+    # on the batch without the truncated rollout (token-mean: it is out of the denominator too).
+    args = make_args(tmp_path, loss_type="dapo", sas_ratio=0.5, mask_truncated_completions=True)
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    inputs["completion_mask"] = inputs["completion_mask"].clone()
+    inputs["completion_mask"][3] = 0  # what TRL's mask_truncated_completions does to the truncated row
+    inputs["num_items_in_batch"] = inputs["completion_mask"].sum()
+    inputs["old_per_token_logps"] = completion_logps(trainer, inputs)
+
+    seen = {}
+    original = trainer._apply_sas
+
+    def keep(batch, *rest, **kwargs):
+        original(batch, *rest, **kwargs)
+        seen["advantages"] = batch["advantages"]
+
+    trainer._apply_sas = keep
+    loss, _ = loss_and_grads(trainer, inputs)
+    zeroed = (seen["advantages"] == 0) & inputs["completion_mask"].bool()
+    assert not zeroed[3].any() and zeroed[1].any() and zeroed[0].any()  # shield on row 1, none on the cut row 3
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    expected = select_zero_mask(steps, inputs["old_per_token_logps"], inputs["sas_is_correct"], 0.5)
+    assert torch.equal(zeroed, expected & inputs["completion_mask"].bool())
+
+    kept_rows = {
+        key: value[:3] if torch.is_tensor(value) and value.dim() >= 1 and value.size(0) == 4 else value
+        for key, value in inputs.items()
+    }
+    without, _ = loss_and_grads(trainer, kept_rows)
+    assert torch.allclose(loss, without, atol=1e-6)
+    # Masking is not zeroing: the same rollout left in the loss with advantage 0 (what SAS does to a step) keeps
+    # its tokens in the denominator, so the loss differs.
+    zeroed_not_masked = dict(handmade_inputs(trainer), old_per_token_logps=inputs["old_per_token_logps"])
+    zeroed_not_masked["advantages"] = torch.tensor(ADVANTAGES[:3] + [0.0])
+    other, _ = loss_and_grads(trainer, zeroed_not_masked)
+    assert not torch.allclose(loss, other, atol=1e-6)
