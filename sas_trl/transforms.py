@@ -32,7 +32,7 @@ from datasets import Dataset
 from .errors import RecipeError
 from .rewards.lapo import save_lapo_targets as save_lapo_targets  # stage 1's writer, beside its reader
 from .rewards.length import L1_BUDGET_COLUMN, LAPO_TARGET_COLUMN, LAPO_TARGETS_FILE
-from .rewards.params import NoParams, ParamError, RunContext, build_params, nearest, parse_mapping
+from .rewards.params import NoParams, ParamError, RunContext, build_named_params, nearest, parse_mapping
 from .rewards.registry import REWARD_PARAMS_KEY, REWARDS, reward_params, reward_spec
 
 THINKPRUNE_SYSTEM_PROMPT = (
@@ -88,25 +88,16 @@ def check_transform_names(names) -> None:
 
 def transform_params(names: Sequence[str], mapping: Any) -> dict[str, Any]:
     """Each listed transform's parameters (its `params` dataclass, defaults filled in) from `transform_params`."""
-    mapping = parse_mapping(mapping, TRANSFORM_PARAMS_KEY)
-    built = {}
-    for name, values in mapping.items():
+
+    def params_of(name: str) -> type:
         if name not in TRANSFORMS:
             raise RecipeError(
                 f"{TRANSFORM_PARAMS_KEY}: unknown transform {name!r}{nearest(name, TRANSFORMS)}; known: "
                 f"{', '.join(sorted(TRANSFORMS))}"
             )
-        built[name] = build_params(TRANSFORMS[name].params, values, f"{TRANSFORM_PARAMS_KEY}.{name}")
-    for name in mapping:
-        if name not in names:
-            raise RecipeError(
-                f"{TRANSFORM_PARAMS_KEY}.{name} is set but prompt_transforms does not list {name!r} "
-                f"({', '.join(names) or 'none'})"
-            )
-    for name in names:
-        if name not in built:
-            built[name] = build_params(TRANSFORMS[name].params, {}, f"{TRANSFORM_PARAMS_KEY}.{name}")
-    return built
+        return TRANSFORMS[name].params
+
+    return build_named_params(TRANSFORM_PARAMS_KEY, "transform", "prompt_transforms", names, mapping, params_of)
 
 
 def check_rewards_and_transforms(

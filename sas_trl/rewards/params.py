@@ -16,7 +16,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,3 +180,26 @@ def _convert(hint, value):
 
 def _type_name(hint) -> str:
     return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint).replace("typing.", "")
+
+
+def build_named_params(
+    key: str, kind: str, listed_in: str, names: Sequence[str], mapping: Any, params_of: Callable[[str], type | None]
+) -> dict[str, Any]:
+    """Each listed name's parameters (its `params` dataclass, defaults filled in) from a `{name: {param: value}}`
+    recipe mapping such as `reward_params` or `transform_params`.
+
+    Args:
+        key: the recipe key ("reward_params"); kind: what the names are ("reward"); listed_in: the recipe key that
+            lists them ("reward_funcs").
+        params_of: name -> its parameters class, or None for a dotted-path name (no parameters); unknown names raise.
+    Every name in the mapping must take parameters and be listed in `names`.
+    """
+    mapping = parse_mapping(mapping, key)
+    for name in mapping:
+        if params_of(name) is None:
+            raise RecipeError(f"{key}.{name}: a dotted-path {kind} takes no parameters")
+        if name not in names:
+            raise RecipeError(
+                f"{key}.{name} is set but {listed_in} does not list {name!r} ({', '.join(names) or 'none'})"
+            )
+    return {name: build_params(params_of(name) or NoParams, mapping.get(name, {}), f"{key}.{name}") for name in names}

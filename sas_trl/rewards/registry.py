@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RecipeError
-from .params import NoParams, RunContext, build_params, nearest, parse_mapping
+from .params import NoParams, RunContext, build_named_params, nearest
 
 RewardFactory = Callable[[Any, RunContext], Callable]
 CORRECTNESS_ATTRIBUTE = "sas_correctness"  # set to True on a dotted-path reward that grades correctness
@@ -120,28 +120,20 @@ def check_reward_names(names: Sequence[str]) -> None:
 def reward_params(names: Sequence[str], mapping: Any) -> dict[str, Any]:
     """Each listed reward's parameters (its `params` dataclass, defaults filled in) from `reward_params`.
 
-    Every name in the mapping must be a registered reward with parameters and must be listed in `names`.
+    Every name in the mapping must be a registered reward and must be listed in `names`.
     """
-    mapping = parse_mapping(mapping, REWARD_PARAMS_KEY)
-    built = {}
-    for name, values in mapping.items():
-        if name not in REWARDS:
-            hint = nearest(name, REWARDS)
-            if is_dotted_path(name):
-                raise RecipeError(f"{REWARD_PARAMS_KEY}.{name}: a dotted-path reward takes no parameters")
-            raise RecipeError(
-                f"{REWARD_PARAMS_KEY}: unknown reward {name!r}{hint}; known: {', '.join(sorted(REWARDS))}"
-            )
-        built[name] = build_params(REWARDS[name].params, values, f"{REWARD_PARAMS_KEY}.{name}")
-    for name in mapping:
-        if name not in names:
-            raise RecipeError(
-                f"{REWARD_PARAMS_KEY}.{name} is set but reward_funcs does not list {name!r} ({', '.join(names)})"
-            )
-    for name in names:
-        if name not in built:
-            built[name] = build_params(reward_spec(name).params, {}, f"{REWARD_PARAMS_KEY}.{name}")
-    return built
+
+    def params_of(name: str) -> type | None:
+        if name in REWARDS:
+            return REWARDS[name].params
+        if is_dotted_path(name):
+            return None  # a dotted-path reward takes no parameters
+        raise RecipeError(
+            f"{REWARD_PARAMS_KEY}: unknown reward {name!r}{nearest(name, REWARDS)}; known: "
+            f"{', '.join(sorted(REWARDS))}"
+        )
+
+    return build_named_params(REWARD_PARAMS_KEY, "reward", "reward_funcs", names, mapping, params_of)
 
 
 def get_reward_funcs(run_args, training_args=None) -> list[Callable]:
