@@ -201,12 +201,21 @@ def test_ctrl_c_keeps_samples_and_the_same_command_resumes(tiny_model_dir, tmp_p
     args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "100", "--n", "2"]
     args += ["--max_tokens", "32", "--batch_size", "2", "--output_dir", str(out), "--num_threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The eval pauses after 4 saved samples (tests/scripts/eval_paused.py), so the Ctrl-C always lands mid-run.
+    mark = tmp_path / "paused"
+    script = ROOT / "tests" / "scripts" / "eval_paused.py"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sas_trl.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, str(script), str(mark), "4", "--", *args[1:]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     samples = out / "eval_samples.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not samples.exists() or len(samples.read_text().splitlines()) < 5):
+    while not mark.exists():
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "the eval saved no 4 samples in 120 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
