@@ -164,8 +164,8 @@ def check_training_record(run: Run) -> None:
         old = before.get("recipe") if isinstance(before.get("recipe"), dict) else {}
         keys = sorted(k for k in old.keys() | recipe.keys() if old.get(k) != recipe.get(k))
         raise UserError(
-            f"{run.dir} was trained from another recipe (keys that differ: {', '.join(keys)}; a base recipe changed?); "
-            "delete that folder or choose another output_dir"
+            f"{run.dir} was trained from another recipe (keys that differ: {', '.join(keys)}; a base recipe "
+            "changed?); delete that folder or choose another output_dir"
         )
     if before is None or before.get("recipe") != recipe:
         write_made_from(run.dir, {"recipe": recipe})

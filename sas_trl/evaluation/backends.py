@@ -127,9 +127,8 @@ def model_fingerprint(model: str) -> str | None:
     if not path.is_dir():
         return None
     files = sorted(
-        {f for pattern in MODEL_FILE_PATTERNS for f in path.glob(pattern) if f.is_file()} - {
-            path / name for name in NOT_MODEL_FILES
-        }
+        {f for pattern in MODEL_FILE_PATTERNS for f in path.glob(pattern) if f.is_file()}
+        - {path / name for name in NOT_MODEL_FILES}
     )
     digest = hashlib.sha256()
     total = 0
