@@ -203,7 +203,12 @@ def run_eval_step(
     if changes == []:
         return
     if changes is not None:
-        echo(f"compare: {what}: {', '.join(changes)} changed since it was evaluated: evaluating again")
+        why = (
+            "what its results were made from is not recorded"
+            if changes == ["not recorded"]
+            else (f"{', '.join(changes)} changed since it was evaluated")
+        )
+        echo(f"compare: {what}: {why}: evaluating again")
         if changes != ["the baseline's results"]:
             command = [*command, "--overwrite"]
     _run_logged(command, folder / "eval.log", what)
