@@ -291,10 +291,17 @@ def load_lapo_targets(path: str | Path) -> dict[str, float]:
         raise RecipeError(
             f"{TRANSFORM_PARAMS_KEY}.lapo_target.targets: {file} is not a JSON file of prompt: length ({err})"
         ) from err
-    if not isinstance(targets, dict) or not all(isinstance(v, int | float) for v in targets.values()):
+    if not isinstance(targets, dict):
         raise RecipeError(
             f"{TRANSFORM_PARAMS_KEY}.lapo_target.targets: {file} must map each prompt to a number of tokens"
         )
+    for prompt, value in targets.items():
+        # A finite number >= 0 (0: no statistic); JSON's NaN/Infinity and booleans are not token counts.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            raise RecipeError(
+                f"{TRANSFORM_PARAMS_KEY}.lapo_target.targets: {file}: the target of prompt {prompt[:60]!r} must be "
+                f"a finite number of tokens >= 0, got {value!r}"
+            )
     return targets
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
 
+import pytest
 from cli_helpers import ROOT, sas_trl
 
 from sas_trl.cli import main
@@ -74,3 +76,50 @@ def test_bad_input_fails_in_seconds_naming_it(tmp_path, capsys):
         err = capsys.readouterr().err
         assert name in err and err.startswith("sas-trl inspect: error:") and err.count("\n") == 1, err
         assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize(
+    "line, name",
+    [
+        ("max_completion_length: abc", "max_completion_length: 'abc'"),
+        ("max_completion_length: true", "max_completion_length: True"),
+        ("max_completion_length: 12.5", "max_completion_length: 12.5"),
+        ("max_completion_length: [64]", "max_completion_length: [64]"),
+        ("max_completion_length: 0", "max_completion_length: 0"),
+        ("max_completion_length: -3", "max_completion_length: -3"),
+        ("sas_ratio: high", "sas_ratio"),
+        ("sas_strategy: [1]", "sas_strategy"),
+        ("sas_think_end: 5", "sas_think_end"),
+    ],
+)
+def test_recipe_values_of_the_wrong_type_or_range_fail_naming_them(tmp_path, capsys, monkeypatch, line, name):
+    from sas_trl.evaluation import inspection
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("reached model work before the user error was reported")
+
+    monkeypatch.setattr(inspection, "load_tokenizer", tripwire)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(line + "\n")
+    args = ["inspect", "--model", str(tmp_path), "--prompt", "x", "--recipe", str(recipe)]
+    assert main([*args, "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if "Warning" not in x and "warnings.warn(" not in x]
+    assert len(lines) == 1 and lines[0].startswith("sas-trl inspect: error:") and name in lines[0], err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_samples_of_another_vocabulary_are_refused_before_the_model_loads(
+    tmp_path, tiny_model_dir, capsys, monkeypatch
+):
+    from sas_trl.evaluation import inspection
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("reached model work before the user error was reported")
+
+    monkeypatch.setattr(inspection, "scoring_model", tripwire)
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"prompt": "Add 1, 2.", "token_ids": [5, 10**6]}) + "\n")
+    assert main(["inspect", "--model", str(tiny_model_dir), "--samples", str(samples)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1: token id 1000000 is not in the model's vocabulary" in err and err.count("\n") == 1, err

@@ -64,3 +64,87 @@ def test_smoke_study_killed_rerun_and_skipped(tmp_path):
 
     third = compare(path)
     assert third.returncode == 0 and third.stdout.count("done earlier, skipped") == 4
+
+
+def small_study(tmp_path, base_text: str, eval_options: dict | None = None):
+    """A study over a copy of the smoke study's base recipe (so a test can edit the base's content)."""
+    from sas_trl.compare import load_study
+
+    base = tmp_path / "base.yaml"
+    base.write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\n{base_text}")
+    study = {
+        "base_recipe": str(base),
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [0],
+        "reference": "grpo",
+        "conditions": {"grpo": {"sas_strategy": "none"}},
+        "eval": eval_options or {"benchmarks": "addition", "n": 2, "max_tokens": 16},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return load_study(path)
+
+
+def test_a_trained_run_whose_base_recipe_content_changed_is_refused_naming_the_keys(tmp_path):
+    from sas_trl.compare.runner import check_training_record, plan_runs, write_run_recipe
+    from sas_trl.errors import UserError
+
+    study = small_study(tmp_path, "max_steps: 4\nlearning_rate: 1.0e-5\n")
+    (run,) = plan_runs(study)
+    write_run_recipe(study, run)
+    check_training_record(run)
+    made = json.loads((run.dir / "made_from.json").read_text())["recipe"]
+    assert made["max_steps"] == 4 and made["seed"] == 0 and "base" not in made  # the base chain resolved
+    (tmp_path / "base.yaml").write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nmax_steps: 8\n")
+    write_run_recipe(study, run)  # the run's own file names the base by path: unchanged
+    check_training_record(run)  # nothing trained yet: the new recipe is simply recorded
+    assert json.loads((run.dir / "made_from.json").read_text())["recipe"]["max_steps"] == 8
+    (run.dir / "checkpoint-2").mkdir()  # training started from that recipe
+    (tmp_path / "base.yaml").write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nmax_steps: 6\n")
+    with pytest.raises(UserError, match=r"trained from another recipe \(keys that differ: max_steps; a base recipe"):
+        check_training_record(run)
+    (tmp_path / "base.yaml").write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nmax_steps: 8\n")
+    check_training_record(run)  # the recipe it was made from: resumed as before
+
+
+def test_an_evaluation_made_from_other_options_model_or_baseline_is_made_again(tmp_path, monkeypatch):
+    from sas_trl.compare import runner
+
+    ran = []
+
+    def fake_run(command, log, what):
+        ran.append(command)
+        folder = log.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "eval_results.json").write_text("{}")
+
+    monkeypatch.setattr(runner, "_run_logged", fake_run)
+    said = []
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"w1")
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text('{"b": 1}')
+    folder = tmp_path / "eval"
+
+    def step(options):
+        study = small_study(tmp_path, "", options)
+        record = runner.eval_record(study, str(model), baseline)
+        runner.run_eval_step(["sas-trl", "eval"], folder, record, "evaluating x", said.append)
+
+    options = {"benchmarks": "addition", "n": 2, "max_tokens": 16}
+    step(options)
+    step(options)
+    assert ran == [["sas-trl", "eval"]] and said == []  # made once, then skipped
+    step({**options, "n": 4})
+    assert ran[-1] == ["sas-trl", "eval", "--overwrite"] and "the eval options changed" in said[-1]
+    (model / "model.safetensors").write_bytes(b"w2")
+    step({**options, "n": 4})
+    assert ran[-1][-1] == "--overwrite" and "the model's files changed" in said[-1]
+    baseline.write_text('{"b": 2}')
+    step({**options, "n": 4})  # only the baseline: the samples stay valid, AES is recomputed
+    assert ran[-1] == ["sas-trl", "eval"] and "the baseline's results changed" in said[-1]
+    assert len(ran) == 4
+    (folder / "made_from.json").unlink()  # results of unknown origin are not trusted
+    step({**options, "n": 4})
+    assert len(ran) == 5 and "what its results were made from is not recorded" in said[-1]

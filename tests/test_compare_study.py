@@ -143,3 +143,74 @@ def test_the_shipped_studies_are_valid():
             "sas_failed_truncated",
             "sas_release",
         }
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "Warning" not in line and "warnings.warn(" not in line]
+    assert len(lines) == 1 and lines[0].startswith("sas-trl compare: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "expected"),
+    [
+        ("eval/eval_results.json", '{"average": {"pass@1": 0.5, "mean_to', "eval_results.json is not a readable"),
+        ("eval/eval_results.json", b"\xff\xfe", "eval_results.json is not a readable"),
+        ("eval/eval_results.json", "[1, 2]", "no 'average' mapping"),
+        ("eval/eval_results.json", '{"average": {"pass@1": "high", "mean_tokens": 3}}', "'pass@1' is not a number"),
+        ("eval/eval_results.json", '{"average": {"pass@1": true, "mean_tokens": 3}}', "'pass@1' is not a number"),
+        ("eval/eval_results.json", '{"average": {"pass@1": NaN, "mean_tokens": 3}}', "'pass@1' is not a number"),
+        ("eval/eval_results.json", '{"average": {"pass@1": 0.5}}', "lacks 'pass@1' or 'mean_tokens'"),
+        ("log_history.json", '[{"step": 1, "reward": 0.5}, {"step": 2, "rew', "log_history.json is not a readable"),
+        ("log_history.json", '{"step": 1}', "the log history is not a list"),
+        ("log_history.json", '[{"step": "one", "reward": 0.5}]', "log entry 1: 'step' is not a number"),
+        ("log_history.json", '[{"step": 1, "reward": [0.5]}]', "log entry 1: 'reward' is not a number"),
+        ("checkpoint-2/trainer_state.json", '{"log_history": 5}', "the log history is not a list"),
+        ("checkpoint-2/trainer_state.json", "{", "trainer_state.json is not a readable trainer state"),
+    ],
+)
+def test_report_only_names_a_damaged_result_or_log_file(tmp_path, capsys, file, content, expected):
+    path = study_file(tmp_path)
+    study = load_study(path)
+    run = plan_runs(study)[0]
+    fake_results(run, 0.5, 20.0)
+    if file.startswith("checkpoint-"):
+        (run.dir / "log_history.json").unlink()
+    (run.dir / file).parent.mkdir(parents=True, exist_ok=True)
+    (run.dir / file).write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["compare", "--study", path, "--report_only"]) == 2
+    line = one_error_line(capsys)
+    assert str(run.dir / file) in line and expected in line, line
+
+
+def test_a_study_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "out").write_text("kept")
+    assert main(["compare", "--study", study_file(tmp_path), "--print_commands"]) == 2
+    assert "output_dir" in one_error_line(capsys) and (tmp_path / "out").read_text() == "kept"
+
+
+def test_a_second_compare_on_the_same_study_folder_says_who_holds_it(tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from sas_trl.compare.runner import study_lock
+
+    path = study_file(tmp_path)
+    with study_lock(load_study(path)):
+        assert main(["compare", "--study", path, "--report_only"]) == 2
+        line = one_error_line(capsys)
+        holder = f"pid {os.getpid()} on host {socket.gethostname()} since "
+        assert f"study folder {tmp_path / 'out'} is in use by another sas-trl compare ({holder}" in line
+        other = subprocess.run(
+            [sys.executable, "-m", "sas_trl.cli", "compare", "--study", path, "--print_commands"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert other.returncode == 2 and holder in other.stderr and "Traceback" not in other.stderr
+        assert not (tmp_path / "out" / "runs").exists()  # the second process wrote nothing
+    assert main(["compare", "--study", path, "--print_commands"]) == 0  # released with the first

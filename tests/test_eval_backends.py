@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sas_trl.errors import UserError
 from sas_trl.evaluation import SamplingSettings, TransformersBackend, VLLMBackend
-from sas_trl.evaluation.backends import Request, make_backend, request_seed, vllm_completions
+from sas_trl.evaluation.backends import Request, make_backend, model_fingerprint, request_seed, vllm_completions
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +144,41 @@ def test_make_backend_refuses_vllm_without_a_gpu(monkeypatch):
         make_backend("vllm", "m", None, None, 0)
     monkeypatch.setattr(TransformersBackend, "load", classmethod(lambda cls, *a: ("transformers", *a)))
     assert make_backend("auto", "owner/name", "tok", 2, 0) == ("transformers", "owner/name", "tok", 2)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "0.5", True, None])
+@pytest.mark.parametrize("name", ["temperature", "top_p"])
+def test_sampling_settings_refuse_what_is_not_a_finite_number_naming_the_flag(name, value):
+    with pytest.raises(UserError, match=rf"^--{name} must be a finite number, got {re.escape(repr(value))}$"):
+        SamplingSettings(**{name: value})
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "seed"])
+@pytest.mark.parametrize("value", [1.5, "8", True])
+def test_sampling_settings_refuse_counts_that_are_not_integers(name, value):
+    with pytest.raises(UserError, match=rf"^--{name} must be an integer"):
+        SamplingSettings(**{name: value})
+
+
+def test_the_model_fingerprint_follows_the_model_files_only(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    header = b'{"w": {"dtype": "F32", "shape": [300000], "data_offsets": [0, 1200000]}}'
+    weights = len(header).to_bytes(8, "little") + header + bytes(1_200_000)
+    (model / "model.safetensors").write_bytes(weights)
+    first = model_fingerprint(str(model))
+    assert first.endswith(f"(2 files, {2 + len(weights)} bytes)")
+    for name in ("README.md", "training_args.bin", "run_info.json"):  # written beside a model, not the model
+        (model / name).write_text("x")
+    (model / "checkpoint-1").mkdir()
+    (model / "checkpoint-1" / "model.safetensors").write_bytes(b"other")
+    assert model_fingerprint(str(model)) == first
+    changed = bytearray(weights)
+    changed[-10] = 1  # the last sampled block of a large file
+    (model / "model.safetensors").write_bytes(bytes(changed))
+    assert model_fingerprint(str(model)) != first
+    (model / "model.safetensors").write_bytes(weights)
+    (model / "tokenizer_config.json").write_text("{}")  # the tokenizer decides the prompts: part of the model
+    assert model_fingerprint(str(model)) != first
+    assert model_fingerprint("owner/name") is None and model_fingerprint(str(tmp_path / "absent")) is None

@@ -201,12 +201,21 @@ def test_ctrl_c_keeps_samples_and_the_same_command_resumes(tiny_model_dir, tmp_p
     args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "100", "--n", "2"]
     args += ["--max_tokens", "32", "--batch_size", "2", "--output_dir", str(out), "--num_threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The eval pauses after 4 saved samples (tests/scripts/eval_paused.py), so the Ctrl-C always lands mid-run.
+    mark = tmp_path / "paused"
+    script = ROOT / "tests" / "scripts" / "eval_paused.py"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sas_trl.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, str(script), str(mark), "4", "--", *args[1:]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     samples = out / "eval_samples.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not samples.exists() or len(samples.read_text().splitlines()) < 5):
+    while not mark.exists():
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "the eval saved no 4 samples in 120 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -347,3 +356,85 @@ def test_a_samples_file_seeded_per_batch_is_not_resumed(tiny_model_dir, tmp_path
     samples.write_text(json.dumps(header) + "\n" + "".join(lines[1:3]))
     with pytest.raises(UserError, match=r"seeding: None -> 'per-sample'.*--overwrite"):
         run_eval(config(tiny_model_dir, tmp_path), backend=ScriptedBackend(lambda k: (True, 5), answers))
+
+
+SAMPLING_COMMANDS = {
+    "eval": ["--benchmarks", "addition"],
+    "analyze-truncation": ["--benchmarks", "addition", "--long_tokens", "16", "--short_tokens", "8"],
+    "inspect": ["--prompt", "Add 1, 2."],
+}
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if a command gets as far as loading a tokenizer or a model."""
+    import transformers
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("reached model work before the user error was reported")
+
+    for cls in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM, transformers.AutoConfig):
+        monkeypatch.setattr(cls, "from_pretrained", tripwire)
+
+
+def one_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "Warning" not in line and "warnings.warn(" not in line]
+    assert len(lines) == 1 and lines[0].startswith(f"sas-trl {command}: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", list(SAMPLING_COMMANDS))
+@pytest.mark.parametrize("where", ["itself", "a parent"])
+def test_an_output_folder_that_is_a_file_is_refused_before_any_model_work(
+    tmp_path, capsys, no_model_load, command, where
+):
+    taken = tmp_path / "taken"
+    taken.write_text("kept")
+    out = taken if where == "itself" else taken / "sub"
+    args = [command, "--model", str(tmp_path), *SAMPLING_COMMANDS[command], "--output_dir", str(out)]
+    assert main(args) == 2
+    assert f"--output_dir {str(out)!r}" in one_line(capsys, command)
+    assert taken.read_text() == "kept"
+
+
+@pytest.mark.parametrize("command", list(SAMPLING_COMMANDS))
+@pytest.mark.parametrize("flag, value", [("--temperature", "nan"), ("--top_p", "nan"), ("--temperature", "inf")])
+def test_non_finite_sampling_flags_are_refused_by_name(tmp_path, capsys, no_model_load, command, flag, value):
+    args = [command, "--model", str(tmp_path), *SAMPLING_COMMANDS[command], "--output_dir", str(tmp_path / "o")]
+    assert main([*args, flag, value]) == 2
+    assert f"{flag} must be a finite number, got {float(value)!r}" in one_line(capsys, command)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_samples_file_is_one_error_naming_its_line(tiny_model_dir, tmp_path, capsys):
+    args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "2", *QUICK]
+    args += ["--output_dir", str(tmp_path)]
+    assert main(args) == 0
+    samples = tmp_path / "eval_samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:20] + "\n"  # damaged in the middle, not a cut last line
+    samples.write_text("".join(lines))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert f"{samples} line 3: not a JSON line" in one_line(capsys, "eval")
+    assert samples.read_text() == "".join(lines)  # nothing repaired or dropped behind the user's back
+
+
+def test_a_model_retrained_at_the_same_path_is_not_reported_from_old_samples(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    args = ["eval", "--model", str(model), "--benchmarks", "addition", "--limit", "1", *QUICK]
+    args += ["--output_dir", str(tmp_path / "out")]
+    assert main(args) == 0
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100:] = bytes(100)  # other weights, same size and tensor table
+    weights.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(args) == 2
+    err = one_line(capsys, "eval")
+    assert "weights: 'sha256:" in err and "the model's files changed" in err and "--overwrite" in err
+    assert main([*args, "--overwrite"]) == 0

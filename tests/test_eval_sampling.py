@@ -92,6 +92,7 @@ def test_the_header_is_checked_before_the_backend_is_built(tmp_path, monkeypatch
         == samples_header(inputs(tmp_path))
         == {
             "model": model_identity(str(tmp_path / "model")),
+            "weights": None,  # no such folder: nothing to fingerprint
             "temperature": 0.6,
             "top_p": 0.95,
             "max_tokens": 8,
@@ -110,3 +111,54 @@ def test_load_items_reads_every_benchmark_in_order(tmp_path):
     items = load_items(inputs(tmp_path, limit=3))
     assert [(i.benchmark, i.id) for i in items] == [("addition", str(k)) for k in range(3)]
     assert all(i.answers for i in items)
+
+
+def test_new_weights_at_the_same_path_are_not_the_same_model(tmp_path):
+    """Retrained (or copied over) weights at the same folder: the saved samples are another model's."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"a" * 100)
+    tok = build_tokenizer()
+    SamplingRun.open(inputs(tmp_path), ITEMS[:1], tok, "s.jsonl", EchoBackend()).draw(ExactReward())
+    header = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])["header"]
+    assert header["weights"].startswith("sha256:") and "2 files, 102 bytes" in header["weights"]
+    (model / "README.md").write_text("a model card")  # not a model file: still the same model
+    assert SamplingRun.open(inputs(tmp_path), ITEMS[:1], tok, "s.jsonl", EchoBackend()).store.records
+    (model / "model.safetensors").write_bytes(b"b" * 100)
+    with pytest.raises(UserError, match=r"weights: 'sha256:.*the model's files changed.*--overwrite"):
+        SamplingRun.open(inputs(tmp_path), ITEMS[:1], tok, "s.jsonl", EchoBackend())
+    rerun = SamplingRun.open(inputs(tmp_path, overwrite=True), ITEMS[:1], tok, "s.jsonl", EchoBackend())
+    assert rerun.draw(ExactReward())[0] == 2
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        EvalItem("b", "0", [{"role": "user", "content": "Add 1, 2, 3."}], ["6"]),  # other --addition_terms
+        EvalItem("b", "0", [{"role": "user", "content": "Add 1, 2."}], ["4"]),  # another source file's answer
+        EvalItem("prompt", "0", [{"role": "user", "content": "Say bye."}], []),  # another --prompt text
+    ],
+)
+def test_saved_samples_of_another_problem_under_the_same_name_are_refused(tmp_path, changed):
+    tok = build_tokenizer()
+    SamplingRun.open(inputs(tmp_path), ITEMS, tok, "s.jsonl", EchoBackend()).draw(ExactReward())
+    items = [changed if (i.benchmark, i.id) == (changed.benchmark, changed.id) else i for i in ITEMS]
+    with pytest.raises(UserError, match=rf"other problems under the same names \({changed.benchmark}/0:.*--overwrite"):
+        SamplingRun.open(inputs(tmp_path), items, tok, "s.jsonl", EchoBackend())
+    again = EchoBackend()
+    SamplingRun.open(inputs(tmp_path, overwrite=True), items, tok, "s.jsonl", again).draw(ExactReward())
+    assert len(again.asked) == 6
+
+
+def test_the_addition_terms_change_the_problems_of_a_resumed_eval(tmp_path):
+    tok = build_tokenizer()
+    first = load_items(inputs(tmp_path, limit=2))
+    SamplingRun.open(inputs(tmp_path, limit=2), first, tok, "s.jsonl", EchoBackend()).draw(ExactReward())
+    more = load_items(inputs(tmp_path, limit=3))  # more problems of the same task: the saved ones are reused
+    again = EchoBackend()
+    SamplingRun.open(inputs(tmp_path, limit=3), more, tok, "s.jsonl", again).draw(ExactReward())
+    assert again.asked == [("addition", "2", 0), ("addition", "2", 1)]
+    other = inputs(tmp_path, limit=3, addition_terms=(5, 6))
+    with pytest.raises(UserError, match=r"other problems under the same names \(addition/0"):
+        SamplingRun.open(other, load_items(other), tok, "s.jsonl", EchoBackend())

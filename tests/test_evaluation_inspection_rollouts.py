@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -53,3 +54,51 @@ def test_prompts_are_items_without_gold_answers_and_verdicts():
     assert [(it.benchmark, it.id, it.answers) for it in items] == [("prompt", "0", []), ("prompt", "1", [])]
     assert items[1].messages == [{"role": "user", "content": "Add 3, 4."}]
     assert [verdict(c) for c in (1.0, 0.0, 0.5, None)] == [True, False, False, None]
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"prompt": "p", "token_ids": ["a"]}, "field 'token_ids' must be a list of integer token ids"),
+        ({"prompt": "p", "token_ids": [1.0]}, "field 'token_ids' must be a list of integer token ids"),
+        ({"prompt": "p", "token_ids": [True]}, "field 'token_ids' must be a list of integer token ids"),
+        ({"prompt": "p", "token_ids": "1 2"}, "field 'token_ids' must be a list of integer token ids"),
+        ({"prompt": 5, "text": "x"}, "field 'prompt' has the wrong type"),
+        ({"prompt": "p", "text": ["x"]}, "field 'text' has the wrong type"),
+        ({"prompt": "p", "text": "x", "correct": "yes"}, "field 'correct' has the wrong type"),
+        ({"prompt": "p", "text": "x", "correct": True}, "field 'correct' has the wrong type"),
+        ({"prompt": "p", "text": "x", "finish": 1}, "field 'finish' has the wrong type"),
+        ({"benchmark": ["a"], "id": "0", "text": "x"}, "field 'benchmark' has the wrong type"),
+        ({"benchmark": "addition", "id": None, "text": "x"}, "field 'id' has the wrong type"),
+    ],
+)
+def test_samples_file_fields_of_the_wrong_type_name_the_line(tmp_path, record, message):
+    path = tmp_path / "samples.jsonl"
+    good = {"prompt": "p", "text": "x"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in ({"header": {}}, good, record)))
+    with pytest.raises(UserError, match=f"line 3: {re.escape(message)}"):
+        read_samples(str(path))
+
+
+def test_samples_files_that_are_not_json_lines(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_bytes(b'{"prompt": "p", "text": "x"}\n\xff\xfe\n')
+    with pytest.raises(UserError, match="samples.jsonl.*not a JSON lines file"):
+        read_samples(str(path))
+    path.write_text('{"prompt": "p", "text": "x"}\n{"prompt": "p", "te\n{"prompt": "p", "text": "y"}\n')
+    with pytest.raises(UserError, match="line 2: not JSON"):  # damage in the middle, not only a cut last line
+        read_samples(str(path))
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_with_the_line(tmp_path):
+    tok = build_tokenizer()
+    path = tmp_path / "samples.jsonl"
+    ok = {"prompt": "p", "token_ids": [0, len(tok) - 1]}
+    inputs = EvalInputs(model="m", benchmarks=[])
+    for bad in (len(tok), -1, 10**12):
+        path.write_text(json.dumps(ok) + "\n" + json.dumps({"prompt": "p", "token_ids": [3, bad]}) + "\n")
+        vocab = rf"\(0\.\.{len(tok) - 1}\)"
+        with pytest.raises(UserError, match=rf"line 2: token id {bad} is not in the model's vocabulary {vocab}"):
+            rollouts_from_samples(str(path), inputs, tok)
+    path.write_text(json.dumps(ok) + "\n")
+    assert rollouts_from_samples(str(path), inputs, tok)[0].completion_ids == ok["token_ids"]

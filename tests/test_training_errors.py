@@ -183,3 +183,14 @@ def test_the_launching_process_checks_the_data_before_starting_others(tmp_path, 
     )
     err = one_line_error(capsys)
     assert code == 2 and "column 'answer' not found" in err and not out.exists()
+
+
+@pytest.mark.parametrize("where", ["itself", "a parent"])
+def test_an_output_dir_that_is_a_file_is_refused_by_name(tmp_path, capsys, no_model_work, where):
+    taken = tmp_path / "taken"
+    taken.write_text("a file of the user's")
+    out = taken if where == "itself" else taken / "run"
+    assert main(["train", "--recipe", RECIPE, "--output_dir", str(out)]) == 2
+    err = one_line_error(capsys)
+    assert f"output_dir {str(out)!r}" in err and "existing file, not a folder" in err
+    assert taken.read_text() == "a file of the user's"

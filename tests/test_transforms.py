@@ -94,6 +94,10 @@ def test_lapo_stage2_fails_early_without_matching_targets(tmp_path):
     (tmp_path / "lapo_targets.json").write_text("[1, 2]")
     with pytest.raises(RecipeError, match="must map each prompt"):
         load_lapo_targets(tmp_path)
+    for bad in ("NaN", "Infinity", "-Infinity", "true", "false", '"250"', "null", "[250]", "-1"):
+        (tmp_path / "lapo_targets.json").write_text('{"Add 1, 2.": ' + bad + "}")
+        with pytest.raises(RecipeError, match=r"lapo_targets.json: the target of prompt 'Add 1, 2.' must be a finite"):
+            load_lapo_targets(tmp_path)
     (tmp_path / "lapo_targets.json").write_text(json.dumps({"another prompt": 12}))
     run_args = RunArguments(prompt_transforms=["lapo_target"], transform_params=stage1(tmp_path))
     with pytest.raises(RecipeError, match="none of the 1 prompts has a stage-1 target"):

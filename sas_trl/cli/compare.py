@@ -35,24 +35,27 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from ..compare import build_report, load_study, run_study
-    from ..compare.runner import prepare_starting_model, print_commands
+    from ..compare.runner import prepare_starting_model, print_commands, study_lock
+    from ..evaluation.config import check_output_folder
     from .eval import parse_config
 
     study = load_study(args.study)
+    check_output_folder(study.output_dir, f"study {study.path}: output_dir")
     try:  # the eval options are `sas-trl eval` flags: check them as that command would
-        parse_config(["--model", "starting-model", *study.eval_argv()])
+        parse_config(["--model", "starting-model", "--output_dir", str(study.output_dir), *study.eval_argv()])
     except UserError as err:
         raise UserError(f"study {study.path}: eval: {err}") from err
 
-    if args.print_commands:
-        print("\n".join(print_commands(study)))
-        return 0
-    if args.prepare_only:
-        print(f"sas-trl compare: starting model ready: {prepare_starting_model(study)}")
-        return 0
-    if not args.report_only:
-        run_study(study)
-    build_report(study)
+    with study_lock(study):  # one process at a time writes into a study folder
+        if args.print_commands:
+            print("\n".join(print_commands(study)))
+            return 0
+        if args.prepare_only:
+            print(f"sas-trl compare: starting model ready: {prepare_starting_model(study)}")
+            return 0
+        if not args.report_only:
+            run_study(study)
+        build_report(study)
     out = study.output_dir
     print((out / "report.md").read_text())
     print(f"sas-trl compare: wrote {out / 'report.md'}, {out / 'results.json'} and the plots in {out}")

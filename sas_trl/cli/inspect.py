@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from ..errors import RecipeError
 from .eval_options import add_eval_options, common_config, interrupted
 from .sas_options import add_sas_options, sas_rule_from
 
 HELP = "render a model's rollouts as SAS sees them: steps, confidences, what it would zero (HTML + terminal)"
+
+
+def completion_budget(flag: int | None, recipe: dict[str, Any], recipe_path: str | None) -> int:
+    """--max_tokens, else the recipe's max_completion_length (type-checked by training's loader), else 1024."""
+    if flag is not None:
+        return flag
+    value = recipe.get("max_completion_length")
+    if value is None:
+        return 1024
+    if value < 1:  # the value training would refuse, named where it sits rather than as --max_tokens
+        raise RecipeError(f"max_completion_length: {value!r} in {recipe_path} must be >= 1")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -24,7 +38,7 @@ def main(argv: list[str]) -> int:
     rule, recipe = sas_rule_from(args)  # exactly the rule `sas-trl train` would apply; checked before any model work
     benchmarks = args.benchmarks
     args.benchmarks = benchmarks or "addition"  # parsed (and checked) by the shared options; used only when asked
-    common = common_config(args, args.max_tokens or recipe.get("max_completion_length") or 1024)
+    common = common_config(args, completion_budget(args.max_tokens, recipe, args.recipe))
     if not benchmarks:
         common["benchmarks"] = []
 

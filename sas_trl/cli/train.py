@@ -19,6 +19,11 @@ def main(argv: list[str]) -> int:
         print(TrlParser(dataclass_types()).format_help().split("\n", 2)[-1])
         return 0
     run_args, sas_args, model_args, recipe = parse(argv)
+    from pathlib import Path
+
+    from ..evaluation.config import check_output_folder
+
+    check_output_folder(Path(sas_args.output_dir), "output_dir")  # before the output folder is touched
 
     from ..training.launch import LAUNCHED_ENV, launch_command
 

@@ -5,9 +5,11 @@ seeds with a band, and accuracy against length. Written from whatever results ex
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs
 from .stats import CONFIDENCE, paired_difference, summarize
 from .study import Study
@@ -28,12 +30,32 @@ CURVES = (
 RATES = ("pass@", "truncated")
 
 
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the study wrote earlier, or a UserError naming it (damaged, cut short, not JSON)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path} is not a readable {what} ({err}); delete it to re-run that step") from None
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def eval_metrics(path: Path) -> dict[str, float] | None:
     """The averaged numbers of one `sas-trl eval` run (Pass@1, pass@k, tokens, truncation, AES), or None."""
     if not path.is_file():
         return None
-    average = json.loads(path.read_text())["average"]
+    data = read_json(path, f"{EVAL_RESULTS} of sas-trl eval")
+    average = data.get("average") if isinstance(data, dict) else None
+    if not isinstance(average, dict):
+        raise UserError(f"{path} is not a {EVAL_RESULTS} of sas-trl eval (no 'average' mapping); delete it to re-run")
     keys = [k for k in average if k.startswith("pass@")] + ["mean_tokens", "truncated", "aes"]
+    for k in keys:
+        if k in average and not _number(average[k]) and not (k == "aes" and average[k] is None):
+            raise UserError(f"{path}: 'average' {k!r} is not a number ({average[k]!r}); delete it to re-run")
+    if not {"pass@1", "mean_tokens"} <= average.keys():
+        raise UserError(f"{path}: 'average' lacks 'pass@1' or 'mean_tokens'; delete it to re-run")
     return {k: average[k] for k in keys if k in average}
 
 
@@ -41,9 +63,28 @@ def log_history(run: Run) -> list[dict[str, Any]]:
     """The run's logged training metrics: `log_history.json`, else the newest checkpoint's trainer state."""
     path = run.dir / "log_history.json"
     if path.is_file():
-        return json.loads(path.read_text())
-    states = sorted(run.dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return json.loads(states[-1].read_text())["log_history"] if states else []
+        return _checked_history(read_json(path, "training log"), path)
+    states = sorted(run.dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step(p.parent.name))
+    if not states:
+        return []
+    state = read_json(states[-1], "trainer state")
+    return _checked_history(state.get("log_history") if isinstance(state, dict) else None, states[-1])
+
+
+def _step(name: str) -> int:
+    suffix = name.split("-", 1)[1]
+    return int(suffix) if suffix.isdigit() else -1  # "checkpoint-foo": not one the trainer wrote
+
+
+def _checked_history(history: Any, path: Path) -> list[dict[str, Any]]:
+    """A log history: a list of entries, whose step and plotted metrics are numbers."""
+    if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+        raise UserError(f"{path}: the log history is not a list of logged entries; delete it to re-run")
+    for number, entry in enumerate(history, start=1):
+        for key in ("step", *(k for k, _ in CURVES)):  # a logged NaN is a value; a string or list is damage
+            if key in entry and (isinstance(entry[key], bool) or not isinstance(entry[key], int | float)):
+                raise UserError(f"{path}: log entry {number}: {key!r} is not a number ({entry[key]!r})")
+    return history
 
 
 def collect(study: Study) -> dict[str, Any]:

@@ -5,17 +5,29 @@ Every run goes through the same commands a user types, `sas-trl train --recipe R
 config, work as they do alone). What finished is skipped on a re-run; an interrupted training resumes from
 its last complete checkpoint (`--resume_from_checkpoint last`), an interrupted evaluation from its samples
 file. `--print_commands` prints the same commands for a cluster scheduler instead.
+
+Nothing stale is reused: each run records what it was made from (`made_from.json`: the resolved recipe; in its
+eval folder the eval options, the model's fingerprint and the baseline's). A trained run whose resolved recipe
+changed (a `base:` file edited) is refused, naming the keys; an evaluation whose options, model or baseline
+changed is run again, with a message. One process at a time works in a study folder (`study_lock`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -24,6 +36,8 @@ from ..errors import UserError
 from .study import Study, run_recipe
 
 EVAL_RESULTS = "eval_results.json"
+MADE_FROM = "made_from.json"
+LOCK_FILE = ".compare.lock"
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,10 @@ class Run:
 
     def trained(self) -> bool:
         return (self.dir / "run_info.json").is_file()  # written after the final save
+
+    def started(self) -> bool:
+        """Whether training left anything behind (a checkpoint or the final save)."""
+        return self.trained() or any(self.dir.glob("checkpoint-*"))
 
     def evaluated(self) -> bool:
         return (self.eval_dir / EVAL_RESULTS).is_file()
@@ -111,6 +129,121 @@ def base_eval_command(study: Study, program: list[str]) -> list[str]:
     return [*program, "eval", "--model", model, "--output_dir", str(base_eval_dir(study)), *study.eval_argv()]
 
 
+# --------------------------------------------------------------------------------------------------
+# What each run was made from
+# --------------------------------------------------------------------------------------------------
+
+
+def read_made_from(folder: Path) -> dict[str, Any] | None:
+    """The record of what `folder`'s results were made from; None when there is none or it is damaged (then the
+    results count as made from something unknown)."""
+    try:
+        record = json.loads((folder / MADE_FROM).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_made_from(folder: Path, record: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MADE_FROM).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def resolved_recipe(run: Run) -> dict[str, Any]:
+    """The run's recipe with its `base:` chain resolved, as JSON would store it (what training reads)."""
+    from ..training.recipe_files import load_recipe
+
+    return json.loads(json.dumps(load_recipe(run.recipe_file), sort_keys=True, default=str))
+
+
+def check_training_record(run: Run) -> None:
+    """Refuse a run trained (fully or in part) from another resolved recipe; record the recipe of a fresh run."""
+    recipe = resolved_recipe(run)
+    before = read_made_from(run.dir)
+    if run.started() and before is not None and before.get("recipe") != recipe:
+        old = before.get("recipe") if isinstance(before.get("recipe"), dict) else {}
+        keys = sorted(k for k in old.keys() | recipe.keys() if old.get(k) != recipe.get(k))
+        raise UserError(
+            f"{run.dir} was trained from another recipe (keys that differ: {', '.join(keys)}; a base recipe "
+            "changed?); delete that folder or choose another output_dir"
+        )
+    if before is None or before.get("recipe") != recipe:
+        write_made_from(run.dir, {"recipe": recipe})
+
+
+def file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+
+def eval_record(study: Study, model: str, baseline: Path | None) -> dict[str, Any]:
+    """What an evaluation's results depend on: the eval options, the model's files and the baseline's results."""
+    from ..evaluation.backends import model_fingerprint
+
+    record: dict[str, Any] = {"eval": study.eval_argv(), "model": model_fingerprint(model) or model}
+    if baseline is not None:
+        record["baseline"] = file_digest(baseline)
+    return record
+
+
+def eval_changes(folder: Path, record: dict[str, Any]) -> list[str]:
+    """What differs between `record` and what `folder`'s results were made from ([] when the same)."""
+    before = read_made_from(folder)
+    if before is None:
+        return ["not recorded"]
+    names = {"eval": "the eval options", "model": "the model's files", "baseline": "the baseline's results"}
+    return [names[k] for k in record if before.get(k) != record[k]]
+
+
+def run_eval_step(
+    command: list[str], folder: Path, record: dict[str, Any], what: str, echo: Callable[[str], None]
+) -> None:
+    """Evaluate unless `folder` holds results made from `record`; results made from something else are made
+    again (their samples discarded when the options or the model changed, kept when only the baseline did)."""
+    changes = eval_changes(folder, record) if (folder / EVAL_RESULTS).is_file() else None
+    if changes == []:
+        return
+    if changes is not None:
+        why = (
+            "what its results were made from is not recorded"
+            if changes == ["not recorded"]
+            else (f"{', '.join(changes)} changed since it was evaluated")
+        )
+        echo(f"compare: {what}: {why}: evaluating again")
+        if changes != ["the baseline's results"]:
+            command = [*command, "--overwrite"]
+    _run_logged(command, folder / "eval.log", what)
+    write_made_from(folder, record)
+
+
+@contextmanager
+def study_lock(study: Study) -> Iterator[None]:
+    """Hold the study folder for this process (an exclusive flock on its lock file); a second `sas-trl compare`
+    on the same folder is refused, naming the holder (pid, host, since when)."""
+    study.output_dir.mkdir(parents=True, exist_ok=True)
+    path = study.output_dir / LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise UserError(
+                f"study folder {study.output_dir} is in use by another sas-trl compare ({holder}); wait for it to "
+                f"finish or stop it (lock file {path})"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        handle.write(f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def print_commands(study: Study) -> list[str]:
     """One self-contained line per run (train, then eval), after the starting model's own lines."""
     program = ["sas-trl"]
@@ -157,17 +290,22 @@ def run_study(study: Study, echo: Callable[[str], None] = print) -> list[Run]:
     runs = plan_runs(study)
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
+    for run in runs:
+        check_training_record(run)
     study.output_dir.mkdir(parents=True, exist_ok=True)
-    prepare_starting_model(study)
-    if not (base_eval_dir(study) / EVAL_RESULTS).is_file():
+    model = prepare_starting_model(study)
+    base = base_eval_dir(study)
+    if not (base / EVAL_RESULTS).is_file():
         echo("compare: evaluating the starting model")
-        _run_logged(
-            base_eval_command(study, program), base_eval_dir(study) / "eval.log", "evaluating the starting model"
-        )
+    run_eval_step(
+        base_eval_command(study, program), base, eval_record(study, model, None), "evaluating the starting model", echo
+    )
+    baseline = base / EVAL_RESULTS
 
     durations: list[float] = []
     for index, run in enumerate(runs, start=1):
-        if run.trained() and run.evaluated():
+        record = eval_record(study, str(run.dir), baseline) if run.trained() else None
+        if run.trained() and run.evaluated() and not eval_changes(run.eval_dir, record):
             echo(f"compare: run {index}/{len(runs)} ({run.name}): done earlier, skipped")
             continue
         left = len(runs) - index + 1
@@ -177,7 +315,8 @@ def run_study(study: Study, echo: Callable[[str], None] = print) -> list[Run]:
         train, evaluate = commands(study, run, program)
         if not run.trained():
             _run_logged(train, run.dir / "train.log", f"training {run.name}")
-        _run_logged(evaluate, run.eval_dir / "eval.log", f"evaluating {run.name}")
+            record = eval_record(study, str(run.dir), baseline)
+        run_eval_step(evaluate, run.eval_dir, record, f"evaluating {run.name}", echo)
         durations.append(time.perf_counter() - start)
     return runs
 

@@ -18,7 +18,9 @@ CPU in float32 the samples are the same whatever the batch size.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,13 @@ class SamplingSettings:
     seed: int = 0  # with the sample's key, seeds its own random stream (`request_seed`)
 
     def __post_init__(self):
+        for name, flag in (("temperature", "--temperature"), ("top_p", "--top_p")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise UserError(f"{flag} must be a finite number, got {value!r}")
+        for name in ("max_tokens", "seed"):
+            if type(getattr(self, name)) is not int:
+                raise UserError(f"--{name} must be an integer, got {getattr(self, name)!r}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
             raise UserError(
                 "need --temperature >= 0, 0 < --top_p <= 1 and a token budget (--max_tokens, --long_tokens) >= 1, "
@@ -82,6 +91,62 @@ def model_identity(model: str) -> str:
     """A local folder's absolute path, or the Hub id as given (what loads it, and what the samples file records)."""
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() else model
+
+
+# The files that decide what a model folder generates: weights, configs, tokenizer and chat template (not the
+# training logs, model card or checkpoints a training run leaves beside them).
+MODEL_FILE_PATTERNS = (
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.gguf",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab*",
+    "merges.txt",
+    "*.model",
+    "chat_template*",
+)
+NOT_MODEL_FILES = ("training_args.bin",)
+_CHUNK = 1 << 16  # bytes read at each sampled offset of a large file
+_CHUNKS = 16
+
+
+def model_fingerprint(model: str) -> str | None:
+    """A cheap fingerprint of a local model folder's files; None for a Hub id (its revision decides).
+
+    Each file's name and size, and a SHA-256 of small files whole, of large ones a safetensors header (the tensor
+    table) plus `_CHUNKS` evenly spaced 64 KiB blocks: about 1 MiB read per file whatever its size, and new weights
+    at the same path (retrained, or another model copied over) change it.
+    """
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None
+    files = sorted(
+        {f for pattern in MODEL_FILE_PATTERNS for f in path.glob(pattern) if f.is_file()}
+        - {path / name for name in NOT_MODEL_FILES}
+    )
+    digest = hashlib.sha256()
+    total = 0
+    for file in files:
+        size = file.stat().st_size
+        total += size
+        digest.update(f"{file.name}\0{size}\0".encode())
+        with open(file, "rb") as f:
+            if size <= _CHUNK * _CHUNKS:
+                digest.update(f.read())
+                continue
+            if file.suffix == ".safetensors":  # 8-byte little-endian header length, then the JSON header
+                length = int.from_bytes(f.read(8), "little")
+                digest.update(f.read(min(length, size - 8)))
+            for i in range(_CHUNKS):
+                f.seek((size - _CHUNK) * i // (_CHUNKS - 1))
+                digest.update(f.read(_CHUNK))
+    return f"sha256:{digest.hexdigest()[:16]} ({len(files)} files, {total} bytes)"
 
 
 def vllm_available() -> bool:

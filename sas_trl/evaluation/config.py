@@ -13,6 +13,16 @@ from .backends import SamplingSettings
 BACKENDS = ("auto", "transformers", "vllm")
 
 
+def check_output_folder(path: Path, name: str) -> None:
+    """Refuse an output folder that is (or lies under) an existing file: the first existing one must be a folder."""
+    for where in (path, *path.parents):
+        if where.exists():
+            if not where.is_dir():
+                what = "is" if where == path else f"lies under {str(where)!r}, which is"
+                raise UserError(f"{name} {str(path)!r} {what} an existing file, not a folder")
+            return
+
+
 @dataclass(kw_only=True)
 class EvalInputs:
     """The model, the benchmarks, the sampling settings and the runtime options; checked when built, before anything
@@ -46,6 +56,7 @@ class EvalInputs:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"--batch_size must be >= 1, got {self.batch_size}")
+        check_output_folder(self.resolved_output_dir(), "--output_dir")
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:

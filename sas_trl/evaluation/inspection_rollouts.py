@@ -64,28 +64,56 @@ def prompt_text(messages: list[dict[str, str]]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_samples(path: str) -> list[dict[str, Any]]:
-    """The records of a samples file, each checked for a completion and a prompt (UserError naming the line)."""
+# A samples file's optional fields and their types (booleans are not numbers here).
+SAMPLE_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "text": (str,),
+    "prompt": (str,),
+    "benchmark": (str,),
+    "id": (str, int),
+    "correct": (int, float, type(None)),
+    "finish": (str,),
+}
+
+
+def read_samples(path: str, vocab_size: int | None = None) -> list[dict[str, Any]]:
+    """The records of a samples file, each checked for a completion and a prompt of the right types, and with
+    `vocab_size` its token ids for being tokens of that vocabulary (UserError naming the file and line)."""
     file = Path(path)
     if not file.is_file():
         raise UserError(f"--samples {path!r}: no such file")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise UserError(f"--samples {path!r}: not a JSON lines file ({err.reason} at byte {err.start})") from None
     records = []
-    for number, line in enumerate(file.read_text().splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        where = f"--samples {path!r} line {number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"--samples {path!r} line {number}: not JSON ({err.msg})") from None
+            raise UserError(f"{where}: not JSON ({err.msg})") from None
         if not isinstance(record, dict):
-            raise UserError(f"--samples {path!r} line {number}: expected a JSON object")
+            raise UserError(f"{where}: expected a JSON object")
         if "header" in record:
             continue
         if "token_ids" not in record and "text" not in record:
-            raise UserError(f"--samples {path!r} line {number}: no completion; needs field 'token_ids' or 'text'")
+            raise UserError(f"{where}: no completion; needs field 'token_ids' or 'text'")
         if "prompt" not in record and not ("benchmark" in record and "id" in record):
+            raise UserError(f"{where}: no prompt; needs field 'prompt', or 'benchmark' and 'id'")
+        for name, types in SAMPLE_FIELD_TYPES.items():
+            value = record.get(name)
+            if name in record and (isinstance(value, bool) or not isinstance(value, types)):
+                raise UserError(f"{where}: field {name!r} has the wrong type ({value!r})")
+        ids = record.get("token_ids")
+        if "token_ids" in record and not (isinstance(ids, list) and all(type(t) is int for t in ids)):
+            raise UserError(f"{where}: field 'token_ids' must be a list of integer token ids")
+        bad = [t for t in ids or [] if vocab_size is not None and not 0 <= t < vocab_size]
+        if bad:
             raise UserError(
-                f"--samples {path!r} line {number}: no prompt; needs field 'prompt', or 'benchmark' and 'id'"
+                f"{where}: token id {bad[0]} is not in the model's vocabulary (0..{vocab_size - 1}); were these "
+                "samples drawn with another model?"
             )
         records.append(record)
     if not records:
@@ -95,7 +123,7 @@ def read_samples(path: str) -> list[dict[str, Any]]:
 
 def rollouts_from_samples(path: str, inputs: EvalInputs, tokenizer) -> list[Rollout]:
     """The rollouts of a samples file; prompts named by benchmark and id load with `inputs`' data options."""
-    records = read_samples(path)
+    records = read_samples(path, vocab_size=len(tokenizer))  # ids of another vocabulary refused before the model
     needed = sorted({r["benchmark"] for r in records if "prompt" not in r})
     items = {
         (it.benchmark, it.id): it

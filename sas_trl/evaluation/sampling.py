@@ -9,6 +9,8 @@ work (benchmarks, the model folder and its tokenizer) are `load_items` and `load
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -20,7 +22,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..errors import UserError
-from .backends import SEEDING, Request, SamplingSettings, make_backend, model_identity
+from .backends import SEEDING, Request, SamplingSettings, make_backend, model_fingerprint, model_identity
 from .config import EvalInputs
 from .datasets import EvalItem, load_benchmark
 from .store import SampleStore
@@ -73,15 +75,44 @@ def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> tuple[int, ...]:
 
 
 def samples_header(config: EvalInputs) -> dict[str, Any]:
-    """What decides a sample: the model, the sampling settings, the grading, and how samples are seeded (one
-    random stream per sample, `backends.request_seed`; a samples file written before had per-batch seeds and
-    no `seeding` entry, so resuming it is refused rather than mixing the two)."""
+    """What decides a sample: the model and its files (`backends.model_fingerprint`: new weights at the same path
+    are not the same model), the sampling settings, the grading, and how samples are seeded (one random stream
+    per sample, `backends.request_seed`; a samples file written before had per-batch seeds and no `seeding`
+    entry, so resuming it is refused rather than mixing the two). The problem itself is recorded per sample
+    (`problem_digest`)."""
     return {
         "model": model_identity(config.model),
+        "weights": model_fingerprint(config.model),
         **asdict(config.sampling),
         "reward_format": config.reward_format,
         "seeding": SEEDING,
     }
+
+
+def problem_digest(item: EvalItem) -> str:
+    """A short hash of what the model is asked and what is graded (the messages and gold answers): a benchmark's
+    parameters (`--addition_terms`, its source file, a `--prompt` text) that change a problem change it."""
+    text = json.dumps([item.messages, item.answers], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_problems(store: SampleStore, items: Sequence[EvalItem], n: int) -> None:
+    """Refuse a samples file whose saved samples were drawn for other problems under the same (benchmark, id)."""
+    stale = []
+    for item in items:
+        digest = problem_digest(item)
+        for j in range(n):
+            record = store.get((item.benchmark, item.id, j))
+            if record is not None and record.get("problem") != digest:
+                stale.append(f"{item.benchmark}/{item.id}")
+                break
+    if stale:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise UserError(
+            f"{store.path} holds samples of other problems under the same names ({shown}: the prompt or gold answer "
+            "differs, e.g. other --addition_terms or another source file); pass another --output_dir, or --overwrite "
+            "to discard them"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,6 +167,7 @@ def sample_and_grade(
     Returns (samples generated now, seconds spent generating and grading).
     """
     by_key = {(item.benchmark, item.id): item for item in items}
+    digests = {key: problem_digest(item) for key, item in by_key.items()}
     requests = [
         Request((item.benchmark, item.id, j), encode_prompt(tokenizer, item.messages))
         for item in items
@@ -156,6 +188,7 @@ def sample_and_grade(
             records = []
             for c, score in zip(completions, scores, strict=True):
                 record = {"benchmark": c.key[0], "id": c.key[1], "sample": c.key[2], "correct": score}
+                record["problem"] = digests[c.key[:2]]
                 record.update(tokens=len(c.token_ids), finish=c.finish_reason, text=c.text)
                 if keep_token_ids:
                     record["token_ids"] = c.token_ids
@@ -187,10 +220,12 @@ class SamplingRun:
     ) -> SamplingRun:
         """Open (or resume) `samples_file` in the output folder, then build the backend unless one is given.
 
-        The header is checked first: a samples file drawn with other settings fails before the model loads.
+        The header and the saved samples' problems are checked first: a samples file drawn with other settings,
+        another model's files or for other problems fails before the model loads.
         """
         path = config.resolved_output_dir() / samples_file
         store = SampleStore(path, samples_header(config), overwrite=config.overwrite)
+        check_problems(store, items, config.n)
         if backend is None:
             backend = make_backend(config.backend, config.model, tokenizer, config.batch_size, config.sampling.seed)
         return cls(config, items, tokenizer, store, backend)

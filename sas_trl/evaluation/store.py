@@ -1,8 +1,9 @@
 """The samples file: one JSON line per finished, graded sample, appended and flushed as it completes.
 
-The first line is a header with the settings that decide what a sample means (model, sampling, grading). A
-re-run reads the file back, checks the header against its own settings and skips the samples already there,
-so a crash or Ctrl-C loses at most the batch in flight. A last line cut short by a crash is dropped.
+The first line is a header with the settings that decide what a sample means (model and its weights, sampling,
+grading). A re-run reads the file back, checks the header against its own settings and every line's fields, and
+skips the samples already there, so a crash or Ctrl-C loses at most the batch in flight. A last line cut short by
+a crash (no newline) is dropped; damage anywhere else is refused with the file and line, never repaired silently.
 """
 
 from __future__ import annotations
@@ -16,6 +17,38 @@ from ..errors import UserError
 
 Key = tuple[str, str, int]
 
+# What every record holds (field -> accepted types), as `sampling.sample_and_grade` writes it.
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "benchmark": (str,),
+    "id": (str,),
+    "sample": (int,),
+    "correct": (int, float, type(None)),
+    "tokens": (int,),
+    "finish": (str,),
+    "text": (str,),
+}
+# What a header entry means, for the message when it differs.
+HEADER_HINTS = {"weights": "the model's files changed at the same path"}
+
+
+def check_record(record: Any, where: str) -> dict:
+    """`record` if it has every field of `RECORD_FIELDS` with its type (and integer `token_ids` when present);
+    else a UserError starting with `where` (the file and line)."""
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for name, types in RECORD_FIELDS.items():
+        if name not in record:
+            raise UserError(f"{where}: no field {name!r}; not a sample written by sas-trl")
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise UserError(f"{where}: field {name!r} has the wrong type ({value!r})")
+    if record["sample"] < 0 or record["tokens"] < 0:
+        raise UserError(f"{where}: fields 'sample' and 'tokens' must be >= 0")
+    ids = record.get("token_ids")
+    if ids is not None and not (isinstance(ids, list) and all(type(t) is int and t >= 0 for t in ids)):
+        raise UserError(f"{where}: field 'token_ids' must be a list of token ids (integers >= 0)")
+    return record
+
 
 class SampleStore:
     """Append-only jsonl of sample records (`benchmark`, `id`, `sample`, ...), keyed by (benchmark, id, sample)."""
@@ -24,6 +57,10 @@ class SampleStore:
         self.path = Path(path)
         self.header = header
         self.records: dict[Key, dict] = {}
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a folder where the samples file goes; use another --output_dir")
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise UserError(f"--output_dir {str(self.path.parent)!r} is an existing file, not a folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and not overwrite:
             self._load()
@@ -36,20 +73,35 @@ class SampleStore:
         if len(complete) != len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(len(complete))
-        lines = complete.decode().splitlines()
-        if not lines or "header" not in json.loads(lines[0]):
+        lines = complete.split(b"\n")[:-1]
+        found = self._line(lines[0], 1) if lines else None
+        if not isinstance(found, dict) or not isinstance(found.get("header"), dict):
             raise UserError(f"{self.path} is not a samples file of sas-trl (no header); use another --output_dir")
-        found = json.loads(lines[0])["header"]
+        found = found["header"]
         changed = {k: (found.get(k), v) for k, v in self.header.items() if found.get(k) != v}
         if changed:
-            what = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            what = ", ".join(
+                f"{k}: {old!r} -> {new!r}" + (f" ({HEADER_HINTS[k]})" if k in HEADER_HINTS else "")
+                for k, (old, new) in changed.items()
+            )
             raise UserError(
                 f"{self.path} holds samples drawn with other settings ({what}); pass another --output_dir, "
                 "or --overwrite to discard them"
             )
-        for line in lines[1:]:
-            record = json.loads(line)
+        for number, line in enumerate(lines[1:], start=2):
+            record = check_record(self._line(line, number), f"{self.path} line {number}")
             self.records[(record["benchmark"], record["id"], record["sample"])] = record
+
+    def _line(self, line: bytes, number: int) -> Any:
+        try:
+            return json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise UserError(f"{self.path} line {number}: not UTF-8 text ({err.reason}); damaged file?") from None
+        except json.JSONDecodeError as err:
+            raise UserError(
+                f"{self.path} line {number}: not a JSON line ({err.msg}); damaged file? pass another --output_dir, "
+                "or --overwrite to discard it"
+            ) from None
 
     def __contains__(self, key: Key) -> bool:
         return key in self.records
