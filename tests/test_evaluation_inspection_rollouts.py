@@ -53,3 +53,22 @@ def test_prompts_are_items_without_gold_answers_and_verdicts():
     assert [(it.benchmark, it.id, it.answers) for it in items] == [("prompt", "0", []), ("prompt", "1", [])]
     assert items[1].messages == [{"role": "user", "content": "Add 3, 4."}]
     assert [verdict(c) for c in (1.0, 0.0, 0.5, None)] == [True, False, False, None]
+
+
+def test_rollouts_carry_the_graded_answer_and_the_reference(tmp_path):
+    from sas_trl.evaluation.datasets import load_benchmark
+
+    tok = build_tokenizer()
+    path = tmp_path / "samples.jsonl"
+    lines = [
+        {"benchmark": "addition", "id": "1", "correct": 0.0, "text": "1 + 2 = 3\n\n</think>\\boxed{3}"},
+        {"prompt": "Add 2, 2.", "answer": 4, "text": "2 + 2 = 4\n\n</think>\\boxed{4}", "correct": 1.0},
+        {"prompt": "Add 1, 1.", "text": "1 + 1 = 2"},  # no </think>: nothing graded, no reference
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    inputs = EvalInputs(model="m", benchmarks=[], limit=2)
+    out = rollouts_from_samples(str(path), inputs, tok)
+    gold = next(it.answers for it in load_benchmark("addition", {}, None, 2, None) if it.id == "1")
+    assert [(r.answer, r.reference) for r in out] == [("3", tuple(gold)), ("4", ("4",)), (None, ())]
+    plain = rollouts_from_samples(str(path), EvalInputs(model="m", benchmarks=[], reward_format="plain"), tok)
+    assert plain[2].answer is None and plain[0].answer == "3"  # the grading format decides what is extracted
