@@ -10,8 +10,9 @@ correct (`hash_verifier`), so SAS does all its work.
 
 * step: after a short untimed warm-up run, runs of `trl.GRPOTrainer` and `SASGRPOTrainer` interleaved (GRPO, SAS;
   then SAS, GRPO with `--runs 2`; ...). Each run makes one generation of `--batch x --steps-per-generation`
-  rollouts and trains `--steps-per-generation` optimizer steps on it. Per run: the generating step, the mean of the others (loss, backward, update), the time per optimizer step
-  over the run, and the seconds inside SAS's own code (`_apply_sas`, `_flush_sas_stats`).
+  rollouts and trains `--steps-per-generation` optimizer steps on it. Per run: the generating step, the mean of
+  the others (loss, backward, update), the time per optimizer step over the run, and the seconds inside SAS's own
+  code (`_apply_sas`, `_flush_sas_stats`).
 * masks: `segment_steps` + `select_zero_mask` on the GPU for 1,024 rollouts x 4,096 tokens (`benchmarks/masks.py`'s
   batch, the accelerator call with static slots), against the one-pass floor (a masked reduction of the same
   tensors), synchronised, interleaved.
