@@ -6,8 +6,10 @@ Pure functions over what the core computes (`segment_steps`, `select_zero_mask`)
 
 `segments` cuts the rollout into display blocks (reasoning steps, the part outside the steps such as
 `</think>` and the answer, and padding); `render_html` and `render_terminal` draw them. A step is shaded by
-its confidence exp(mean token log-prob) (the geometric-mean probability of its tokens, in [0, 1]); zeroed
-tokens are marked; the per-step mean log-prob shows on hover (HTML) or in a column (terminal). Long steps are
+its confidence exp(mean token log-prob) (the geometric-mean probability of its tokens, in [0, 1]), on a scale
+that spans the confidences shown (`confidence_scale`), so that small differences stay visible; zeroed steps get
+a red frame and label, their text left as readable as any other; the per-step mean log-prob shows on hover
+(HTML) or in a column (terminal). Long steps are
 collapsed (HTML: the rest opens on click; terminal: head ... tail), and a strip of one cell per step keeps a
 4,000-token rollout scannable. Everything the model wrote is HTML-escaped.
 
@@ -169,13 +171,15 @@ CSS = """
 .sas-rollout .steps{border-left:3px solid #d0d7de;padding-left:6px}
 .sas-rollout .step{display:flex;gap:8px;align-items:flex-start;margin:2px 0;padding:3px 6px;border-radius:4px;
  border:1px solid transparent}
-.sas-rollout .step.z{border:1px dashed #cf222e}
+.sas-rollout .step.z{border:2px solid #cf222e;border-left-width:6px;padding:2px 5px 2px 1px}
 .sas-rollout .num{flex:0 0 64px;font:11px/1.6 ui-monospace,monospace;color:#57606a;text-align:right}
 .sas-rollout .step.z .num{color:#cf222e;font-weight:700}
-.sas-rollout .txt{flex:1;white-space:pre-wrap;word-break:break-word;
+.sas-rollout .step.z .num:after{content:"adv 0";display:block;font-size:10px}
+.sas-rollout .txt{flex:1;white-space:pre-wrap;word-break:break-word;color:#1f2328;
  font:12.5px/1.5 ui-monospace,SFMono-Regular,monospace}
-.sas-rollout .zt{background:repeating-linear-gradient(135deg,rgba(207,34,46,.22) 0 4px,rgba(207,34,46,.08) 4px 8px);
- text-decoration:line-through;text-decoration-color:rgba(207,34,46,.55)}
+.sas-rollout .zt{border-bottom:2px solid #cf222e}
+.sas-rollout .note{color:#1f2328;font-size:12px;margin:0 0 4px 0}
+.sas-rollout .note b{font-weight:600}
 .sas-rollout .nl{color:#8c959f;font-size:11px;margin-left:3px}
 .sas-rollout .outside{background:#f6f8fa;color:#57606a}
 .sas-rollout .pad{color:#8c959f;font-style:italic;font-size:12px;padding:2px 6px}
@@ -188,22 +192,47 @@ CSS = """
 .sas-legend .sw{display:inline-block;width:22px;height:12px;vertical-align:middle;border-radius:2px}
 """
 
+# The shading's opacity range: light enough at the low end that text on the darkest step stays readable.
+LIGHTEST, DARKEST = 0.04, 0.5
 
-def confidence_color(confidence: float | None) -> str:
-    """Background of a step: blue, darker for more confident steps (confidence = exp(mean log-prob))."""
+
+def confidence_scale(confidences) -> tuple[float, float]:
+    """(low, high): the range of the given step confidences, the ends of the shading scale.
+
+    A single value (or none) gives a range around it, so it is shaded mid-scale.
+    """
+    values = [c for c in confidences if c is not None and not math.isnan(c)]
+    if not values:
+        return (0.0, 1.0)
+    low, high = min(values), max(values)
+    if high - low < 1e-6:
+        return (max(low - 0.05, 0.0), min(high + 0.05, 1.0))
+    return (low, high)
+
+
+def confidence_color(confidence: float | None, scale: tuple[float, float] = (0.0, 1.0)) -> str:
+    """Background of a step: blue, darker for more confident steps (confidence = exp(mean log-prob)).
+
+    `scale` = (low, high): a step at `low` gets the lightest shade, one at `high` the darkest.
+    """
     if confidence is None:
         return "transparent"
-    return f"rgba(9,105,218,{0.06 + 0.56 * min(max(confidence, 0.0), 1.0):.3f})"
+    low, high = scale
+    position = (confidence - low) / (high - low) if high > low else 0.5
+    return f"rgba(9,105,218,{LIGHTEST + (DARKEST - LIGHTEST) * min(max(position, 0.0), 1.0):.3f})"
 
 
-def legend_html(ratio: float | None = None) -> str:
-    """What the colours and marks mean."""
+def legend_html(ratio: float | None = None, scale: tuple[float, float] = (0.0, 1.0)) -> str:
+    """What the colours and marks mean; `scale` is the shading's (low, high) confidence."""
     r = "" if ratio is None else f" (r = {ratio:g})"
+    low, high = scale
+    ramp = f"linear-gradient(90deg,{confidence_color(low, scale)},{confidence_color(high, scale)})"
     return (
         '<div class="sas-legend">'
-        '<span>step confidence exp(mean log-prob): 0 <span class="ramp"></span> 1</span>'
-        '<span><span class="sw zt" style="background:repeating-linear-gradient(135deg,rgba(207,34,46,.3) 0 4px,'
-        'rgba(207,34,46,.1) 4px 8px);border:1px dashed #cf222e"></span> advantage set to 0 by SAS</span>'
+        f'<span>step confidence exp(mean log-prob): {low:.2f} <span class="ramp" style="background:{ramp}"></span> '
+        f"{high:.2f} (the range of the steps shown)</span>"
+        '<span><span class="sw" style="border:2px solid #cf222e;border-left-width:6px"></span> '
+        "advantage set to 0 by SAS (&quot;adv 0&quot;)</span>"
         '<span><span class="sw" style="background:#f6f8fa;border:1px solid #d0d7de"></span> '
         "outside the reasoning (&lt;/think&gt;, the answer): never zeroed</span>"
         f"<span>correct rollout: its least confident steps are zeroed{r}; failed rollout: its most confident "
@@ -221,6 +250,8 @@ def _pieces_html(pieces: tuple[tuple[str, bool], ...], head_chars: int) -> str:
         pieces = (*pieces[:-1], (last_text[:-newlines], pieces[-1][1]))
     else:
         newlines = 0
+    # A wholly zeroed step is framed as a block; only the zeroed parts of a partly zeroed one are underlined.
+    partly = any(z for _, z in pieces) and not all(z for _, z in pieces)
     for text, zeroed in pieces:
         cut = max(0, min(len(text), head_chars - used)) if used < head_chars else 0
         # Collapse only when enough is left to be worth a click.
@@ -229,7 +260,7 @@ def _pieces_html(pieces: tuple[tuple[str, bool], ...], head_chars: int) -> str:
         for part, target in ((text[:cut], shown), (text[cut:], hidden)):
             if part:
                 escaped = html.escape(part)
-                target.append(f'<span class="zt">{escaped}</span>' if zeroed else escaped)
+                target.append(f'<span class="zt">{escaped}</span>' if zeroed and partly else escaped)
         used += len(text)
     out = "".join(shown)
     if hidden:
@@ -252,6 +283,8 @@ def render_html(
     uid: str = "r",
     head_chars: int = HEAD_CHARS,
     standalone: bool = False,
+    notes: tuple[str, ...] = (),
+    scale: tuple[float, float] | None = None,
 ) -> str:
     """One rollout as HTML: a header, a strip of one cell per step, then every step as a shaded block.
 
@@ -260,10 +293,20 @@ def render_html(
         title: a line above the rollout (escaped), e.g. the prompt.
         uid: prefix of the element ids (unique per page, so the strip's links jump to the right steps).
         standalone: a whole HTML document with its stylesheet and legend (a wandb.Html cell, a file).
+        notes: lines under the header (escaped), e.g. the answer and the counting rule.
+        scale: the shading's (low, high) confidence; default: the range of this rollout's steps.
     """
     segs = segments(token_ids, tokenizer, step_ids, token_logps, zero, mask)
     return html_from_segments(
-        segs, is_correct, is_truncated=is_truncated, title=title, uid=uid, head_chars=head_chars, standalone=standalone
+        segs,
+        is_correct,
+        is_truncated=is_truncated,
+        title=title,
+        uid=uid,
+        head_chars=head_chars,
+        standalone=standalone,
+        notes=notes,
+        scale=scale,
     )
 
 
@@ -276,9 +319,13 @@ def html_from_segments(
     uid: str = "r",
     head_chars: int = HEAD_CHARS,
     standalone: bool = False,
+    notes: tuple[str, ...] = (),
+    scale: tuple[float, float] | None = None,
 ) -> str:
     """`render_html` from blocks already cut by `segments`."""
     facts = summary(segs)
+    if scale is None:
+        scale = confidence_scale(s.confidence for s in segs if s.kind == STEP)
     kind = "unknown" if is_correct is None else "correct" if is_correct else "failed"
     mark = {"correct": "✓", "failed": "✗", "unknown": "?"}[kind]
     head = (
@@ -302,7 +349,7 @@ def html_from_segments(
         )
         z = " z" if seg.zeroed else ""
         anchor = f"{html.escape(uid)}-s{seg.step}"
-        color = confidence_color(seg.confidence)
+        color = confidence_color(seg.confidence, scale)
         cells.append(f'<a class="{z.strip()}" href="#{anchor}" title="{tip}" style="background:{color}"></a>')
         blocks.append(
             f'<div class="step{z}" id="{anchor}" title="{tip}" style="background:{color}">'
@@ -310,11 +357,12 @@ def html_from_segments(
             f'<span class="txt">{_pieces_html(seg.pieces, head_chars)}</span></div>'
         )
     title_html = f'<div class="facts">{html.escape(title)}</div>' if title else ""
+    notes_html = "".join(f'<div class="note">{html.escape(note)}</div>' for note in notes)
     body = (
-        f'<div class="sas-rollout">{title_html}{head}<div class="strip">{"".join(cells)}</div>'
+        f'<div class="sas-rollout">{title_html}{head}{notes_html}<div class="strip">{"".join(cells)}</div>'
         f'<div class="steps">{"".join(blocks)}</div></div>'
     )
-    return html_document(legend_html() + body) if standalone else body
+    return html_document(legend_html(scale=scale) + body) if standalone else body
 
 
 def html_document(body: str, title: str = "SAS: rendered rollouts") -> str:

@@ -26,3 +26,25 @@ def test_mask_benchmark_agrees_and_writes_json(tmp_path, vocab):
     assert result["results"]["vectorized"]["peak_bytes"] > 0
     assert not result["results"]["loop_reference"]["extrapolated"]
     assert "loop / vectorized" in completed.stdout
+
+
+@pytest.mark.slow
+def test_gpu_step_benchmark_runs_at_a_tiny_shape_on_cpu(tmp_path):
+    out = tmp_path / "gpu_step.json"
+    command = [sys.executable, "benchmarks/gpu_step.py", "--tiny", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    result = json.loads(out.read_text())
+    assert result["config"]["device"] == "cpu" and result["config"]["architecture"]["vocab_size"] == 151936
+    assert result["config"]["architecture"]["num_key_value_heads"] == 2  # DeepScaleR's attention layout, shrunk
+    steps = result["steps"]
+    assert steps["same_rollouts"]  # learning rate 0: both trainers trained on the same rollouts
+    for kind in ("grpo", "sas"):
+        run = steps[kind]["runs"][0]
+        assert len(run["step_seconds"]) == 2 and run["per_optimizer_step_s"] > 0 and run["train_only_step_s"] > 0
+    assert steps["sas"]["sas_own_s_per_step"] > 0 and steps["grpo"]["sas_own_s_per_step"] == 0
+    assert steps["ratio_per_optimizer_step"] > 0
+    masks = result["masks"]["results"]
+    assert masks["floor"]["min_s"] > 0 and masks["vectorized"]["x_floor"] > 0
+    assert "SAS / GRPO per optimizer step" in completed.stdout

@@ -29,6 +29,23 @@ def test_version_and_help(capsys):
     assert "--sas_ratio" in out and "--model_name_or_path" in out and "--dataset_name" in out
 
 
+def test_train_help_lists_sas_then_run_then_model_then_trl_settings(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    headers = [line for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert [h.split(" (")[0] for h in headers] == [
+        "SAS settings",
+        "run settings",
+        "model settings",
+        "training settings",
+    ]
+    sas, run, model, trl = (out.index(h) for h in headers)
+    assert sas < out.index("--sas_ratio") < out.index("--sas_correct_threshold") < run  # every sas_* field first
+    assert run < out.index("--dataset_name") < out.index("--reward_params") < model
+    assert model < out.index("--model_name_or_path") < trl < out.index("--learning_rate") < out.index("--beta ")
+    assert out.count("--sas_ratio SAS_RATIO") == 1 and out.index("--sas_ratio") < 200  # at the top, once
+
+
 def test_console_script_is_installed():
     result = subprocess.run([Path(sys.executable).parent / "sas-trl", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == f"sas-trl {__version__}"

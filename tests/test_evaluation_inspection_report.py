@@ -56,3 +56,50 @@ def test_terminal_summary_shows_a_correct_and_a_failed_rollout():
     text = terminal_summary(v, tok, statistics_of(v), "m", color=False)
     assert text.startswith("m: 2 rollouts (1 correct, 1 failed, 0 without a verdict, 1 truncated)")
     assert "rollout #0" in text and "rollout #1" in text and "\x1b[" not in text
+
+
+def test_each_rollout_states_its_verdict_answers_and_counting_rule():
+    from dataclasses import replace
+
+    tok = build_tokenizer()
+    v = view(tok)
+    v.rollouts[0] = replace(v.rollouts[0], answer="12", reference=("12",))
+    page = report_html(v, tok, statistics_of(v), {"sas_ratio": 0.3}, "m", max_rendered=2)
+    assert "Verdict: correct. Answer graded: 12. Reference: 12." in page
+    assert "Verdict: failed; cut at the token budget. Answer graded: none extracted" in page
+    assert "Reference: none given." in page
+    # rollout 0 has 3 steps: correct zeroes ceil(0.9) = 1; as if failed, 3 - ceil(2.1) = 0
+    assert "Counting (paper): r = 0.3, 3 steps, correct: zero ceil(r x N) = ceil(0.9) = 1 step." in page
+    assert "r = 0.3, 3 steps, failed: zero N - ceil((1 - r) x N) = 3 - ceil(2.1) = 0 steps." in page
+    assert "r = 0.3, 4 steps, failed: zero N - ceil((1 - r) x N) = 4 - ceil(2.8) = 1 step." in page
+
+
+def test_counting_note_says_when_the_settings_leave_a_rollout_alone():
+    from sas_trl.core import SASRule
+    from sas_trl.evaluation.inspection_report import counting_note
+
+    steps = torch.tensor([0, 0, 1, 2, -1])  # 3 steps
+    note = counting_note(SASRule(strategy="correct_only"), steps, correct=False, truncated=False)
+    assert note.endswith("but sas_strategy 'correct_only' leaves failed rollouts alone: 0 zeroed.")
+    assert "fewer than sas_min_steps = 4: 0 zeroed" in counting_note(SASRule(min_steps=4), steps, True, False)
+    release = counting_note(SASRule(count_mode="release"), steps, correct=True, truncated=False)
+    assert "zero ceil(N - 1 + r) = ceil(2.3) = 3 steps." in release
+    token = counting_note(SASRule(granularity="token", ratio=0.5), steps, correct=True, truncated=False)
+    assert "4 tokens, correct: zero ceil(r x N) = ceil(2) = 2 tokens." in token
+
+
+def test_one_shading_scale_spans_the_observed_confidences():
+    import re
+
+    tok = build_tokenizer()
+    v = view(tok)
+    v.logps = torch.where(v.step_ids == 0, -0.1, -1.0) * v.mask  # step 0 confident (0.905), the rest 0.368
+    page = report_html(v, tok, statistics_of(v), {"sas_ratio": 0.3}, "m", max_rendered=2)
+    assert '0.37 <span class="ramp"' in page and "</span> 0.90 (the range of the steps shown)" in page
+    shades = {
+        float(a)
+        for a in re.findall(
+            r'class="step[^"]*" id="r\d+-s\d+" title="[^"]*" style="background:rgba\(9,105,218,([\d.]+)\)', page
+        )
+    }
+    assert shades == {0.04, 0.5}  # the lowest and highest observed confidence take the scale's two ends

@@ -102,3 +102,22 @@ def test_token_ids_outside_the_vocabulary_are_refused_with_the_line(tmp_path):
             rollouts_from_samples(str(path), inputs, tok)
     path.write_text(json.dumps(ok) + "\n")
     assert rollouts_from_samples(str(path), inputs, tok)[0].completion_ids == ok["token_ids"]
+
+
+def test_rollouts_carry_the_graded_answer_and_the_reference(tmp_path):
+    from sas_trl.evaluation.datasets import load_benchmark
+
+    tok = build_tokenizer()
+    path = tmp_path / "samples.jsonl"
+    lines = [
+        {"benchmark": "addition", "id": "1", "correct": 0.0, "text": "1 + 2 = 3\n\n</think>\\boxed{3}"},
+        {"prompt": "Add 2, 2.", "answer": 4, "text": "2 + 2 = 4\n\n</think>\\boxed{4}", "correct": 1.0},
+        {"prompt": "Add 1, 1.", "text": "1 + 1 = 2"},  # no </think>: nothing graded, no reference
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    inputs = EvalInputs(model="m", benchmarks=[], limit=2)
+    out = rollouts_from_samples(str(path), inputs, tok)
+    gold = next(it.answers for it in load_benchmark("addition", {}, None, 2, None) if it.id == "1")
+    assert [(r.answer, r.reference) for r in out] == [("3", tuple(gold)), ("4", ("4",)), (None, ())]
+    plain = rollouts_from_samples(str(path), EvalInputs(model="m", benchmarks=[], reward_format="plain"), tok)
+    assert plain[2].answer is None and plain[0].answer == "3"  # the grading format decides what is extracted

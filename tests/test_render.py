@@ -137,3 +137,36 @@ def test_shapes_must_agree(rollout):
     tok, ids, mask, step_ids, logps = rollout
     with pytest.raises(ValueError, match="shape"):
         segments(ids[:-1], tok, step_ids, logps, torch.zeros_like(ids, dtype=torch.bool), mask)
+
+
+def test_zeroed_steps_stay_readable_framed_not_struck_through(rollout):
+    from sas_trl.render import CSS
+
+    tok, ids, mask, step_ids, logps = rollout
+    page = render_html(ids, tok, step_ids, logps, zero_for(rollout, True), True, mask=mask, standalone=True)
+    assert "line-through" not in page and "repeating-linear-gradient" not in page  # no strike, no hatching
+    assert ".sas-rollout .step.z{border:2px solid #cf222e" in CSS and 'content:"adv 0"' in CSS
+    zeroed_text = re.findall(r'<div class="step z"[^>]*>.*?<span class="txt">(.*?)</span></div>', page)
+    assert zeroed_text[1].startswith("Let me double-check: 3 + 4 = 7")  # plain text, no overlay span
+    partly = torch.zeros_like(ids, dtype=torch.bool)
+    partly[2] = True  # one token of step 0: only that part is underlined
+    page = render_html(ids, tok, step_ids, logps, partly, True, mask=mask)
+    assert page.count('<span class="zt">') == 1
+
+
+def test_shading_scale_spans_the_given_confidences():
+    from sas_trl.render import DARKEST, LIGHTEST, confidence_color, confidence_scale, legend_html
+
+    scale = confidence_scale([0.42, 0.61, None, 0.55])
+    assert scale == (0.42, 0.61)
+    assert confidence_color(0.42, scale) == f"rgba(9,105,218,{LIGHTEST:.3f})"
+    assert confidence_color(0.61, scale) == f"rgba(9,105,218,{DARKEST:.3f})"
+    assert confidence_color(0.42, (0.0, 1.0)) != confidence_color(0.61, (0.0, 1.0))
+    assert confidence_scale([0.5]) == (0.45, 0.55) and confidence_scale([]) == (0.0, 1.0)
+    assert "0.42 <span" in legend_html(0.3, scale) and "0.61 (the range" in legend_html(0.3, scale)
+
+
+def test_notes_are_shown_escaped(rollout):
+    tok, ids, mask, step_ids, logps = rollout
+    page = render_html(ids, tok, step_ids, logps, zero_for(rollout, True), True, mask=mask, notes=("a <b> note",))
+    assert '<div class="note">a &lt;b&gt; note</div>' in page

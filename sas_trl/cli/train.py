@@ -2,21 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 
 HELP = "train with SAS from a recipe (fields of SASConfig, ModelConfig and RunArguments; flags override)"
+USAGE = "usage: sas-trl train --recipe FILE [--field value ...]"
+
+
+def help_text() -> str:
+    """`--help`: the SAS settings first, then the run settings, the model's, then TRL's and transformers'.
+
+    Only the help is regrouped: `parse` still reads the same dataclasses in the same order.
+    """
+    from trl import TrlParser
+
+    from ..training.arguments import RunArguments, dataclass_types
+
+    run_types = dataclass_types()
+    parser = TrlParser(run_types)
+    run_fields = {f.name for f in dataclasses.fields(RunArguments)}
+    model_fields = {f.name for f in dataclasses.fields(run_types[2])}
+    sections: dict[str, list] = {
+        "SAS settings (SASConfig's sas_* fields)": [],
+        "run settings (data, rewards, launch: RunArguments)": [],
+        "model settings (TRL's ModelConfig)": [],
+        "training settings (TRL's GRPOConfig and transformers' TrainingArguments)": [],
+    }
+    titles = list(sections)
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        if action.dest == "help":
+            continue
+        index = (
+            0
+            if action.dest.startswith("sas_")
+            else 1
+            if action.dest in run_fields
+            else 2
+            if action.dest in model_fields
+            else 3
+        )
+        sections[titles[index]].append(action)
+    formatter = parser._get_formatter()
+    for title, actions in sections.items():
+        formatter.start_section(title)
+        formatter.add_arguments(actions)
+        formatter.end_section()
+    return f"{USAGE}\n\n{formatter.format_help()}"
 
 
 def main(argv: list[str]) -> int:
-    from ..training.arguments import dataclass_types
     from ..training.recipes import parse
 
     if "-h" in argv or "--help" in argv:
-        from trl import TrlParser
-
-        print("usage: sas-trl train --recipe FILE [--field value ...]\n")
-        print(TrlParser(dataclass_types()).format_help().split("\n", 2)[-1])
+        print(help_text())
         return 0
     run_args, sas_args, model_args, recipe = parse(argv)
     from pathlib import Path

@@ -2,7 +2,9 @@
 histograms.
 
 `inspect.html` shows every rollout rendered (`sas_trl.render`), under its verdict and under the other one (what
-SAS would zero if it were correct, and if it had failed), with the settings, a legend and the histograms.
+SAS would zero if it were correct, and if it had failed), with the settings, a legend and the histograms. Each
+rollout states its verdict, the answer the verifier graded and the reference, and the counting rule with what it
+gives for that rollout; all rollouts share one shading scale, the range of their step confidences.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..core import count_steps, step_statistics
-from ..render import html_document, html_from_segments, legend_html, render_terminal, segments
-from .inspection_rollouts import Inspection
+from ..core import SASRule, count_steps, step_statistics, steps_to_zero
+from ..render import confidence_scale, html_document, html_from_segments, legend_html, render_terminal, segments
+from .inspection_rollouts import Inspection, Rollout
 
 
 def statistics_of(view: Inspection) -> dict[str, Any]:
@@ -52,6 +54,48 @@ def statistics_of(view: Inspection) -> dict[str, Any]:
     }
 
 
+def answer_note(rollout: Rollout) -> str:
+    """The verdict with what decided it: the graded answer and the reference answer(s)."""
+    verdict = "no verdict" if rollout.correct is None else "correct" if rollout.correct else "failed"
+    answer = rollout.answer if rollout.answer is not None else "none extracted (no </think> or no \\boxed{})"
+    reference = " or ".join(rollout.reference) if rollout.reference else "none given"
+    cut = "; cut at the token budget" if rollout.truncated else ""
+    return f"Verdict: {verdict}{cut}. Answer graded: {answer}. Reference: {reference}."
+
+
+def counting_note(rule: SASRule, step_ids: torch.Tensor, correct: bool, truncated: bool) -> str:
+    """The counting rule and what it gives for one rollout under a verdict, e.g. "r = 0.3, 3 steps, correct:
+    zero ceil(0.3 x 3) = ceil(0.9) = 1 step". `step_ids`: (T,) from the rule's segmentation."""
+    unit = "token" if rule.granularity == "token" else "step"
+    n = int((step_ids >= 0).sum()) if unit == "token" else int(count_steps(step_ids[None])[0])
+    k = int(steps_to_zero(torch.tensor([n]), torch.tensor([correct]), rule.ratio, rule.count_mode)[0])
+    r = rule.ratio
+    if rule.count_mode == "release":
+        formula = (
+            f"ceil(N - 1 + r) = ceil({n - 1 + r:g})"
+            if correct
+            else f"N - ceil(N - 1 + (1 - r)) = {n} - ceil({n - r:g})"
+        )
+    else:
+        formula = (
+            f"ceil(r x N) = ceil({r * n:.4g})" if correct else f"N - ceil((1 - r) x N) = {n} - ceil({(1 - r) * n:.4g})"
+        )
+    kind = "correct" if correct else "failed"
+
+    def units(count: int) -> str:
+        return f"{count} {unit}{'' if count == 1 else 's'}"
+
+    text = f"Counting ({rule.count_mode}): r = {r:g}, {units(n)}, {kind}: zero {formula} = {units(k)}"
+    touched = rule.strategy == "both" or rule.strategy == ("correct_only" if correct else "failed_only")
+    if not touched:
+        return f"{text}; but sas_strategy {rule.strategy!r} leaves {kind} rollouts alone: 0 zeroed."
+    if n < rule.min_steps:
+        return f"{text}; but fewer than sas_min_steps = {rule.min_steps}: 0 zeroed."
+    if not correct and rule.failed_scope == "truncated" and not truncated:
+        return f"{text}; but sas_failed_scope 'truncated' shields only truncated rollouts: 0 zeroed."
+    return text + "."
+
+
 def report_html(
     view: Inspection, tokenizer, stats: dict, settings: dict, model: str, max_rendered: int, plot: Path | None = None
 ) -> str:
@@ -71,14 +115,17 @@ def report_html(
     if plot is not None and plot.is_file():
         data = base64.b64encode(plot.read_bytes()).decode()
         image = f'<img alt="histograms" style="max-width:100%" src="data:image/png;base64,{data}">'
+    shown = min(max_rendered, len(view.rollouts))
+    confidence, counts = step_statistics(view.step_ids[:shown], view.logps[:shown])  # (B, S) mean log-probs
+    scale = confidence_scale(confidence[counts > 0].exp().tolist())  # one scale for every rollout shown
     parts = [
         f"<h2 style='font:600 18px system-ui'>SAS inspection: {html.escape(model)}</h2>",
         f"<p style='font:13px system-ui;max-width:1100px'>{html.escape(facts)}</p>",
         f"<table style='font:12px system-ui;margin-bottom:10px'>{rows}</table>",
         image,
-        legend_html(settings.get("sas_ratio")),
+        legend_html(settings.get("sas_ratio"), scale),
     ]
-    shown = min(max_rendered, len(view.rollouts))
+    rule = SASRule.from_settings(settings)
     if shown < len(view.rollouts):
         parts.append(f"<p style='font:13px system-ui'>The first {shown} of {len(view.rollouts)} rollouts:</p>")
     for i in range(shown):
@@ -87,8 +134,10 @@ def report_html(
         title = f"#{i} · prompt: {r.prompt_text[:200]}" + ("…" if len(r.prompt_text) > 200 else "")
         if r.correct is None:
             title += " · no verdict: shown as if correct"
-        main = _render(view, tokenizer, i, verdict, r, title, f"r{i}")
-        other = _render(view, tokenizer, i, not verdict, r, None, f"r{i}o", as_verdict=not verdict)
+        notes = (answer_note(r), counting_note(rule, view.step_ids[i], verdict, r.truncated))
+        main = _render(view, tokenizer, i, verdict, r, title, f"r{i}", scale, notes)
+        other_notes = (counting_note(rule, view.step_ids[i], not verdict, r.truncated),)
+        other = _render(view, tokenizer, i, not verdict, r, None, f"r{i}o", scale, other_notes, as_verdict=not verdict)
         label = "if it had failed" if verdict else "if it were correct"
         parts.append(
             f"{main}<details style='margin:-10px 0 22px 70px;font:12px system-ui'><summary>what SAS would zero "
@@ -97,10 +146,12 @@ def report_html(
     return html_document("".join(parts), title=f"SAS inspection: {model}")
 
 
-def _render(view, tokenizer, i, verdict, rollout, title, uid, as_verdict=None) -> str:
+def _render(view, tokenizer, i, verdict, rollout, title, uid, scale, notes, as_verdict=None) -> str:
     segs = segments(view.ids[i], tokenizer, view.step_ids[i], view.logps[i], view.zero_for(i, verdict), view.mask[i])
     shown = rollout.correct if as_verdict is None else as_verdict
-    return html_from_segments(segs, shown, is_truncated=rollout.truncated, title=title, uid=uid)
+    return html_from_segments(
+        segs, shown, is_truncated=rollout.truncated, title=title, uid=uid, notes=notes, scale=scale
+    )
 
 
 def terminal_summary(view: Inspection, tokenizer, stats: dict, model: str, color: bool | None = None) -> str:

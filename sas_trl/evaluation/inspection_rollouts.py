@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..rewards.extraction import extract_answer, gold_strings
 from .config import EvalInputs
 from .datasets import EvalItem, load_benchmark
 from .sampling import SamplingRun, encode_prompt, open_grader
@@ -31,6 +32,8 @@ class Rollout:
     completion_ids: list[int]
     correct: bool | None  # None: no verdict (a prompt without a gold answer)
     truncated: bool
+    answer: str | None = None  # the answer the verifier graded (None: none extracted, e.g. no </think>)
+    reference: tuple[str, ...] = ()  # the gold answers (empty: none known)
 
 
 @dataclass
@@ -143,7 +146,19 @@ def rollouts_from_samples(path: str, inputs: EvalInputs, tokenizer) -> list[Roll
         if ids is None:
             ids = tokenizer(r["text"], add_special_tokens=False)["input_ids"]
         correct, truncated = verdict(r.get("correct")), r.get("finish") == "length"
-        out.append(Rollout(prompt_text(messages), encode_prompt(tokenizer, messages), list(ids), correct, truncated))
+        text = r["text"] if "text" in r else tokenizer.decode(ids, skip_special_tokens=True)
+        reference = item.answers if "prompt" not in r else gold_strings(r["answer"]) if "answer" in r else []
+        out.append(
+            Rollout(
+                prompt_text(messages),
+                encode_prompt(tokenizer, messages),
+                list(ids),
+                correct,
+                truncated,
+                extract_answer(text, inputs.reward_format),
+                tuple(reference),
+            )
+        )
     return out
 
 
@@ -171,6 +186,14 @@ def sample_rollouts(
         item = items[i // config.n]
         correct, truncated = verdict(r["correct"]), r["finish"] == "length"
         rollouts.append(
-            Rollout(prompt_text(item.messages), prompts[(item.benchmark, item.id)], r["token_ids"], correct, truncated)
+            Rollout(
+                prompt_text(item.messages),
+                prompts[(item.benchmark, item.id)],
+                r["token_ids"],
+                correct,
+                truncated,
+                extract_answer(r["text"], config.reward_format),
+                tuple(item.answers),
+            )
         )
     return rollouts, run.backend

@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .arguments import RunArguments
 from .recipe_files import dump_recipe
 
+# The project's source repository (pyproject's [project.urls] Repository; a test keeps the two equal).
+REPOSITORY_URL = "https://github.com/sas-trl/sas-trl"
 CARD = "README.md"
 EVAL_RESULTS = "eval_results.md"
 METRICS = "train_metrics.json"
@@ -25,6 +28,7 @@ SAS_FIELDS = (
     "sas_ranking",
     "sas_failed_scope",
     "sas_count_mode",
+    "sas_min_steps",
     "sas_delimiter",
     "sas_think_end",
     "sas_correct_reward_index",
@@ -67,11 +71,79 @@ def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
     return metrics
 
 
+def card_title(args) -> str:
+    """`run_name`, else `hub_model_id`'s name, else the output folder's name (never "None")."""
+    for name in (getattr(args, "run_name", None), getattr(args, "hub_model_id", None)):
+        if name:
+            return str(name).rstrip("/").rsplit("/", 1)[-1]
+    return Path(args.output_dir).resolve().name
+
+
+def _recipe_value(recipe: dict[str, Any], key: str) -> Any:
+    """A `RunArguments` key from the resolved recipe, or its default when the recipe leaves it out."""
+    if key in recipe:
+        return recipe[key]
+    default = RunArguments.__dataclass_fields__[key]
+    return default.default_factory() if callable(default.default_factory) else default.default
+
+
+def _inline(value: Any) -> str:
+    """A recipe value on one line, in backticks."""
+    return f"`{json.dumps(value) if isinstance(value, dict | list) else value}`"
+
+
+def method_text(args, base: str, recipe: dict[str, Any]) -> str:
+    """What was trained, in words: SAS with its settings, or (SAS off) the baseline's rewards and transforms."""
+    rule = args.sas_rule
+    rewards = _recipe_value(recipe, "reward_funcs")
+    reward_params = _recipe_value(recipe, "reward_params") or {}
+    transforms = _recipe_value(recipe, "prompt_transforms") or []
+    reward_line = f"Rewards: {', '.join(f'`{r}`' for r in rewards)}"
+    if getattr(args, "reward_weights", None):
+        reward_line += f" (weights {', '.join(f'{w:g}' for w in args.reward_weights)})"
+    if reward_params:
+        reward_line += f"; reward parameters {_inline(reward_params)}"
+    if transforms:
+        reward_line += f"; prompt transforms {', '.join(f'`{t}`' for t in transforms)}"
+        transform_params = _recipe_value(recipe, "transform_params") or {}
+        if transform_params:
+            reward_line += f" with {_inline(transform_params)}"
+    if rule.enabled:
+        scope = {"both": "correct and failed rollouts", "correct_only": "correct rollouts only"}.get(
+            rule.strategy, "failed rollouts only"
+        )
+        reasoning = f"before {rule.think_end!r}" if rule.think_end else "in the whole completion"
+        return (
+            f"Post-trained from `{base}` with GRPO and **Step-level Advantage Selection** (SAS, arXiv 2604.24003): "
+            f"in correct rollouts the least confident reasoning steps, and in verifier-failed rollouts the most "
+            f"confident ones, get advantage 0. Here: ratio r = {rule.ratio:g} applied to {scope}, "
+            f"`{rule.selection}` selection of `{rule.granularity}`s ranked by `{rule.ranking}` log-prob, "
+            f"`{rule.count_mode}` counting, steps ending at {rule.delimiter!r} {reasoning}.\n\n"
+            f"{reward_line}. The full settings and recipe are below."
+        )
+    kind = "GRPO" if list(rewards) == ["accuracy"] and not transforms else "a GRPO baseline"
+    return (
+        f"Post-trained from `{base}` with {kind}, with Step-level Advantage Selection **off** "
+        f"(`sas_strategy: {rule.strategy}`, `sas_ratio: {rule.ratio:g}`): every token keeps its GRPO advantage.\n\n"
+        f"{reward_line}. The full recipe is below."
+    )
+
+
 def model_card(
-    repo_id: str, args, base_model: str, recipe: dict[str, Any], metrics: dict[str, float], eval_table: str | None
+    repo_id: str | None,
+    args,
+    base_model: str,
+    recipe: dict[str, Any],
+    metrics: dict[str, float],
+    eval_table: str | None,
 ) -> str:
-    """Markdown model card: what was trained, with which SAS settings and recipe, and how it went."""
-    sas_rows = "\n".join(f"| `{name}` | `{getattr(args, name)!r}` |" for name in SAS_FIELDS)
+    """Markdown model card: what was trained (SAS and its settings, or the baseline), its recipe, how it went.
+
+    `repo_id` is the Hub repo pushed to (None when not pushing); the title is `card_title(args)`.
+    """
+    rule = args.sas_rule
+    settings = {**rule.settings(), **{name: getattr(args, name) for name in SAS_FIELDS if hasattr(args, name)}}
+    sas_rows = "\n".join(f"| `{name}` | `{value!r}` |" for name, value in settings.items())
     keys = (
         "reward",
         "completions/mean_length",
@@ -84,26 +156,25 @@ def model_card(
     metric_rows = "\n".join(f"| `{k}` | {metrics[k]:.4g} |" for k in keys if k in metrics)
     evaluation = eval_table.strip() if eval_table else "No evaluation was run for this checkpoint yet."
     base = base_model if not base_model.startswith("/") else Path(base_model).name
+    tags = ("sas-trl", *(("sas",) if rule.enabled else ()), "grpo", "trl", "reasoning")
+    tag_lines = "\n".join(f"- {tag}" for tag in tags)
+    hub_line = f"\nHub repository: `{repo_id}`.\n" if repo_id else ""
     return f"""---
 library_name: transformers
 base_model: {base}
 tags:
-- sas-trl
-- grpo
-- trl
-- reasoning
+{tag_lines}
 ---
 
-# {repo_id}
+# {card_title(args)}
 
-Post-trained from `{base}` with GRPO and **Step-level Advantage Selection** (SAS, arXiv 2604.24003)
-using [sas-trl](https://pypi.org/project/sas-trl/): in correct rollouts the least confident reasoning
-steps, and in verifier-failed rollouts the most confident ones, get advantage 0.
-
+{method_text(args, base, recipe)}
+Trained with [sas-trl]({REPOSITORY_URL}).
+{hub_line}
 - Steps: {args.max_steps if args.max_steps > 0 else "see recipe"}; max completion length: {args.max_completion_length}
 - Generations per prompt: {args.num_generations}; learning rate: {args.learning_rate}; KL beta: {args.beta}
 
-## SAS settings
+## SAS settings{"" if rule.enabled else " (off)"}
 
 | setting | value |
 | --- | --- |
@@ -131,7 +202,7 @@ Reproduce with `sas-trl train --recipe recipe.yaml`:
 
 def write_card(
     output_dir: str | Path,
-    repo_id: str,
+    repo_id: str | None,
     args,
     base_model: str,
     recipe: dict[str, Any],
