@@ -1,8 +1,8 @@
-"""Step-level Advantage Selection (SAS) as pure tensor functions.
+"""Step-level Advantage Selection (SAS): the rule, as one settings object and pure tensor functions.
 
 A rollout's reasoning (everything before the think-end token) is split into steps at tokens whose text
-contains the delimiter ("\\n\\n"). Each step's confidence is the mean log-prob of its tokens under the
-policy that sampled the rollout. With ratio r and N non-empty steps:
+contains the delimiter ("\\n\\n", `sas_trl.segmentation`). Each step's confidence is the mean log-prob of its
+tokens under the policy that sampled the rollout (`sas_trl.selection`). With ratio r and N non-empty steps:
 
 * correct rollout: the ceil(r * N) least confident steps get advantage 0 (their reasoning is not
   reinforced just because the final answer was right);
@@ -12,250 +12,265 @@ policy that sampled the rollout. With ratio r and N non-empty steps:
 After group normalisation a zeroed step sits below its positive peers in a winner and above its
 negative peers in a loser, so one operation both suppresses and shields.
 
+`SASRule` is the one definition of these settings and their validation: `SASConfig` (training), `sas-trl
+inspect`, `sas-trl analyze-truncation` and the verl integration all build one and call its methods.
+
 Shapes: B rollouts, T completion tokens, S step slots: by default the max step index + 1 (read from the data);
 callers that must not read tensor values back to the host (the trainer on an accelerator) pass a static
-`num_slots` instead, such as T, which bounds the number of steps. Everything here is vectorised over (B, T) or
-(B, S); the only per-vocabulary work (which tokens end a step) is done once per tokenizer. On a CPU the (B, T)
-passes run over blocks of rows, so their temporaries stay in cache and peak memory stays near the outputs
-(benchmarks/masks.py, docs/benchmarks.md).
+`num_slots` instead, such as T, which bounds the number of steps.
 """
 
 from __future__ import annotations
 
-import math
-from functools import lru_cache
+import dataclasses
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from .errors import UserError
+from .segmentation import (
+    boundary_table,
+    count_steps,
+    row_chunks,
+    segment_steps,
+    token_granularity,
+    vocab_tables,
+    vocabulary_warnings,
+)
+from .selection import RANKINGS, SELECTIONS, SelectionInputs, step_statistics
+
+__all__ = [
+    "COUNT_MODES",
+    "FAILED_SCOPES",
+    "GRANULARITIES",
+    "STRATEGIES",
+    "SASRule",
+    "SASRuleError",
+    "boundary_table",
+    "count_steps",
+    "segment_steps",
+    "select_zero_mask",
+    "step_statistics",
+    "steps_to_zero",
+    "token_granularity",
+    "vocab_tables",
+    "vocabulary_warnings",
+]
+
 STRATEGIES = ("both", "correct_only", "failed_only", "none")
-SELECTIONS = ("confidence", "random")
 GRANULARITIES = ("step", "token")
-RANKINGS = ("mean", "std")
 FAILED_SCOPES = ("all", "truncated")
 COUNT_MODES = ("paper", "release")
-# The `sas_*` settings (SASConfig's field names) that take one of a fixed set of values.
-SAS_CHOICES = {
-    "sas_strategy": STRATEGIES,
-    "sas_selection": SELECTIONS,
-    "sas_granularity": GRANULARITIES,
-    "sas_ranking": RANKINGS,
-    "sas_failed_scope": FAILED_SCOPES,
-    "sas_count_mode": COUNT_MODES,
-}
+NO_THINK_END = ("none", "null")  # how a flag or recipe spells "no think-end token" (YAML null works too)
+PREFIX = "sas_"  # the settings' names in SASConfig, recipes and flags: sas_ratio, sas_strategy, ...
 
 
-def invalid_choice(settings) -> str | None:
-    """The message for the first `sas_*` choice attribute of `settings` outside its allowed values, else None."""
-    for name, allowed in SAS_CHOICES.items():
-        value = getattr(settings, name)
-        if value not in allowed:
-            return f"{name}={value!r} is not valid; allowed values: {', '.join(repr(v) for v in allowed)}"
-    return None
+class SASRuleError(UserError):
+    """An invalid SAS setting; the message names it as `sas_<name>`, its value and what is allowed."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Segmentation
-# --------------------------------------------------------------------------------------------------
+def _listed(values) -> str:
+    return ", ".join(repr(v) for v in values)
 
 
-@lru_cache(maxsize=16)
-def _vocab_tables(tokenizer, delimiter: str, think_end: str | None) -> tuple[torch.Tensor, int | None]:
-    """Per-vocabulary facts, computed once per (tokenizer, delimiter, think_end).
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
-    Returns:
-        ends_step: BoolTensor (V,), True for tokens whose own decoded text contains `delimiter`.
-        think_end_id: id of `think_end` if it is a single token of the vocabulary, else None.
+
+@dataclass(frozen=True)
+class SASRule:
+    r"""What SAS zeroes: the paper's rule and its ablations. Immutable; validated when made.
+
+    The defaults are the paper (arXiv 2604.24003): ratio 0.3, both rollout kinds, confidence-ranked
+    "\n\n"-delimited steps of the text before `</think>`. `SASConfig` exposes each field as `sas_<name>`.
     """
-    vocab = tokenizer.get_vocab()
-    size = max(len(tokenizer), max(vocab.values()) + 1)
-    # Decoding each id on its own is what "a token's text" means for byte-level BPE: a token holding half a
-    # UTF-8 character decodes to U+FFFD, which can never contain an ASCII delimiter, so nothing is missed.
-    texts = tokenizer.batch_decode(
-        [[i] for i in range(size)], skip_special_tokens=False, clean_up_tokenization_spaces=False
+
+    ratio: float = field(
+        default=0.3,
+        metadata=_help(
+            "Selection ratio r in [0, 1]: correct rollouts zero ceil(r*N) of their N steps, failed rollouts zero "
+            "N - ceil((1-r)*N). 0 disables SAS (plain GRPO)."
+        ),
     )
-    ends_step = torch.tensor([delimiter in text for text in texts], dtype=torch.bool)
-    think_end_id = vocab.get(think_end) if think_end else None
-    return ends_step, think_end_id
+    strategy: str = field(
+        default="both",
+        metadata=_help(
+            f"Which rollouts SAS touches: {_listed(STRATEGIES)}. 'correct_only' is the paper's 'Only Correct' "
+            "ablation."
+        ),
+    )
+    selection: str = field(
+        default="confidence",
+        metadata=_help(
+            f"How steps are chosen, a registered selection (sas_trl.selection): {_listed(SELECTIONS)}. 'random' is "
+            "the paper's ablation: keys drawn once per rollout at generation, from `seed`, the global step and the "
+            "process index."
+        ),
+    )
+    granularity: str = field(
+        default="step",
+        metadata=_help(
+            f"Unit of selection: {_listed(GRANULARITIES)}. 'token' treats every reasoning token as a step (ablation)."
+        ),
+    )
+    ranking: str = field(
+        default="mean",
+        metadata=_help(
+            f"Step confidence, a registered ranking (sas_trl.selection): {_listed(RANKINGS)}. 'mean' is the mean "
+            "token log-prob; 'std' ranks by the spread of the step's log-probs (ablation)."
+        ),
+    )
+    failed_scope: str = field(
+        default="all",
+        metadata=_help(
+            f"Which failed rollouts are shielded: {_listed(FAILED_SCOPES)}. 'truncated' shields only rollouts that "
+            "hit max_completion_length without EOS; the paper uses 'all'."
+        ),
+    )
+    count_mode: str = field(
+        default="paper",
+        metadata=_help(
+            f"Step counting: {_listed(COUNT_MODES)}. 'release' reproduces the public code release exactly "
+            "(docs/release_mode.md)."
+        ),
+    )
+    min_steps: int = field(
+        default=1,
+        metadata=_help(
+            "Rollouts with fewer steps than this are left to plain GRPO (nothing zeroed). 1 is the paper's rule; 2 "
+            "keeps one-step rollouts (a model that writes no delimiter) from being zeroed whole when correct."
+        ),
+    )
+    delimiter: str = field(
+        default="\n\n", metadata=_help("Step delimiter: a token whose text contains it ends a step.")
+    )
+    think_end: str | None = field(
+        default="</think>",
+        metadata=_help(
+            "Token that ends the reasoning part; it and everything after are never zeroed. 'none' (null in a "
+            "recipe; or a vocabulary without the token) makes the whole completion the reasoning part. An empty "
+            "string is refused."
+        ),
+    )
 
+    def __post_init__(self):
+        def bad(name: str, allowed: str, value: Any = None) -> SASRuleError:
+            shown = getattr(self, name) if value is None else value
+            return SASRuleError(f"{PREFIX}{name}={shown!r} is not valid; allowed values: {allowed}")
 
-def vocab_tables(tokenizer, delimiter: str = "\n\n", think_end: str | None = "</think>"):
-    """Public, cached access to `(ends_step (V,), think_end_id | None)` for a tokenizer."""
-    if not delimiter:
-        raise ValueError("delimiter must be a non-empty string")
-    return _vocab_tables(tokenizer, delimiter, think_end)
+        for name, allowed in (
+            ("strategy", STRATEGIES),
+            ("selection", tuple(SELECTIONS)),
+            ("granularity", GRANULARITIES),
+            ("ranking", tuple(RANKINGS)),
+            ("failed_scope", FAILED_SCOPES),
+            ("count_mode", COUNT_MODES),
+        ):
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
+                raise bad(name, _listed(allowed))
+        ratio = self.ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio <= 1.0:
+            raise bad("ratio", "a number in [0, 1]")  # NaN fails the comparison too
+        object.__setattr__(self, "ratio", float(ratio))
+        if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int) or self.min_steps < 1:
+            raise bad("min_steps", "an integer >= 1")
+        if not isinstance(self.delimiter, str) or not self.delimiter:
+            raise bad("delimiter", "a non-empty string")
+        think_end = self.think_end
+        if isinstance(think_end, str) and think_end.strip().lower() in NO_THINK_END:
+            object.__setattr__(self, "think_end", None)
+        elif isinstance(think_end, str) and not think_end.strip():
+            raise SASRuleError(
+                f"{PREFIX}think_end={think_end!r} is not valid: an empty value would silently switch off the "
+                "reasoning/answer split; give the token that ends the reasoning (default '</think>'), or 'none' for "
+                "no think-end (the whole completion is then the reasoning part)"
+            )
+        elif think_end is not None and not isinstance(think_end, str):
+            raise bad("think_end", "a token's text, or 'none'")
 
+    # -- construction and naming ------------------------------------------------------------------------
 
-def segment_steps(
-    completion_ids: torch.Tensor,
-    completion_mask: torch.Tensor,
-    tokenizer,
-    delimiter: str = "\n\n",
-    think_end: str | None = "</think>",
-    *,
-    trim_unterminated: bool = False,
-    table: torch.Tensor | None = None,
-) -> torch.LongTensor:
-    """Step index of every reasoning token.
+    @classmethod
+    def fields(cls) -> tuple[dataclasses.Field, ...]:
+        """The settings, in order; `metadata["help"]` is each one's help text (CLI flags are made from these)."""
+        return dataclasses.fields(cls)
 
-    Args:
-        completion_ids: LongTensor (B, T).
-        completion_mask: (B, T), nonzero for valid (non-padding) tokens.
-        tokenizer: the rollout tokenizer; its per-vocabulary boundary table is cached.
-        delimiter: a token whose decoded text contains it ends a step and belongs to the step it ends.
-        think_end: the reasoning part is every valid token before the first `think_end` token. With
-            `None`, or a vocabulary without it as a single token, every valid token is reasoning.
-        trim_unterminated: drop the last valid token of rollouts without a think-end token from the
-            reasoning part (what the public code release does; see docs/release_mode.md).
-        table: BoolTensor (V',) from `boundary_table`, on the ids' device, covering every id that can occur
-            (e.g. sized to the model's embedding rows). Skips the per-call range check of the ids, which reads
-            their min and max back to the host.
+    @classmethod
+    def from_settings(cls, source: Mapping[str, Any] | Any) -> SASRule:
+        """The rule named by `sas_*` keys of a mapping or attributes of an object (e.g. a `SASConfig`).
 
-    Returns:
-        LongTensor (B, T): 0, 1, ... for reasoning tokens; -1 for padding, the think-end token and
-        everything after it.
-    """
-    ends_step, think_end_id = vocab_tables(tokenizer, delimiter, think_end)
-    if table is None:
-        table, remap = _boundary_table(ends_step, completion_ids)
-    else:
-        remap = False
-    outside = table.numel() - 1
-    step_ids = torch.empty(completion_ids.shape, dtype=torch.long, device=completion_ids.device)
-    for rows in _row_chunks(completion_ids):
-        ids = completion_ids[rows]
-        valid = completion_mask[rows] != 0
-        reasoning = valid
-        if think_end_id is not None:
-            is_end = valid & (ids == think_end_id)
-            reasoning = valid & (is_end.cumsum(dim=1, dtype=torch.int32) == 0)
-            if trim_unterminated:
-                unterminated = ~is_end.any(dim=1, keepdim=True)
-        elif trim_unterminated:
-            unterminated = torch.ones_like(valid[:, :1])
-        if trim_unterminated:
-            seen = valid.cumsum(dim=1, dtype=torch.int32)
-            last_valid = valid & (seen == seen[:, -1:])
-            reasoning = reasoning & ~(last_valid & unterminated)
+        Missing names keep their defaults.
+        """
+        get = source.get if isinstance(source, Mapping) else lambda key, default: getattr(source, key, default)
+        missing = object()
+        values = {f.name: get(PREFIX + f.name, missing) for f in cls.fields()}
+        return cls(**{name: value for name, value in values.items() if value is not missing})
 
-        lookup = torch.where((ids < 0) | (ids >= outside), outside, ids) if remap else ids
-        boundary = table.index_select(0, lookup.reshape(-1)).view_as(ids) & reasoning
-        # Exclusive cumsum: a boundary token still belongs to the step it closes. int32 until the final write.
-        steps = boundary.cumsum(dim=1, dtype=torch.int32).sub_(boundary.to(torch.int32))
-        step_ids[rows] = steps
-        step_ids[rows].masked_fill_(~reasoning, -1)
-    return step_ids
+    def settings(self) -> dict[str, Any]:
+        """`{"sas_ratio": 0.3, ...}`: the rule under the names recipes, flags and `SASConfig` use."""
+        return {PREFIX + f.name: getattr(self, f.name) for f in self.fields()}
 
+    # -- what the settings imply -------------------------------------------------------------------------
 
-def boundary_table(
-    tokenizer, size: int, delimiter: str = "\n\n", think_end: str | None = "</think>", device=None
-) -> torch.BoolTensor:
-    """BoolTensor (max(size, V),) on `device`: which ids end a step, padded with False up to `size`.
+    @property
+    def enabled(self) -> bool:
+        """Whether SAS can zero anything: off for strategy 'none' and for ratio 0 in paper counting (the release's
+        counting zeroes N - 1 steps of a correct rollout even at ratio 0)."""
+        return self.strategy != "none" and (self.ratio > 0 or self.count_mode == "release")
 
-    Built once (the trainer sizes it to the model's embedding rows, which bound every id the model can emit) and
-    passed to `segment_steps(..., table=...)`, so segmentation never checks the ids' range at run time.
-    """
-    ends_step, _ = vocab_tables(tokenizer, delimiter, think_end)
-    table = torch.zeros(max(size, ends_step.numel()), dtype=torch.bool)
-    table[: ends_step.numel()] = ends_step
-    return table.to(device)
+    @property
+    def draws_random_keys(self) -> bool:
+        """Whether rollouts need keys drawn once at generation (a random selection), so reuse repeats the choice."""
+        return self.enabled and SELECTIONS[self.selection].draws_random_keys
 
+    @property
+    def trim_unterminated(self) -> bool:
+        """The release drops the last token of a rollout without think-end from its reasoning (release mode)."""
+        return self.count_mode == "release"
 
-def _boundary_table(ends_step: torch.Tensor, completion_ids: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """`ends_step` on the ids' device, plus whether some id falls outside it and needs remapping first.
+    # -- the rule applied ----------------------------------------------------------------------------------
 
-    Ids beyond the tokenizer (a model's padded embedding rows) and negative ids never end a step. The common
-    case, every id inside the vocabulary, indexes the table directly without a per-token clamp.
-    """
-    table = _on_device(ends_step, completion_ids.device)
-    if completion_ids.numel() == 0:
-        return table, False
-    low, high = (int(x) for x in torch.aminmax(completion_ids))
-    if low >= 0 and high < table.numel():
-        return table, False
-    return torch.cat([table, table.new_zeros(1)]), True  # the extra last entry: "not a boundary"
+    def vocab(self, tokenizer) -> tuple[torch.Tensor, int | None]:
+        """`(ends_step (V,), think_end_id | None)` for this rule's delimiter and think-end (cached per tokenizer)."""
+        return vocab_tables(tokenizer, self.delimiter, self.think_end)
 
+    def boundary_table(self, tokenizer, size: int, device=None) -> torch.Tensor:
+        """BoolTensor (max(size, V),): see `sas_trl.segmentation.boundary_table`."""
+        return boundary_table(tokenizer, size, self.delimiter, self.think_end, device=device)
 
-# Rows per chunk on a CPU: a chunk's few-bytes-per-token temporaries then stay in cache instead of each making a
-# pass over main memory (and, at >= 32 MiB, being page-faulted in afresh by malloc). On a GPU one chunk is fastest.
-_CPU_CHUNK_TOKENS = 1 << 17
+    def segment(self, completion_ids, completion_mask, tokenizer, table=None) -> torch.LongTensor:
+        """Step index (B, T) of every reasoning token, -1 elsewhere (`segment_steps` with this rule's settings)."""
+        return segment_steps(
+            completion_ids,
+            completion_mask,
+            tokenizer,
+            self.delimiter,
+            self.think_end,
+            trim_unterminated=self.trim_unterminated,
+            table=table,
+        )
 
-
-def _row_chunks(tensor: torch.Tensor):
-    """Slices of the rows of a (B, T) tensor."""
-    batch, length = tensor.shape
-    rows = max(1, _CPU_CHUNK_TOKENS // max(length, 1)) if tensor.device.type == "cpu" else max(batch, 1)
-    for start in range(0, batch, rows):
-        yield slice(start, start + rows)
-
-
-_DEVICE_TABLES: dict[tuple[int, torch.device], torch.Tensor] = {}
-
-
-def _on_device(table: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if table.device == device:
-        return table
-    key = (id(table), device)
-    if key not in _DEVICE_TABLES:
-        _DEVICE_TABLES[key] = table.to(device)
-    return _DEVICE_TABLES[key]
-
-
-def token_granularity(step_ids: torch.Tensor) -> torch.LongTensor:
-    """(B, T) -> (B, T): every reasoning token becomes its own step (the token-level ablation)."""
-    in_step = step_ids >= 0
-    return torch.where(in_step, in_step.long().cumsum(dim=1) - 1, -1)
+    def zero_mask(
+        self,
+        step_ids: torch.Tensor,
+        token_logps: torch.Tensor,
+        is_correct: torch.Tensor,
+        *,
+        is_truncated: torch.Tensor | None = None,
+        random_keys: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        num_slots: int | None = None,
+    ) -> torch.BoolTensor:
+        """BoolTensor (B, T), the tokens whose advantage this rule sets to 0 (see `select_zero_mask`)."""
+        return _zero_mask(self, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots)
 
 
 # --------------------------------------------------------------------------------------------------
-# Confidence and selection
+# Counting and selection
 # --------------------------------------------------------------------------------------------------
-
-
-def step_statistics(
-    step_ids: torch.Tensor, token_logps: torch.Tensor, ranking: str = "mean", num_slots: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-step confidence and size.
-
-    Args:
-        step_ids: LongTensor (B, T), -1 outside steps.
-        token_logps: FloatTensor (B, T); values outside steps are ignored (may be NaN).
-        ranking: "mean" -> mean token log-prob; "std" -> minus the std of the step's log-probs
-            (a step whose tokens the policy is unevenly sure of counts as less confident).
-        num_slots: S, static; must exceed every step index (T always does). None reads it from the data.
-
-    Returns:
-        confidence: FloatTensor (B, S), undefined (0) for empty steps.
-        counts: LongTensor (B, S), tokens per step.
-    """
-    if ranking not in RANKINGS:
-        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
-    num_slots = _num_slots(step_ids, num_slots)
-    # Column 0 collects the tokens outside steps (index -1 + 1) and is dropped at the end.
-    shape = (step_ids.size(0), num_slots + 1)
-    sums = torch.zeros(shape, dtype=torch.float32, device=step_ids.device)
-    counts = torch.zeros(shape, dtype=torch.long, device=step_ids.device)
-    one = counts.new_ones(())
-    for rows in _row_chunks(step_ids):
-        index = step_ids[rows] + 1
-        sums[rows].scatter_add_(1, index, token_logps[rows].float())
-        counts[rows].scatter_add_(1, index, one.expand(index.shape))
-    counts[:, 0] = 0
-    mean = sums / counts.clamp(min=1)
-    if ranking == "mean":
-        return mean[:, 1:], counts[:, 1:]
-    squares = torch.zeros_like(sums)
-    for rows in _row_chunks(step_ids):
-        index = step_ids[rows] + 1
-        centered = token_logps[rows].float() - mean[rows].gather(1, index)
-        squares[rows].scatter_add_(1, index, centered.square_())
-    return -(squares / counts.clamp(min=1)).sqrt()[:, 1:], counts[:, 1:]
-
-
-def _num_slots(step_ids: torch.Tensor, num_slots: int | None = None) -> int:
-    """S: `num_slots` when given (static, no read-back), else one more than the largest step index, at least 1."""
-    if num_slots is not None:
-        return max(int(num_slots), 1)
-    return max(int(step_ids.max()) + 1, 1) if step_ids.numel() else 1
 
 
 def _ceil(x: torch.Tensor) -> torch.Tensor:
@@ -292,19 +307,13 @@ def select_zero_mask(
     step_ids: torch.Tensor,
     token_logps: torch.Tensor,
     is_correct: torch.Tensor,
-    ratio: float = 0.3,
-    strategy: str = "both",
+    rule: SASRule | float | None = None,
     *,
-    selection: str = "confidence",
-    granularity: str = "step",
-    ranking: str = "mean",
-    failed_scope: str = "all",
     is_truncated: torch.Tensor | None = None,
-    count_mode: str = "paper",
-    generator: torch.Generator | None = None,
     random_keys: torch.Tensor | None = None,
-    min_steps: int = 1,
+    generator: torch.Generator | None = None,
     num_slots: int | None = None,
+    **settings: Any,
 ) -> torch.BoolTensor:
     """Tokens whose advantage SAS sets to 0.
 
@@ -312,60 +321,46 @@ def select_zero_mask(
         step_ids: LongTensor (B, T) from `segment_steps` (-1 outside steps).
         token_logps: FloatTensor (B, T), log-probs of the sampled tokens under the rollout policy.
         is_correct: BoolTensor (B,), the verifier's verdict; every other rollout counts as failed.
-        ratio: r in [0, 1].
-        strategy: "both", "correct_only", "failed_only" or "none" (which rollouts are touched).
-        selection: "confidence" (the method) or "random" (ablation): steps are ranked by `random_keys`, or,
-            without them, by keys drawn from `generator`.
-        granularity: "step" (the method) or "token" (ablation: each reasoning token is a step).
-        ranking: "mean" (the method) or "std" (ablation), see `step_statistics`.
-        failed_scope: "all" (the paper) or "truncated": only failed rollouts that hit the length limit
-            are shielded; needs `is_truncated`.
-        is_truncated: BoolTensor (B,), rollouts that ended without EOS.
-        count_mode: "paper" or "release" (the public code's counting, docs/release_mode.md).
+        rule: the `SASRule`; or, as a convenience, the ratio, with the other fields as keyword `settings`
+            (`select_zero_mask(steps, logps, correct, ratio=0.3, strategy="both")`).
+        is_truncated: BoolTensor (B,), rollouts that ended without EOS (needed by failed_scope "truncated").
         random_keys: FloatTensor (B, >= S), one key per step slot (slot j = step j), drawn once per rollout so
-            that reusing a rollout reuses its choice; steps with smaller keys are chosen first.
-        min_steps: rollouts with fewer non-empty steps are left untouched (plain GRPO); 1 is the paper's rule.
+            that reusing a rollout reuses its choice (selections that draw keys); steps with smaller keys go first.
+        generator: for selections that draw keys, when no `random_keys` are given.
         num_slots: static S, see `step_statistics` (T always suffices).
 
     Returns:
         BoolTensor (B, T). Ties in confidence break towards the lower step index; empty steps are never
         counted or chosen.
     """
-    _check_choice("strategy", strategy, STRATEGIES)
-    _check_choice("selection", selection, SELECTIONS)
-    _check_choice("granularity", granularity, GRANULARITIES)
-    _check_choice("failed_scope", failed_scope, FAILED_SCOPES)
-    if not 0.0 <= ratio <= 1.0 or math.isnan(ratio):
-        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
-    if failed_scope == "truncated" and is_truncated is None:
-        raise ValueError("failed_scope='truncated' needs is_truncated")
+    if isinstance(rule, SASRule):
+        if settings:
+            raise TypeError(f"pass either a SASRule or settings, not both (got {sorted(settings)})")
+    else:
+        rule = SASRule(**settings) if rule is None else SASRule(ratio=rule, **settings)
+    return _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots)
 
-    if granularity == "token":
+
+def _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots):
+    if rule.failed_scope == "truncated" and is_truncated is None:
+        raise ValueError("failed_scope='truncated' needs is_truncated")
+    if rule.granularity == "token":
         step_ids = token_granularity(step_ids)
-    confidence, counts = step_statistics(step_ids, token_logps, ranking, num_slots)
+    confidence, counts = step_statistics(step_ids, token_logps, rule.ranking, num_slots)
     present = counts > 0
     is_correct = is_correct.bool().to(step_ids.device)
 
     num_steps = present.sum(dim=1)
-    k = steps_to_zero(num_steps, is_correct, ratio, count_mode)
-    touch_correct, touch_failed = strategy in ("both", "correct_only"), strategy in ("both", "failed_only")
-    touched = ((is_correct & touch_correct) | (~is_correct & touch_failed)) & (num_steps >= min_steps)
-    if failed_scope == "truncated":
+    k = steps_to_zero(num_steps, is_correct, rule.ratio, rule.count_mode)
+    touch_correct = rule.strategy in ("both", "correct_only")
+    touch_failed = rule.strategy in ("both", "failed_only")
+    touched = ((is_correct & touch_correct) | (~is_correct & touch_failed)) & (num_steps >= rule.min_steps)
+    if rule.failed_scope == "truncated":
         touched &= is_correct | is_truncated.bool().to(step_ids.device)
     k = torch.where(touched, k, 0)
 
-    if selection == "random" and random_keys is not None:
-        if random_keys.size(1) < confidence.size(1):
-            raise ValueError(f"random_keys has {random_keys.size(1)} columns for {confidence.size(1)} step slots")
-        key = random_keys[:, : confidence.size(1)].to(confidence.device, torch.float32)
-    elif selection == "random":
-        key = torch.rand(confidence.shape, generator=generator, device=generator.device if generator else None)
-        key = key.to(confidence.device)
-    else:
-        # Correct rollouts drop their least confident steps, failed ones their most confident: sort ascending on
-        # confidence or on its negation. A stable sort keeps ties in step-index order.
-        key = torch.where(is_correct.unsqueeze(1), confidence, -confidence).nan_to_num(nan=math.inf)
-    order = torch.argsort(key, dim=1, stable=True)
+    key = SELECTIONS[rule.selection].keys(SelectionInputs(confidence, present, is_correct, random_keys, generator))
+    order = torch.argsort(key, dim=1, stable=True)  # stable: ties keep step-index order
     # Rank among the real steps only: empty slots may sit anywhere in `order` but never take a rank.
     present_sorted = present.gather(1, order)
     chosen_sorted = present_sorted & (present_sorted.cumsum(dim=1) <= k.unsqueeze(1))
@@ -374,23 +369,6 @@ def select_zero_mask(
     # Column 0 answers for the tokens outside steps (index -1 + 1): never zeroed.
     chosen = torch.cat([torch.zeros_like(chosen[:, :1]), chosen], dim=1)
     zero = torch.empty(step_ids.shape, dtype=torch.bool, device=step_ids.device)
-    for rows in _row_chunks(step_ids):
+    for rows in row_chunks(step_ids):
         torch.gather(chosen[rows], 1, step_ids[rows] + 1, out=zero[rows])
     return zero
-
-
-def count_steps(step_ids: torch.Tensor, num_slots: int | None = None) -> torch.LongTensor:
-    """(B, T) -> (B,): non-empty steps per rollout (`num_slots`: static S, see `step_statistics`)."""
-    counts = torch.zeros(
-        step_ids.size(0), _num_slots(step_ids, num_slots) + 1, dtype=torch.long, device=step_ids.device
-    )
-    one = counts.new_ones(())
-    for rows in _row_chunks(step_ids):
-        index = step_ids[rows] + 1
-        counts[rows].scatter_add_(1, index, one.expand(index.shape))
-    return (counts[:, 1:] > 0).sum(dim=1)
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

@@ -20,55 +20,18 @@ the metrics are kept as tensors and reduced once per logging step (`log`).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 from trl import GRPOTrainer
 
 from .completion_logs import CompletionLogMixin
 from .config import SASConfig
-from .core import boundary_table, segment_steps, select_zero_mask, vocab_tables
 from .rollouts import truncated_flags
-
-# Per-micro-batch counts, summed over processes at log time; each metric is numerator / denominator.
-_STATS = (
-    "zeroed_correct",
-    "tokens_correct",
-    "zeroed_failed",
-    "tokens_failed",
-    "zeroed",
-    "tokens",
-    "steps",
-    "rollouts",
-    "truncated",
-    "failed_truncated",
-    "failed",
-    "clip_low",
-    "clip_high",
-    "clip_region",
-    "kept_tokens",
-)
-_METRICS = (
-    ("sas/zeroed_frac", "zeroed", "tokens"),
-    ("sas/zeroed_frac_correct", "zeroed_correct", "tokens_correct"),
-    ("sas/zeroed_frac_failed", "zeroed_failed", "tokens_failed"),
-    ("sas/steps_per_rollout", "steps", "rollouts"),
-    ("sas/truncated_frac", "truncated", "rollouts"),
-    ("sas/failed_truncated_frac", "failed_truncated", "failed"),
-)
-# TRL's clip_ratio/* metrics, restricted to the tokens SAS keeps (zeroed tokens have advantage 0: never clipped).
-_CLIP_METRICS = {
-    "ppo": (
-        ("sas/clip_ratio/low_mean", "clip_low", "kept_tokens"),
-        ("sas/clip_ratio/high_mean", "clip_high", "kept_tokens"),
-        ("sas/clip_ratio/region_mean", "clip_region", "kept_tokens"),
-    ),
-    "cispo": (("sas/cispo_clip_ratio", "clip_high", "kept_tokens"),),
-}
-_PPO_CLIP_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
+from .sas_metrics import BatchCounts, SASStatistics, clip_flags, degenerate_warning, metrics_of
+from .segmentation import embedding_rows, vocabulary_warnings
+from .selection import draw_random_keys
 
 
 class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
@@ -91,36 +54,19 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
 
         tokenizer = self.processing_class
         self._sas_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # processors wrap a tokenizer
-        ends_step, think_end_id = vocab_tables(self._sas_tokenizer, args.sas_delimiter, args.sas_think_end)
-        if args.sas_think_end and think_end_id is None:
-            self._sas_warn(
-                f"sas_think_end={args.sas_think_end!r} is not a token of this vocabulary: every "
-                "completion token counts as reasoning"
-            )
-        if args.sas_think_end in self._sas_tokenizer.all_special_tokens:
-            self._sas_warn(
-                f"sas_think_end={args.sas_think_end!r} is a special token: TRL decodes completions with "
-                "skip_special_tokens=True, so reward functions never see it (R1-format rewards then score 0)"
-            )
-        if not ends_step.any():
-            self._sas_warn(
-                f"no token of this vocabulary contains sas_delimiter={args.sas_delimiter!r}: every "
-                "rollout is a single step"
-            )
+        self._sas_rule = args.sas_rule
+        for message in vocabulary_warnings(self._sas_tokenizer, self._sas_rule.delimiter, self._sas_rule.think_end):
+            self._sas_warn(message)
         # Every id the model can emit is below its embedding rows: no range check per micro-batch.
-        self._sas_table = boundary_table(
-            self._sas_tokenizer,
-            _embedding_rows(self.model),
-            args.sas_delimiter,
-            args.sas_think_end,
-            device=self.accelerator.device,
+        self._sas_table = self._sas_rule.boundary_table(
+            self._sas_tokenizer, embedding_rows(self.model), device=self.accelerator.device
         )
         self._sas_rollout_flags: dict[str, torch.Tensor] | None = None
         self._sas_pending: dict[str, Any] | None = None
-        self._sas_stats: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
+        self._sas_stats = SASStatistics()
         self._sas_generations: dict[str, tuple[int, int]] = {}  # mode -> (global step, generations in that step)
         self._sas_reward_values: torch.Tensor | None = None  # the correctness reward's values in the first batch
-        self._sas_degenerate_checked = not args.sas_enabled
+        self._sas_degenerate_checked = not self._sas_rule.enabled
 
     @staticmethod
     def _check_correct_reward_index(args: SASConfig, count: int, names: list[str] | None = None) -> None:
@@ -158,7 +104,7 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
         # (B, ...) tensors travel with their rollouts through TRL's shuffle, split and reuse across iterations.
         output.update(self._sas_rollout_flags)
         self._sas_rollout_flags = None
-        if self.args.sas_selection == "random" and self.args.sas_enabled:
+        if self._sas_rule.draws_random_keys:
             output["sas_random_keys"] = self._random_keys(output["completion_ids"])
         return output
 
@@ -175,10 +121,8 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
         count = count if last_step == step else 0
         self._sas_generations[mode] = (step, count + 1)
         entropy = [self.args.seed, int(mode == "eval"), step, count, self.accelerator.process_index]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
         width = max(self.max_completion_length, completion_ids.size(1))
-        generator = torch.Generator().manual_seed(seed)
-        return torch.rand(completion_ids.size(0), width, generator=generator).to(completion_ids.device)
+        return draw_random_keys(entropy, completion_ids.size(0), width).to(completion_ids.device)
 
     # -- the loss: zero selected advantages, then TRL's loss ---------------------------------------------
 
@@ -210,36 +154,20 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
             policy_logps: FloatTensor (B, T), the loss's current log-probs, detached (for the clip metrics);
                 defaults to `token_logps`.
         """
-        args = self.args
+        rule = self._sas_rule
         ids = inputs["completion_ids"]
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
-        step_ids = segment_steps(
-            ids,
-            mask,
-            self._sas_tokenizer,
-            args.sas_delimiter,
-            args.sas_think_end,
-            trim_unterminated=args.sas_count_mode == "release",
-            table=self._sas_table,
-        )
+        step_ids = rule.segment(ids, mask, self._sas_tokenizer, table=self._sas_table)
         is_correct, is_truncated = inputs["sas_is_correct"], inputs["sas_is_truncated"]
-        if args.sas_enabled:
-            zero = select_zero_mask(
+        if rule.enabled:
+            zero = rule.zero_mask(
                 step_ids,
                 token_logps,
                 is_correct,
-                args.sas_ratio,
-                args.sas_strategy,
-                selection=args.sas_selection,
-                granularity=args.sas_granularity,
-                ranking=args.sas_ranking,
-                failed_scope=args.sas_failed_scope,
                 is_truncated=is_truncated,
-                count_mode=args.sas_count_mode,
                 random_keys=inputs.get("sas_random_keys"),
-                min_steps=args.sas_min_steps,
                 num_slots=self._sas_num_slots(ids),
             )
             advantages = inputs["advantages"]
@@ -250,14 +178,26 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
             # TRL keeps its own (B,) advantages: with sequence-level importance sampling a (B, T) tensor would
             # change the backward's summation order, and only this is GRPO to the bit.
             zero = torch.zeros_like(step_ids, dtype=torch.bool)
-        if args.log_completions:  # SAS's view in TRL's completion logs (sas_trl/completion_logs.py)
+        if self.args.log_completions:  # SAS's view in TRL's completion logs (sas_trl/completion_logs.py)
             self._sas_keep_for_logs(inputs, mask, step_ids, token_logps, zero, is_correct, is_truncated)
         valid = mask.bool()
-        policy = token_logps if policy_logps is None else policy_logps
-        self._record_sas_stats(inputs, zero, valid, step_ids, policy, token_logps)
-        if not self._sas_degenerate_checked and self.model.training:
+        clipped = clip_flags(
+            token_logps if policy_logps is None else policy_logps,
+            token_logps,
+            valid,
+            inputs["advantages"],
+            self.loss_type,
+            sequence_level=self.importance_sampling_level == "sequence",
+            epsilon_low=self.epsilon_low,
+            epsilon_high=self.epsilon_high,
+            delta=self.args.delta,
+        )
+        counts = BatchCounts.of(zero, valid, step_ids, is_correct, is_truncated, clipped)
+        mode = "train" if self.model.training else "eval"
+        self._sas_stats.add(mode, counts)
+        if not self._sas_degenerate_checked and mode == "train":
             self._sas_degenerate_checked = True
-            self._check_degenerate(zero, valid, step_ids, is_correct)
+            self._check_degenerate(counts)
 
     @staticmethod
     def _sas_num_slots(completion_ids: torch.Tensor) -> int | None:
@@ -267,136 +207,33 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
 
     # -- metrics: tensors per micro-batch, one reduction per logging step --------------------------------
 
-    def _record_sas_stats(self, inputs, zero, valid, step_ids, policy_logps, old_logps) -> None:
-        is_correct, is_truncated = inputs["sas_is_correct"], inputs["sas_is_truncated"]
-        correct, failed = is_correct.unsqueeze(1), ~is_correct.unsqueeze(1)
-        kept = valid & ~zero
-        low, high, region = self._clipped(inputs, policy_logps, old_logps, valid)
-        counts = [
-            (zero & correct).sum(),
-            (valid & correct).sum(),
-            (zero & failed).sum(),
-            (valid & failed).sum(),
-            zero.sum(),
-            valid.sum(),
-            (step_ids.amax(dim=1) + 1).sum(),  # segment_steps numbers steps 0..N-1 without gaps
-            torch.full((), is_correct.numel(), device=zero.device),
-            is_truncated.sum(),
-            (~is_correct & is_truncated).sum(),
-            (~is_correct).sum(),
-            (low & kept).sum(),
-            (high & kept).sum(),
-            (region & kept).sum(),
-            kept.sum(),
-        ]
-        mode = "train" if self.model.training else "eval"
-        self._sas_stats[mode].append(torch.stack([c.to(torch.float64) for c in counts]))
-
-    def _clipped(self, inputs, policy_logps, old_logps, valid):
-        """(B, T) bool x3: the tokens TRL's clip metrics count as low-, high- and region-clipped."""
-        log_ratio = policy_logps.float() - old_logps.float()
-        if self.importance_sampling_level == "sequence":  # GSPO: one ratio per rollout, the mean log-ratio
-            weight = valid.to(log_ratio.dtype)
-            log_ratio = ((log_ratio * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)).unsqueeze(-1)
-        ratio = torch.exp(log_ratio)
-        advantages = inputs["advantages"]
-        if advantages.dim() == 1:
-            advantages = advantages.unsqueeze(1)
-        if self.loss_type in _PPO_CLIP_LOSSES:
-            if self.args.delta is not None:
-                ratio = ratio.clamp(max=self.args.delta)  # TRL's clip metrics see the two-sided clamp too
-            low = (ratio < 1 - self.epsilon_low) & (advantages < 0)
-            high = (ratio > 1 + self.epsilon_high) & (advantages > 0)
-        elif self.loss_type == "cispo":
-            low = torch.zeros_like(valid)
-            high = (ratio > self.epsilon_high) & (advantages > 0)
-        else:
-            low = high = torch.zeros_like(valid)
-        low, high = low.expand_as(valid), high.expand_as(valid)
-        return low, high, low | high
-
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "train" if self.model.training else "eval"
-        self._flush_sas_stats(mode)
+        self._flush_sas_stats("train" if self.model.training else "eval")
         super().log(logs, start_time)
 
     def _flush_sas_stats(self, mode: str) -> None:
-        """Move the buffered micro-batch counts into TRL's metric lists, as one value per micro-batch.
+        """Move the buffered micro-batch counts into TRL's metric lists, one value per micro-batch.
 
         Each value is the micro-batch's ratio over all processes (what an all-reduce per micro-batch gave), and
         TRL averages the list at log time, so the logged numbers mean what they did; only the reduction moved.
         """
-        buffered, self._sas_stats[mode] = self._sas_stats[mode], []
-        if not buffered:
-            return
-        totals = self.accelerator.reduce(torch.stack(buffered), reduction="sum").cpu().tolist()
-        metrics = list(_METRICS)
-        if self.loss_type in _PPO_CLIP_LOSSES:
-            metrics += _CLIP_METRICS["ppo"]
-        elif self.loss_type == "cispo":
-            metrics += _CLIP_METRICS["cispo"]
-        index = {name: i for i, name in enumerate(_STATS)}
-        for row in totals:
-            for name, numerator, denominator in metrics:
-                if row[index[denominator]]:  # a micro-batch without, say, correct rollouts says nothing about them
-                    self._metrics[mode][name].append(row[index[numerator]] / row[index[denominator]])
+        for counts in self._sas_stats.flush(mode, lambda rows: self.accelerator.reduce(rows, reduction="sum")):
+            for name, value in metrics_of(counts, self.loss_type).items():
+                self._metrics[mode][name].append(value)
 
-    # -- the degenerate case: correct rollouts zeroed whole ----------------------------------------------
-
-    def _check_degenerate(self, zero, valid, step_ids, is_correct) -> None:
-        """Warn once, on the first training micro-batch, when SAS leaves correct rollouts nothing to learn from.
-
-        A correct rollout of N steps loses ceil(r * N) of them: a one-step rollout (no delimiter in its reasoning)
-        without an answer part loses every token. That is the paper's rule, and silent: a model that writes no
-        delimiter, or a first reward that is not a 0/1 score (every rollout then counts as correct), trains on
-        failed rollouts only. One reduction and read-back, once per run.
-        """
-        correct = is_correct.unsqueeze(1)
-        whole = is_correct & valid.any(dim=1) & ~(valid & ~zero).any(dim=1)
-        stats = torch.stack(
-            [
-                is_correct.sum(),
-                whole.sum(),
-                (zero & correct).sum(),
-                (valid & correct).sum(),
-                (step_ids.amax(dim=1) + 1).sum(),
-                torch.full((), is_correct.numel(), device=zero.device),
-            ]
-        ).to(torch.float64)
-        n_correct, n_whole, z_correct, t_correct, steps, rollouts = (
-            self.accelerator.reduce(stats, reduction="sum").cpu().tolist()
-        )
+    def _check_degenerate(self, counts: BatchCounts) -> None:
+        """Warn once, on the first training micro-batch, when SAS leaves correct rollouts nothing to learn from
+        (`sas_metrics.degenerate_warning`). One reduction and read-back, once per run."""
+        row = self.accelerator.reduce(counts.stack(), reduction="sum").cpu().tolist()
         seen = [] if self._sas_reward_values is None else self._sas_reward_values.cpu().tolist()
-        values = sorted({v for v in seen if not math.isnan(v)})
-        non_binary = not set(values) <= {0.0, 1.0}
-        if not (n_correct and (n_whole >= n_correct / 2 or (n_correct == rollouts and non_binary))):
-            return
-        args = self.args
-        shown = ", ".join(f"{v:g}" for v in values[:8]) + (f", ... ({len(values)} values)" if len(values) > 8 else "")
-        name = self.reward_func_names[args.sas_correct_reward_index]
-        self._sas_warn(
-            f"SAS, first batch: {n_whole:.0f} of {n_correct:.0f} correct rollouts had every token zeroed "
-            f"({z_correct / max(t_correct, 1):.0%} of correct rollouts' tokens); {steps / rollouts:.2f} steps per "
-            f"rollout; the correctness reward (column {args.sas_correct_reward_index}, {name!r}) took the values "
-            f"[{shown}] and 'correct' means >= {args.sas_correct_threshold:g} ({n_correct:.0f} of {rollouts:.0f} "
-            f"rollouts). A correct rollout of N steps loses ceil({args.sas_ratio:g} * N) of them: with one step (no "
-            f"{args.sas_delimiter!r} in the reasoning) that is all of it, and correct rollouts teach nothing. If the "
-            "model writes no such steps, set sas_min_steps=2 (shorter rollouts train as plain GRPO) or a delimiter it "
-            "writes; if this reward is not a 0/1 correctness score, point sas_correct_reward_index at one or set "
-            "sas_correct_threshold."
+        index = self.args.sas_correct_reward_index
+        message = degenerate_warning(
+            BatchCounts.from_row(row),
+            seen,
+            self._sas_rule,
+            reward_index=index,
+            reward_name=self.reward_func_names[index],
+            threshold=self.args.sas_correct_threshold,
         )
-
-
-def _embedding_rows(model) -> int:
-    """The number of token ids the model knows (its input and output embedding rows and config.vocab_size)."""
-    rows = []
-    for get in ("get_input_embeddings", "get_output_embeddings"):
-        module = getattr(model, get, lambda: None)()
-        for attribute in ("num_embeddings", "out_features"):
-            if isinstance(getattr(module, attribute, None), int):
-                rows.append(getattr(module, attribute))
-    config = getattr(model, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if isinstance(getattr(text_config, "vocab_size", None), int):
-        rows.append(text_config.vocab_size)
-    return max(rows, default=0)
+        if message:
+            self._sas_warn(message)

@@ -14,7 +14,8 @@ from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
 from sas_trl import count_steps, segment_steps, select_zero_mask, step_statistics
-from sas_trl.core import boundary_table, steps_to_zero, token_granularity
+from sas_trl.core import SASRule, SASRuleError, boundary_table, steps_to_zero, token_granularity
+from sas_trl.selection import SELECTIONS, SelectionInputs, register_selection
 
 # A small vocabulary with merged delimiters (".\n\n", "x\n\ny"), a lone "\n" that must not split, and </think>.
 VOCAB = ["<pad>", "a", "b", ".", "\n", "\n\n", ".\n\n", "x\n\ny", "</think>", " \\boxed{7}"]
@@ -51,7 +52,8 @@ def oracle_segment(ids, mask, delimiter="\n\n", think_end_id=THINK_END, trim_unt
     return out
 
 
-def oracle_select(step_ids, logps, correct, ratio: Fraction, strategy="both", truncated=None, scope="all"):
+def oracle_select(step_ids, logps, correct, ratio: Fraction, strategy="both", truncated=None, scope="all", keys=None):
+    """The paper's selection, one rollout at a time; with `keys` (one per step slot) the random selection."""
     steps: dict[int, list[float]] = {}
     for s, lp in zip(step_ids, logps, strict=True):
         if s >= 0:
@@ -60,12 +62,12 @@ def oracle_select(step_ids, logps, correct, ratio: Fraction, strategy="both", tr
     conf = {s: float(np.float32(sum(v)) / np.float32(len(v))) for s, v in steps.items()}
     if correct:
         k = math.ceil(ratio * n) if strategy in ("both", "correct_only") else 0
-        order = sorted(steps, key=lambda s: (conf[s], s))
+        order = sorted(steps, key=lambda s: (conf[s], s) if keys is None else (keys[s], s))
     else:
         k = n - math.ceil((1 - ratio) * n) if strategy in ("both", "failed_only") else 0
         if scope == "truncated" and not truncated:
             k = 0
-        order = sorted(steps, key=lambda s: (-conf[s], s))
+        order = sorted(steps, key=lambda s: (-conf[s], s) if keys is None else (keys[s], s))
     chosen = set(order[:k])
     return [s in chosen for s in step_ids]
 
@@ -217,18 +219,35 @@ def test_segment_rejects_empty_delimiter():
     RATIOS,
     st.sampled_from(["both", "correct_only", "failed_only", "none"]),
     st.sampled_from(["all", "truncated"]),
+    st.sampled_from(["confidence", "random"]),
+    st.integers(0, 2**31),
 )
-def test_select_matches_oracle(batch, ratio, strategy, scope):
+def test_select_matches_oracle(batch, ratio, strategy, scope, selection, seed):
     step_ids, logps, correct, truncated = batch
-    got = select_zero_mask(
-        step_ids, logps, correct, float(ratio), strategy, failed_scope=scope, is_truncated=truncated
-    )
+    keys = torch.rand(step_ids.size(0), 16, generator=torch.Generator().manual_seed(seed))  # >= S: steps 0..9
+    rule = SASRule(ratio=float(ratio), strategy=strategy, failed_scope=scope, selection=selection)
+    got = select_zero_mask(step_ids, logps, correct, rule, is_truncated=truncated, random_keys=keys)
     want = [
-        oracle_select(s, lp, c, ratio, strategy, t, scope)
-        for s, lp, c, t in zip(step_ids.tolist(), logps.tolist(), correct.tolist(), truncated.tolist(), strict=True)
+        oracle_select(s, lp, c, ratio, strategy, t, scope, None if selection == "confidence" else k)
+        for s, lp, c, t, k in zip(
+            step_ids.tolist(), logps.tolist(), correct.tolist(), truncated.tolist(), keys.tolist(), strict=True
+        )
     ]
     assert got.dtype == torch.bool and got.shape == step_ids.shape
     assert got.tolist() == want
+    # The keyword convenience builds the same rule.
+    same = select_zero_mask(
+        step_ids,
+        logps,
+        correct,
+        float(ratio),
+        strategy=strategy,
+        failed_scope=scope,
+        selection=selection,
+        is_truncated=truncated,
+        random_keys=keys,
+    )
+    assert torch.equal(got, same)
 
 
 @settings(max_examples=300, deadline=None)
@@ -454,3 +473,69 @@ def test_min_steps_leaves_short_rollouts_to_grpo():
     assert paper.tolist() == [[True, True, True, False], [True, False, False, False]]
     guarded = select_zero_mask(step_ids, logps, correct, 0.3, min_steps=2)
     assert guarded.tolist() == [[False] * 4, [True, False, False, False]]
+
+
+# --------------------------------------------------------------------------------------------------
+# SASRule: the one definition of the settings and their validation; the selection registry
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"ratio": 1.5}, "sas_ratio=1.5"),
+        ({"ratio": float("nan")}, "sas_ratio=nan"),
+        ({"ratio": True}, "sas_ratio=True"),
+        ({"ratio": "0.3"}, "sas_ratio='0.3'"),
+        ({"strategy": "wrong_only"}, "sas_strategy='wrong_only'"),
+        ({"selection": "entropy"}, "sas_selection='entropy'"),
+        ({"granularity": "sentence"}, "sas_granularity='sentence'"),
+        ({"ranking": "median"}, "sas_ranking='median'"),
+        ({"failed_scope": "some"}, "sas_failed_scope='some'"),
+        ({"count_mode": "verl"}, "sas_count_mode='verl'"),
+        ({"min_steps": 0}, "sas_min_steps=0"),
+        ({"min_steps": 1.5}, "sas_min_steps=1.5"),
+        ({"delimiter": ""}, "sas_delimiter=''"),
+        ({"think_end": ""}, "sas_think_end=''"),
+        ({"think_end": "  "}, "sas_think_end='  '"),
+        ({"think_end": 5}, "sas_think_end=5"),
+    ],
+)
+def test_rule_refuses_each_bad_setting_by_its_name(settings, named):
+    with pytest.raises(SASRuleError, match="not valid") as err:
+        SASRule(**settings)
+    assert str(err.value).startswith(named)
+    assert isinstance(err.value, ValueError)  # SASConfig's callers catch ValueError
+
+
+def test_rule_round_trips_through_its_settings_names():
+    rule = SASRule(ratio=0.5, strategy="correct_only", min_steps=2, think_end="NONE")
+    assert rule.think_end is None and rule.ratio == 0.5
+    assert rule.settings()["sas_min_steps"] == 2 and set(rule.settings()) == {f"sas_{f.name}" for f in rule.fields()}
+    assert SASRule.from_settings(rule.settings()) == rule
+    assert SASRule.from_settings({"sas_ratio": 0.1}) == SASRule(ratio=0.1)  # missing names keep the defaults
+    with pytest.raises(AttributeError):
+        rule.ratio = 0.2  # frozen: one rule, not a copy to keep in step
+    assert not SASRule(ratio=0.0).enabled and SASRule(ratio=0.0, count_mode="release").enabled
+    assert SASRule(selection="random").draws_random_keys and not SASRule(selection="random", ratio=0).draws_random_keys
+    with pytest.raises(TypeError, match="not both"):
+        select_zero_mask(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2), torch.tensor([True]), rule, ratio=0.1)
+
+
+def test_a_registered_selection_is_one_function_and_valid_everywhere():
+    @register_selection("last_first")
+    def last_first(inputs: SelectionInputs) -> torch.Tensor:
+        """Later steps first (a test rule)."""
+        return -torch.arange(inputs.confidence.size(1), dtype=torch.float32).expand_as(inputs.confidence)
+
+    try:
+        with pytest.raises(ValueError, match="registered twice"):
+            register_selection("last_first")(last_first)
+        step_ids = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3]])
+        zero = select_zero_mask(step_ids, -torch.rand(1, 8), torch.tensor([True]), 0.5, selection="last_first")
+        assert zero.tolist() == [[False] * 4 + [True] * 4]  # ceil(0.5 * 4) = 2 steps: the last two
+        assert SASRule(selection="last_first").settings()["sas_selection"] == "last_first"
+    finally:
+        del SELECTIONS["last_first"]
+    with pytest.raises(SASRuleError, match="'confidence', 'random'"):
+        SASRule(selection="last_first")

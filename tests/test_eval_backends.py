@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sas_trl.errors import UserError
 from sas_trl.evaluation import SamplingSettings, TransformersBackend, VLLMBackend
-from sas_trl.evaluation.backends import Request, request_seed, vllm_completions
+from sas_trl.evaluation.backends import Request, make_backend, request_seed, vllm_completions
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +122,24 @@ def test_vllm_mapping_rejects_mismatched_outputs():
         vllm_completions(requests[:1], [SimpleNamespace(outputs=[])])
     with pytest.raises(RuntimeError, match="outputs for 3 requests"):
         vllm_completions(requests, [])
+
+
+@pytest.mark.parametrize(
+    "bad", [{"temperature": -0.1}, {"top_p": 0.0}, {"top_p": 1.5}, {"max_tokens": 0}], ids=lambda d: next(iter(d))
+)
+def test_sampling_settings_refuse_bad_values_naming_them(bad):
+    with pytest.raises(UserError, match=r"--temperature >= 0, 0 < --top_p <= 1 .*got temperature") as err:
+        SamplingSettings(**bad)
+    name, value = next(iter(bad.items()))
+    assert f"{name} {value}" in str(err.value)
+    assert SamplingSettings(temperature=0.0, top_p=1.0, max_tokens=1).max_tokens == 1  # the edges are valid
+
+
+def test_make_backend_refuses_vllm_without_a_gpu(monkeypatch):
+    import sas_trl.evaluation.backends as backends
+
+    monkeypatch.setattr(backends, "vllm_available", lambda: False)
+    with pytest.raises(UserError, match="--backend vllm needs vllm installed"):
+        make_backend("vllm", "m", None, None, 0)
+    monkeypatch.setattr(TransformersBackend, "load", classmethod(lambda cls, *a: ("transformers", *a)))
+    assert make_backend("auto", "owner/name", "tok", 2, 0) == ("transformers", "owner/name", "tok", 2)

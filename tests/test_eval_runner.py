@@ -286,12 +286,12 @@ def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path, capsys)
 def test_a_baseline_without_what_aes_needs_fails_before_sampling(
     tiny_model_dir, tmp_path, capsys, monkeypatch, baseline
 ):
-    from sas_trl.evaluation import runner
+    from sas_trl.evaluation import sampling
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("the baseline must be checked before the model is loaded")
 
-    monkeypatch.setattr(runner, "make_backend", no_sampling)
+    monkeypatch.setattr(sampling, "make_backend", no_sampling)
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(baseline))
     out = tmp_path / "o"

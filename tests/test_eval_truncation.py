@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from sas_trl.cli import main
-from sas_trl.errors import UserError
-from sas_trl.evaluation.backends import Completion
-from sas_trl.evaluation.truncation import TruncationConfig, confidence_profile, run_truncation, token_logprobs
+from sas_trl.evaluation.backends import Completion, SamplingSettings
+from sas_trl.evaluation.truncation import TruncationConfig, confidence_profile, run_truncation
 from sas_trl.task import sample_problems
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,7 +21,7 @@ def test_confidence_profile_hand_values():
     # Trace 1: 2 steps with confidences -3, -1 (one token each), then padding.
     step_ids = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, -1, -1], [0, 1, -1, -1, -1, -1, -1, -1, -1, -1]])
     logps = torch.tensor([[-1.5, -0.5, -0.5, -0.5, -0.25, -0.25, -2.0, -2.0, -9.0, -9.0], [-3.0, -1.0] + [-9.0] * 8])
-    failed = confidence_profile(step_ids, logps, is_correct=False, ratio=0.3)
+    failed = confidence_profile(step_ids, logps, is_correct=False, rule=0.3)
     assert failed["traces"] == 2 and failed["steps_per_trace"] == pytest.approx(3.0)
     assert [(p["step"], p["count"]) for p in failed["by_position"]] == [(0, 2), (1, 2), (2, 1), (3, 1)]
     assert failed["by_position"][0]["mean_confidence"] == pytest.approx(-2.0)  # (-1 + -3) / 2
@@ -36,23 +35,10 @@ def test_confidence_profile_hand_values():
     # trace 1 zeroes 2 - ceil(1.4) = 0.
     assert by_decile[5]["sas_zeroed"] == pytest.approx(0.5) and by_decile[0]["sas_zeroed"] == 0.0
     assert by_decile[2]["sas_zeroed"] == 0.0 and by_decile[7]["sas_zeroed"] == 0.0
-    correct = confidence_profile(step_ids, logps, is_correct=True, ratio=0.3)
+    correct = confidence_profile(step_ids, logps, is_correct=True, rule=0.3)
     # Correct side: ceil(1.2) = 2 least confident of trace 0 (steps 3 and 0), ceil(0.6) = 1 of trace 1 (step 0).
     zeroed = {d["decile"]: d["sas_zeroed"] for d in correct["by_decile"] if d["count"]}
     assert zeroed == {0: 1.0, 2: 0.0, 5: 0.0, 7: 1.0}
-
-
-def test_token_logprobs_match_a_direct_computation(tiny_model_dir):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    prompts = [[5, 6, 7], [8], [9, 10]]
-    completions = [[11, 12], [13, 14, 15, 16], [17]]
-    batched = token_logprobs(model, prompts, completions, batch_size=3)
-    single = token_logprobs(model, prompts, completions, batch_size=1)
-    for p, c, a, b in zip(prompts, completions, batched, single, strict=True):
-        with torch.no_grad():
-            logits = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
-        expected = torch.stack([logits[len(p) - 1 + t, c[t]] for t in range(len(c))])
-        assert a.shape == (len(c),) and torch.allclose(a, expected, atol=1e-5) and torch.allclose(a, b, atol=1e-5)
 
 
 class WorkedSolutions:
@@ -87,7 +73,7 @@ def test_truncation_counts_and_outputs(tiny_model_dir, tmp_path):
         benchmarks=["addition"],
         n=1,
         limit=12,
-        long_tokens=200,
+        sampling=SamplingSettings(max_tokens=200),
         short_tokens=short,
         output_dir=str(tmp_path),
         progress=False,
@@ -109,6 +95,7 @@ def test_truncation_counts_and_outputs(tiny_model_dir, tmp_path):
     assert all(d["mean_confidence"] is None or d["mean_confidence"] < 0 for d in flipped["by_decile"])
     saved = json.loads((tmp_path / "truncation.json").read_text())
     assert saved["flipped"] == results["flipped"]
+    assert saved["settings"]["long_tokens"] == config.long_tokens == 200 and saved["settings"]["temperature"] == 0.6
     png = (tmp_path / "truncation.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
 
@@ -140,6 +127,6 @@ def test_truncation_bad_budgets(tiny_model_dir, tmp_path, capsys):
     assert "--short_tokens < --long_tokens" in capsys.readouterr().err
     assert main(["analyze-truncation", "--model", str(tiny_model_dir), "--benchmarks", "gsm8k"]) == 2
     assert "known benchmarks" in capsys.readouterr().err
-    with pytest.raises(UserError, match="ratio"):
-        TruncationConfig(model="m", benchmarks=["addition"], ratio=1.5)
+    assert main([*args, "--sas_ratio", "1.5"]) == 2
+    assert "sas_ratio=1.5 is not valid" in capsys.readouterr().err
     assert not (tmp_path / "truncation_samples.jsonl").exists()

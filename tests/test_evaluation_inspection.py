@@ -8,17 +8,11 @@ import pytest
 import torch
 
 from sas_trl import segment_steps, select_zero_mask
+from sas_trl.core import SASRule
 from sas_trl.errors import UserError
-from sas_trl.evaluation.inspection import (
-    InspectConfig,
-    Rollout,
-    SASSettings,
-    inspect_rollouts,
-    read_samples,
-    report_html,
-    run_inspect,
-    statistics_of,
-)
+from sas_trl.evaluation.inspection import InspectConfig, inspect_rollouts, run_inspect
+from sas_trl.evaluation.inspection_report import statistics_of
+from sas_trl.evaluation.inspection_rollouts import Rollout
 from sas_trl.tiny import build_tokenizer
 
 TEXTS = [
@@ -37,12 +31,13 @@ def rollouts(tok):
 @pytest.mark.parametrize(
     "sas",
     [
-        SASSettings(),
-        SASSettings(sas_ratio=0.5, sas_ranking="std", sas_count_mode="release"),
-        SASSettings(sas_granularity="token", sas_strategy="correct_only"),
-        SASSettings(sas_failed_scope="truncated", sas_think_end=None),
+        SASRule(),
+        SASRule(ratio=0.5, ranking="std", count_mode="release"),
+        SASRule(granularity="token", strategy="correct_only"),
+        SASRule(failed_scope="truncated", think_end=None),
+        SASRule(ratio=0.5, min_steps=4),
     ],
-    ids=["paper", "std-release", "token-correct_only", "truncated-no_think_end"],
+    ids=["paper", "std-release", "token-correct_only", "truncated-no_think_end", "min_steps"],
 )
 def test_masks_are_the_training_functions_under_both_verdicts(sas):
     tok = build_tokenizer()
@@ -51,7 +46,7 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
     view = inspect_rollouts(items, logps, tok, sas)
     mask = view.mask
     step_ids = segment_steps(
-        view.ids, mask, tok, sas.sas_delimiter, sas.sas_think_end, trim_unterminated=sas.sas_count_mode == "release"
+        view.ids, mask, tok, sas.delimiter, sas.think_end, trim_unterminated=sas.trim_unterminated
     )
     assert torch.equal(view.step_ids, step_ids)
     for correct, zero in ((True, view.zero_if_correct), (False, view.zero_if_failed)):
@@ -59,13 +54,14 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
             step_ids,
             view.logps,
             torch.tensor([correct, correct]),
-            sas.sas_ratio,
-            sas.sas_strategy,
-            granularity=sas.sas_granularity,
-            ranking=sas.sas_ranking,
-            failed_scope=sas.sas_failed_scope,
+            sas.ratio,
+            strategy=sas.strategy,
+            granularity=sas.granularity,
+            ranking=sas.ranking,
+            failed_scope=sas.failed_scope,
             is_truncated=torch.tensor([False, True]),
-            count_mode=sas.sas_count_mode,
+            count_mode=sas.count_mode,
+            min_steps=sas.min_steps,
         )
         assert torch.equal(zero, expected)
     stats = statistics_of(view)
@@ -73,21 +69,11 @@ def test_masks_are_the_training_functions_under_both_verdicts(sas):
     assert sum(stats["step_tokens"]) == int((step_ids >= 0).sum())
 
 
-def test_report_escapes_text_and_shows_both_verdicts():
-    tok = build_tokenizer()
-    items = rollouts(tok)
-    view = inspect_rollouts(items, [torch.full((len(r.completion_ids),), -0.5) for r in items], tok, SASSettings())
-    page = report_html(view, tok, statistics_of(view), {"sas_ratio": 0.3}, "m<odel>", max_rendered=1)
-    assert "<script>" not in page and "m&lt;odel&gt;" in page
-    assert "The first 1 of 2 rollouts" in page and "what SAS would zero if it had failed" in page
-    assert page.count('<div class="sas-rollout">') == 2  # rollout 0 as correct, and as if it had failed
-
-
 def test_bad_settings_and_inputs_name_what_is_wrong(tmp_path):
     with pytest.raises(UserError, match="sas_ranking='median'"):
-        SASSettings(sas_ranking="median")
+        SASRule(ranking="median")
     with pytest.raises(UserError, match="sas_ratio=1.5"):
-        SASSettings(sas_ratio=1.5)
+        SASRule(ratio=1.5)
     with pytest.raises(UserError, match="nothing to inspect"):
         InspectConfig(model="m")
     with pytest.raises(UserError, match="either --prompt or --samples"):
@@ -95,21 +81,6 @@ def test_bad_settings_and_inputs_name_what_is_wrong(tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(UserError, match="nope.jsonl.*no such file"):
         InspectConfig(model="m", samples=str(missing))
-
-
-@pytest.mark.parametrize(
-    "record, message",
-    [
-        ({"prompt": "Add 1, 2."}, "line 2: no completion; needs field 'token_ids' or 'text'"),
-        ({"text": "1 + 2 = 3"}, "line 2: no prompt; needs field 'prompt', or 'benchmark' and 'id'"),
-        ({"text": "1", "benchmark": "addition"}, "line 2: no prompt"),
-    ],
-)
-def test_samples_file_without_needed_fields(tmp_path, record, message):
-    path = tmp_path / "samples.jsonl"
-    path.write_text(json.dumps({"header": {}}) + "\n" + json.dumps(record) + "\n")
-    with pytest.raises(UserError, match=message):
-        read_samples(str(path))
 
 
 def test_run_inspect_on_an_eval_samples_file(tmp_path, tiny_model_dir):

@@ -9,9 +9,9 @@ import torch
 from datasets import Dataset
 from trl import GRPOTrainer
 
-import sas_trl.trainer as trainer_module
 from sas_trl import SASConfig, SASGRPOTrainer, segment_steps, select_zero_mask
-from sas_trl.config import TOKEN_ADVANTAGE_LOSSES
+from sas_trl.core import SASRule
+from sas_trl.trl_losses import LOSS_TYPES
 
 PROMPTS = ["Add 3, 4, 5.", "Add 1, 2.", "Add 9, 9, 1.", "Add 2, 2, 2, 2."]
 COMPLETIONS = [
@@ -102,7 +102,7 @@ def completion_logps(trainer, inputs):
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss_type", TOKEN_ADVANTAGE_LOSSES)
+@pytest.mark.parametrize("loss_type", list(LOSS_TYPES))
 @pytest.mark.parametrize(
     "setting",
     [
@@ -188,8 +188,8 @@ def test_confidence_comes_from_old_logps_when_trl_has_them(tmp_path, tiny_model_
     trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.5))
     inputs = handmade_inputs(trainer)
     seen = []
-    real = trainer_module.select_zero_mask
-    monkeypatch.setattr(trainer_module, "select_zero_mask", lambda *a, **k: seen.append(a[1]) or real(*a, **k))
+    real = SASRule.zero_mask  # (self, step_ids, token_logps, ...)
+    monkeypatch.setattr(SASRule, "zero_mask", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
 
     loss_and_grads(trainer, inputs)  # on-policy: the loss's own forward pass, detached
     assert not seen[0].requires_grad
@@ -497,7 +497,7 @@ def test_apply_sas_reads_nothing_back_with_static_slots(tmp_path, tiny_model_dir
 def test_sas_off_is_decided_from_the_config(tmp_path, tiny_model_dir, monkeypatch):
     """Ratio 0 never runs the selection and hands TRL its own (B,) advantages; the metrics still flow."""
     trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_ratio=0.0))
-    monkeypatch.setattr(trainer_module, "select_zero_mask", lambda *a, **k: pytest.fail("selection ran"))
+    monkeypatch.setattr(SASRule, "zero_mask", lambda *a, **k: pytest.fail("selection ran"))
     inputs = handmade_inputs(trainer)
     trainer.model.train()
     trainer._apply_sas(inputs, completion_logps(trainer, inputs))
@@ -517,7 +517,7 @@ def test_metrics_are_reduced_once_per_logging_step(tmp_path, tiny_model_dir, mon
     real_flush = trainer._flush_sas_stats
 
     def counting_flush(mode):
-        reduced.append(len(trainer._sas_stats[mode]))
+        reduced.append(trainer._sas_stats.pending(mode))
         real_flush(mode)
 
     monkeypatch.setattr(trainer, "_flush_sas_stats", counting_flush)

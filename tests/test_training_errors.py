@@ -17,6 +17,7 @@ from cli_helpers import ROOT, sas_trl
 from sas_trl.cli import main
 from sas_trl.errors import RecipeError
 from sas_trl.training import run as run_module
+from sas_trl.training import warmup
 from sas_trl.training.recipes import parse
 
 RECIPE = "recipes/tiny_cpu.yaml"  # 300 warm-up steps: minutes of model work if anything came after it
@@ -35,8 +36,9 @@ def no_model_work(monkeypatch):
     def tripwire(*args, **kwargs):
         raise AssertionError("reached model work before the user error was reported")
 
-    for name in ("prepare_model", "build_builtin_model", "build_trainer", "drop_long_prompts"):
+    for name in ("prepare_model", "build_trainer", "drop_long_prompts"):
         monkeypatch.setattr(run_module, name, tripwire)
+    monkeypatch.setattr(warmup, "build_builtin_model", tripwire)
 
 
 def one_line_error(capsys, command: str = "train") -> str:

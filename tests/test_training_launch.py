@@ -6,8 +6,8 @@ import pytest
 from cli_helpers import ROOT
 
 from sas_trl.errors import RecipeError
+from sas_trl.training.arguments import RunArguments
 from sas_trl.training.launch import LAUNCHED_ENV, launch_command
-from sas_trl.training.recipes import RunArguments
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from cli_helpers import CPU_OVERRIDES, RECIPES, ROOT
 
-from sas_trl.errors import RecipeError
 from sas_trl.training.launch import launch_command
-from sas_trl.training.recipes import RunArguments, load_recipe, parse
+from sas_trl.training.recipe_files import load_recipe
+from sas_trl.training.recipes import parse
 
 
 @pytest.fixture(autouse=True)
@@ -106,50 +106,8 @@ def test_a_flag_can_switch_off_the_recipes_launch_config():
     assert launch_command(run_args, [], cuda=True) is None  # one GPU: run in place
 
 
-def test_prompt_template_without_problem_fails_when_the_arguments_are_built():
-    with pytest.raises(RecipeError, match="prompt_template must contain '{problem}'"):
-        RunArguments(prompt_template="Solve it step by step.")
+def test_the_recipe_names_are_importable_from_recipes():
+    from sas_trl.training import arguments, recipe_files, recipes
 
-
-def test_reward_funcs_are_checked_before_anything_loads(monkeypatch):
-    from sas_trl.rewards import registry
-
-    assert RunArguments().reward_funcs == ["accuracy"]
-    with pytest.raises(RecipeError, match="unknown reward 'acuracy'; known rewards: .*accuracy"):
-        parse(["--recipe", "recipes/tiny_cpu.yaml", "--reward_funcs", "acuracy"])
-    monkeypatch.setitem(registry.REWARDS, "length", registry.RewardSpec(lambda *a: None, False, "a length term"))
-    with pytest.raises(RecipeError, match="first reward must grade correctness.*got 'length'"):
-        RunArguments(reward_funcs=["length", "accuracy"])
-    assert RunArguments(reward_funcs=["accuracy", "length"]).reward_funcs == ["accuracy", "length"]
-
-
-def test_base_includes_another_recipe_and_the_includer_wins(tmp_path):
-    (tmp_path / "parent.yaml").write_text("sas_ratio: 0.3\nlearning_rate: 0.001\nenv:\n  A: '1'\n  B: '2'\n")
-    (tmp_path / "sub").mkdir()
-    child = tmp_path / "sub" / "child.yaml"
-    child.write_text("base: ../parent.yaml\nsas_ratio: 0.5\nenv:\n  B: '3'\n")
-    assert load_recipe(child) == {"sas_ratio": 0.5, "learning_rate": 0.001, "env": {"A": "1", "B": "3"}}
-    # The shipped ablations hold only what they change, and resolve to full recipes.
-    ablation = load_recipe(ROOT / "recipes" / "ablations" / "only_correct.yaml")
-    assert ablation["sas_strategy"] == "correct_only" and ablation["max_completion_length"] == 4096
-
-
-@pytest.mark.parametrize(
-    ("files", "expected"),
-    [
-        ({"r.yaml": "base: missing.yaml\n"}, "base recipe 'missing.yaml' not found"),
-        ({"r.yaml": "base: r.yaml\n"}, "includes itself"),
-        ({"r.yaml": "base: q.yaml\n", "q.yaml": "base: r.yaml\n"}, "includes itself"),
-        ({"r.yaml": "base: [a, b]\n"}, "'base' must be the path of another recipe"),
-        ({"r.yaml": ""}, "is empty"),
-        ({"r.yaml": "# only a comment\n"}, "is empty"),
-        ({"r.yaml": b"\x89PNG\r\n\x1a\n\xff\xfe"}, "is not a text file"),
-        ({"r.yaml": "env:\n  A: [1, 2]\n"}, "env 'A' must be a string or number, got list"),
-    ],
-)
-def test_bad_recipe_files_name_the_problem(tmp_path, files, expected):
-    for name, content in files.items():
-        path = tmp_path / name
-        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
-    with pytest.raises(RecipeError, match=expected):
-        load_recipe(tmp_path / "r.yaml")
+    assert recipes.RunArguments is arguments.RunArguments and recipes.dataclass_types is arguments.dataclass_types
+    assert recipes.load_recipe is recipe_files.load_recipe and recipes.dump_recipe is recipe_files.dump_recipe

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .eval_options import add_eval_options, common_config, interrupted
+from .sas_options import add_sas_options, sas_rule_from
 
 HELP = "how many traces correct at a long budget fail when cut short, and their step confidence"
 
@@ -15,10 +16,11 @@ def main(argv: list[str]) -> int:
     parser.set_defaults(n=4)
     parser.add_argument("--long_tokens", type=int, default=8192, help="sampling budget (default: %(default)s)")
     parser.add_argument("--short_tokens", type=int, default=4096, help="cut budget (default: %(default)s)")
-    parser.add_argument("--ratio", type=float, default=0.3, help="SAS ratio r for the shield overlay")
+    add_sas_options(parser, "a training recipe: the SAS rule whose shield is overlaid (default: the paper's)")
     parser.add_argument("--score_batch_size", type=int, default=4, help="sequences per log-prob forward pass")
     args = parser.parse_args(argv)
-    common = common_config(args)
+    rule, _ = sas_rule_from(args)
+    common = common_config(args, args.long_tokens)
 
     from ..evaluation.truncation import (
         PLOT_FILE,
@@ -31,12 +33,8 @@ def main(argv: list[str]) -> int:
 
     config = TruncationConfig(
         **common,
-        long_tokens=args.long_tokens,
         short_tokens=args.short_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        ratio=args.ratio,
+        sas=rule,
         score_batch_size=args.score_batch_size,
     )
     out = config.resolved_output_dir()

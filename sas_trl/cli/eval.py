@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: list[str]):
     """`sas-trl eval` flags -> a checked `EvalConfig` (a `UserError` names a bad flag or value)."""
-    from ..evaluation import EvalConfig, SamplingSettings
+    from ..evaluation import EvalConfig
 
     parser = build_parser()
 
@@ -31,8 +31,7 @@ def parse_config(argv: list[str]):
     parser.error = fail
     args = parser.parse_args(argv)
     return EvalConfig(
-        **common_config(args),
-        sampling=SamplingSettings(args.temperature, args.top_p, args.max_tokens, args.seed),
+        **common_config(args, args.max_tokens),
         pass_k=args.pass_k,
         baseline=args.baseline,
     )

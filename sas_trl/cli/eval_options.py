@@ -1,4 +1,4 @@
-"""Options `sas-trl eval` and `sas-trl analyze-truncation` share: model, data, sampling and runtime."""
+"""Options `sas-trl eval`, `analyze-truncation` and `inspect` share: model, data, sampling and runtime."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def int_list(text: str) -> list[int]:
 
 
 def add_eval_options(parser: argparse.ArgumentParser, default_benchmarks: str | None) -> None:
-    """Model, data, sampling and runtime options shared by `eval` and `analyze-truncation`."""
+    """Model, data, sampling and runtime options shared by `eval`, `analyze-truncation` and `inspect`."""
     from ..evaluation.datasets import known_benchmarks
 
     parser.add_argument("--model", required=True, help="a saved model folder or a Hub id (owner/name)")
@@ -60,8 +60,10 @@ def add_eval_options(parser: argparse.ArgumentParser, default_benchmarks: str | 
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
-def common_config(args) -> dict:
-    """The `EvalConfig` / `TruncationConfig` fields both commands share, checked."""
+def common_config(args, max_tokens: int) -> dict:
+    """The config fields every command shares (`EvalInputs`), checked; `max_tokens` is the command's sampling
+    budget (eval's --max_tokens, analyze-truncation's --long_tokens)."""
+    from ..evaluation.backends import SamplingSettings
     from ..evaluation.datasets import parse_names, parse_sources
 
     if args.addition_terms is not None and len(args.addition_terms) != 2:
@@ -73,6 +75,7 @@ def common_config(args) -> dict:
         "model": args.model,
         "benchmarks": parse_names(args.benchmarks),
         "n": args.n,
+        "sampling": SamplingSettings(args.temperature, args.top_p, max_tokens, args.seed),
         "output_dir": args.output_dir,
         "sources": parse_sources(args.source),
         "data_dir": args.data_dir,

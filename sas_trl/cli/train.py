@@ -9,7 +9,8 @@ HELP = "train with SAS from a recipe (fields of SASConfig, ModelConfig and RunAr
 
 
 def main(argv: list[str]) -> int:
-    from ..training.recipes import dataclass_types, parse
+    from ..training.arguments import dataclass_types
+    from ..training.recipes import parse
 
     if "-h" in argv or "--help" in argv:
         from trl import TrlParser

@@ -58,7 +58,7 @@ def plan_runs(study: Study) -> list[Run]:
 
 
 def base_recipe_values(study: Study) -> dict:
-    from ..training.recipes import load_recipe
+    from ..training.recipe_files import load_recipe
 
     return load_recipe(study.base_recipe)
 
@@ -134,7 +134,7 @@ def prepare_starting_model(study: Study) -> str:
     from accelerate import PartialState
 
     from ..training.recipes import parse
-    from ..training.run import prepare_model
+    from ..training.warmup import prepare_model
 
     run_args, args, model_args, _ = parse(["--recipe", str(study.base_recipe)])
     args.output_dir = str(study.output_dir.resolve())

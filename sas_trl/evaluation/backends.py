@@ -22,9 +22,11 @@ import importlib.util
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from ..rollouts import is_truncated
 
 Key = tuple[str, str, int]  # (benchmark, problem id, sample index)
@@ -33,10 +35,22 @@ SEEDING = "per-sample"  # recorded in samples files: each sample's own seed, `re
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 8192
-    seed: int = 0
+    """How every sample of `sas-trl eval`, `analyze-truncation` and `inspect` is drawn; checked when built.
+
+    The defaults are the paper's evaluation protocol. The fields are what a samples file's header records.
+    """
+
+    temperature: float = 0.6  # 0 = greedy
+    top_p: float = 0.95  # nucleus sampling; 1 = the whole distribution
+    max_tokens: int = 8192  # new tokens per sample, EOS included
+    seed: int = 0  # with the sample's key, seeds its own random stream (`request_seed`)
+
+    def __post_init__(self):
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
+            raise UserError(
+                "need --temperature >= 0, 0 < --top_p <= 1 and a token budget (--max_tokens, --long_tokens) >= 1, "
+                f"got temperature {self.temperature}, top_p {self.top_p}, max_tokens {self.max_tokens}"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,12 @@ class Completion:
 def request_seed(seed: int, key: Key) -> int:
     """A stable per-request seed (Python's hash() of strings changes between processes)."""
     return zlib.crc32(f"{seed}:{key[0]}:{key[1]}:{key[2]}".encode())
+
+
+def model_identity(model: str) -> str:
+    """A local folder's absolute path, or the Hub id as given (what loads it, and what the samples file records)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
 def vllm_available() -> bool:
@@ -249,3 +269,12 @@ class VLLMBackend:
             chunk = requests[start : start + self.batch_size]
             prompts, params = vllm_inputs(chunk, settings, self.sampling_params)
             yield vllm_completions(chunk, self.engine.generate(prompts, params, use_tqdm=False))
+
+
+def make_backend(kind: str, model: str, tokenizer, batch_size: int | None, seed: int, **vllm_kwargs):
+    """The generation backend: vLLM when installed with a GPU (or asked for), else transformers."""
+    if kind == "vllm" or (kind == "auto" and vllm_available()):
+        if not vllm_available():
+            raise UserError("--backend vllm needs vllm installed (pip install 'sas-trl[vllm]') and a CUDA GPU")
+        return VLLMBackend.load(model_identity(model), batch_size, seed=seed, **vllm_kwargs)
+    return TransformersBackend.load(model_identity(model), tokenizer, batch_size)

@@ -1,4 +1,4 @@
-"""What `sas-trl eval` and `sas-trl analyze-truncation` share: the model, the benchmarks and how to run them."""
+"""What `sas-trl eval`, `analyze-truncation` and `inspect` share: the model, the benchmarks, how to sample and run."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from typing import ClassVar
 
 from ..constants import REWARD_FORMATS
 from ..errors import UserError
+from .backends import SamplingSettings
 
 BACKENDS = ("auto", "transformers", "vllm")
 
 
 @dataclass(kw_only=True)
 class EvalInputs:
-    """The model, the benchmarks and the runtime options; checked when built, before anything loads."""
+    """The model, the benchmarks, the sampling settings and the runtime options; checked when built, before anything
+    loads."""
 
     results_root: ClassVar[str] = "eval_results"
 
     model: str
     benchmarks: list[str]
     n: int = 16
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
     output_dir: str | None = None  # default: <results_root>/<model, "/" -> "__">
     sources: dict[str, str] = field(default_factory=dict)
     data_dir: str | None = None

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .. import metrics
 from ..errors import UserError
-from .backends import SEEDING, Request, SamplingSettings, TransformersBackend, VLLMBackend, vllm_available
 from .config import EvalInputs
-from .datasets import PAPER_BENCHMARKS, EvalItem, load_benchmark
+from .datasets import PAPER_BENCHMARKS
+from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
 
 SAMPLES_FILE = "eval_samples.jsonl"
 RESULTS_FILE = "eval_results.json"
@@ -33,7 +29,6 @@ class EvalConfig(EvalInputs):
     """Everything `sas-trl eval` takes; defaults are the paper's protocol."""
 
     benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS))
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
     pass_k: list[int] = field(default_factory=list)
     baseline: str | None = None
 
@@ -42,44 +37,11 @@ class EvalConfig(EvalInputs):
         bad_k = [k for k in self.pass_k if not 1 <= k <= self.n]
         if bad_k:
             raise UserError(f"--pass_k values must lie in 1..n (n = {self.n}), got {bad_k}")
-        s = self.sampling
-        if s.temperature < 0 or not 0 < s.top_p <= 1 or s.max_tokens < 1:
-            raise UserError(f"need temperature >= 0, 0 < top_p <= 1 and max_tokens >= 1, got {s}")
 
 
 # --------------------------------------------------------------------------------------------------
 # Checks that run before any generation
 # --------------------------------------------------------------------------------------------------
-
-
-def model_identity(model: str) -> str:
-    """A local folder's absolute path, or the Hub id as given (what loads it, and what the samples file records)."""
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
-
-
-def load_tokenizer(model: str):
-    """Check that `model` is a readable model folder or a reachable Hub id, and return its tokenizer."""
-    path = Path(model).expanduser()
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") != 1 or path.exists()
-    if looks_local:
-        if not path.exists():
-            raise UserError(f"--model {model!r}: no such folder (and not a Hub id of the form owner/name)")
-        if not path.is_dir():
-            raise UserError(f"--model {model!r} is a file; pass the model's folder")
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise UserError(f"--model {model!r}: the folder is not readable")
-        if not (path / "config.json").is_file():
-            raise UserError(f"--model {model!r} holds no saved model (no config.json)")
-    from transformers import AutoConfig, AutoTokenizer
-
-    try:
-        AutoConfig.from_pretrained(model_identity(model))
-        tokenizer = AutoTokenizer.from_pretrained(model_identity(model))
-    except Exception as err:  # unreadable files, a bad config, the Hub offline or a gated repo
-        where = "the folder" if looks_local else "the Hugging Face Hub (offline? gated?)"
-        raise UserError(f"--model {model!r}: cannot load the model config or tokenizer from {where}: {err}") from err
-    return tokenizer
 
 
 def read_baseline(path: str, benchmarks: Sequence[str]) -> dict[str, Any]:
@@ -111,100 +73,12 @@ def read_baseline(path: str, benchmarks: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> tuple[int, ...]:
-    """The chat-templated prompt's token ids (the plain message text if the tokenizer has no chat template)."""
-    if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = "".join(m["content"] for m in messages)
-    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def samples_header(config) -> dict[str, Any]:
-    """What decides a sample: the model, the sampling settings, the grading, and how samples are seeded (one
-    random stream per sample, `backends.request_seed`; a samples file written before had per-batch seeds and
-    no `seeding` entry, so resuming it is refused rather than mixing the two)."""
-    return {
-        "model": model_identity(config.model),
-        **asdict(config.sampling),
-        "reward_format": config.reward_format,
-        "seeding": SEEDING,
-    }
-
-
-def make_backend(kind: str, model: str, tokenizer, batch_size: int | None, seed: int, **vllm_kwargs):
-    """The generation backend: vLLM when installed with a GPU (or asked for), else transformers."""
-    if kind == "vllm" or (kind == "auto" and vllm_available()):
-        if not vllm_available():
-            raise UserError("--backend vllm needs vllm installed (pip install 'sas-trl[vllm]') and a CUDA GPU")
-        return VLLMBackend.load(model_identity(model), batch_size, seed=seed, **vllm_kwargs)
-    return TransformersBackend.load(model_identity(model), tokenizer, batch_size)
-
-
-# --------------------------------------------------------------------------------------------------
-# Sampling and grading
-# --------------------------------------------------------------------------------------------------
-
-
-def sample_and_grade(
-    items: Sequence[EvalItem],
-    n: int,
-    store,
-    backend,
-    tokenizer,
-    settings: SamplingSettings,
-    reward,
-    keep_token_ids: bool = False,
-    progress: bool = True,
-) -> tuple[int, float]:
-    """Draw the samples `store` does not have yet, grade them and append them batch by batch.
-
-    Returns (samples generated now, seconds spent generating and grading).
-    """
-    by_key = {(item.benchmark, item.id): item for item in items}
-    requests = [
-        Request((item.benchmark, item.id, j), encode_prompt(tokenizer, item.messages))
-        for item in items
-        for j in range(n)
-        if (item.benchmark, item.id, j) not in store
-    ]
-    left = {}
-    for r in requests:
-        left[r.key[:2]] = left.get(r.key[:2], 0) + 1
-    total, problems = len(items) * n, len(items)
-    bar = tqdm(total=total, initial=total - len(requests), desc="eval", unit="sample", disable=not progress)
-    bar.set_postfix(problems=f"{problems - len(left)}/{problems}")
-    start = time.perf_counter()
-    try:
-        for completions in backend.generate(requests, settings):
-            answers = [by_key[c.key[:2]].answers for c in completions]
-            scores = reward.grade([c.text for c in completions], answers)
-            records = []
-            for c, score in zip(completions, scores, strict=True):
-                record = {"benchmark": c.key[0], "id": c.key[1], "sample": c.key[2], "correct": score}
-                record.update(tokens=len(c.token_ids), finish=c.finish_reason, text=c.text)
-                if keep_token_ids:
-                    record["token_ids"] = c.token_ids
-                records.append(record)
-                left[c.key[:2]] -= 1
-                if not left[c.key[:2]]:
-                    del left[c.key[:2]]
-            store.append(records)
-            bar.update(len(records))
-            bar.set_postfix(problems=f"{problems - len(left)}/{problems}")
-    finally:
-        bar.close()
-    return len(requests), time.perf_counter() - start
-
-
-def summarize_store(items: Sequence[EvalItem], n: int, store, ks: Sequence[int]) -> dict[str, dict]:
+def summarize_samples(run: SamplingRun, ks: Sequence[int]) -> dict[str, dict]:
     """Per-benchmark metrics from the first n samples of every problem."""
+    n, records = run.config.n, run.records()  # item by item, n each
     grouped: dict[str, list[list[dict]]] = {}
-    for item in items:
-        records = [store.get((item.benchmark, item.id, j)) for j in range(n)]
-        if any(r is None for r in records):
-            raise RuntimeError(f"samples of {item.benchmark}/{item.id} are missing from the samples file")
-        grouped.setdefault(item.benchmark, []).append(records)
+    for i, item in enumerate(run.items):
+        grouped.setdefault(item.benchmark, []).append(records[i * n : (i + 1) * n])
     results = {}
     for name, problems in grouped.items():
         result = metrics.summarize(
@@ -273,43 +147,23 @@ def markdown_table(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_items(config) -> list[EvalItem]:
-    """Every problem of every benchmark of an `EvalConfig` or `TruncationConfig`, loaded before any model work."""
-    return [
-        item
-        for name in config.benchmarks
-        for item in load_benchmark(name, config.sources, config.data_dir, config.limit, config.addition_terms)
-    ]
-
-
 def run_eval(config: EvalConfig, backend=None) -> dict[str, Any]:
     """Run (or resume) an evaluation; writes eval_samples.jsonl, eval_results.json and eval_results.md.
 
     `backend` replaces the one `config.backend` would build (tests, or a caller holding a loaded model).
     """
-    from ..rewards import MathVerifyReward
-    from .store import SampleStore
-
     items = load_items(config)
     baseline = read_baseline(config.baseline, config.benchmarks) if config.baseline else None
     tokenizer = load_tokenizer(config.model)
-    out = config.resolved_output_dir()
-    store = SampleStore(out / SAMPLES_FILE, samples_header(config), overwrite=config.overwrite)
+    run = SamplingRun.open(config, items, tokenizer, SAMPLES_FILE, backend)
+    with open_grader(config.reward_format) as reward:
+        generated, seconds = run.draw(reward)
 
-    backend = backend or make_backend(config.backend, config.model, tokenizer, config.batch_size, config.sampling.seed)
-    reward = MathVerifyReward(format=config.reward_format, workers=1)
-    try:
-        generated, seconds = sample_and_grade(
-            items, config.n, store, backend, tokenizer, config.sampling, reward, progress=config.progress
-        )
-    finally:
-        reward.close()
-
-    per_benchmark = summarize_store(items, config.n, store, config.pass_k)
+    per_benchmark = summarize_samples(run, config.pass_k)
     results: dict[str, Any] = {
         "model": config.model,
         "settings": {"n": config.n, **asdict(config.sampling), "reward_format": config.reward_format},
-        "backend": type(backend).__name__,
+        "backend": type(run.backend).__name__,
         "benchmarks": per_benchmark,
         "average": metrics.average(per_benchmark),
         "throughput": {
@@ -320,6 +174,7 @@ def run_eval(config: EvalConfig, backend=None) -> dict[str, Any]:
     }
     if baseline is not None:
         add_aes(results, baseline, config.baseline)
+    out = config.resolved_output_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     (out / TABLE_FILE).write_text(markdown_table(results))

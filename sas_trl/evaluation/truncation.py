@@ -4,7 +4,7 @@ The measurement behind SAS (the paper: ~29% for 8K -> 4K). Sample at the long bu
 correct, cut each at the short budget and grade it again. Traces that fit are unchanged; traces that now fail
 became "verifier-failed" only because of the cut. For those, report the tokens they lost and the step
 confidence profile of what the short budget kept: the mean token log-prob of each "\\n\\n" step under the
-model itself (temperature 1, as SAS computes it, `segment_steps` + `step_statistics`), by step position and by
+model itself (temperature 1, as SAS computes it, `SASRule.segment` + `step_statistics`), by step position and by
 decile of relative position, with the fraction of steps SAS's failed-side shield would zero (ratio r). Correct
 traces that fit in the short budget give the contrast profile.
 
@@ -16,27 +16,18 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from ..constants import THINK_END
-from ..core import segment_steps, select_zero_mask, step_statistics
+from ..core import SASRule, step_statistics
 from ..errors import UserError
-from .backends import SamplingSettings, TransformersBackend, pick_device
 from .config import EvalInputs
-from .runner import (
-    encode_prompt,
-    load_items,
-    load_tokenizer,
-    make_backend,
-    model_identity,
-    sample_and_grade,
-    samples_header,
-)
+from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
+from .scoring import padded, scoring_model, token_logprobs
 
 SAMPLES_FILE = "truncation_samples.jsonl"
 RESULTS_FILE = "truncation.json"
@@ -46,17 +37,14 @@ MAX_POSITIONS = 32  # step positions reported one by one (the deciles cover ever
 
 @dataclass(kw_only=True)
 class TruncationConfig(EvalInputs):
-    """Everything `sas-trl analyze-truncation` takes. Sampling defaults are the paper's evaluation protocol."""
+    """Everything `sas-trl analyze-truncation` takes. Sampling defaults are the paper's evaluation protocol; the
+    long budget is the sampling budget (`sampling.max_tokens`)."""
 
     results_root: ClassVar[str] = "truncation_results"
 
     n: int = 4
-    long_tokens: int = 8192
     short_tokens: int = 4096
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: int = 0
-    ratio: float = 0.3
+    sas: SASRule = field(default_factory=SASRule)  # the rule whose shield is overlaid (its ratio, counting, ...)
     score_batch_size: int = 4
 
     def __post_init__(self):
@@ -65,14 +53,10 @@ class TruncationConfig(EvalInputs):
             raise UserError(f"need 1 <= --short_tokens < --long_tokens, got {self.short_tokens}, {self.long_tokens}")
         if self.score_batch_size < 1:
             raise UserError("--score_batch_size must be >= 1")
-        if not 0.0 <= self.ratio <= 1.0:
-            raise UserError(f"--ratio must lie in [0, 1], got {self.ratio}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
 
     @property
-    def sampling(self) -> SamplingSettings:
-        return SamplingSettings(self.temperature, self.top_p, self.long_tokens, self.seed)
+    def long_tokens(self) -> int:
+        return self.sampling.max_tokens
 
 
 # --------------------------------------------------------------------------------------------------
@@ -80,35 +64,8 @@ class TruncationConfig(EvalInputs):
 # --------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def token_logprobs(
-    model, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], batch_size: int = 4
-) -> list[torch.Tensor]:
-    """Log-prob of every completion token given the prompt and the tokens before it, at temperature 1.
-
-    Returns one FloatTensor (len(completion),) per pair, on the CPU.
-    """
-    out: list[torch.Tensor] = []
-    device = model.device
-    for start in range(0, len(prompts), batch_size):
-        pairs = list(zip(prompts[start : start + batch_size], completions[start : start + batch_size], strict=True))
-        width = max(len(p) + len(c) for p, c in pairs)
-        ids = torch.zeros((len(pairs), width), dtype=torch.long)
-        mask = torch.zeros((len(pairs), width), dtype=torch.long)
-        for i, (p, c) in enumerate(pairs):  # right padding: positions start at 0 for every row
-            ids[i, : len(p) + len(c)] = torch.tensor([*p, *c])
-            mask[i, : len(p) + len(c)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for i, (p, c) in enumerate(pairs):
-            # Logits at position t predict token t + 1: the completion's tokens are predicted from len(p) - 1 on.
-            rows = logits[i, len(p) - 1 : len(p) + len(c) - 1].float()  # per row: (T, V) floats, never (B, T, V)
-            target = torch.tensor(c, device=device).unsqueeze(1)
-            out.append((rows.gather(1, target).squeeze(1) - rows.logsumexp(dim=1)).cpu())
-    return out
-
-
 def confidence_profile(
-    step_ids: torch.Tensor, token_logps: torch.Tensor, is_correct: bool, ratio: float = 0.3
+    step_ids: torch.Tensor, token_logps: torch.Tensor, is_correct: bool, rule: SASRule | float = 0.3
 ) -> dict[str, Any]:
     """Step confidence by position and by decile of relative position, and where SAS would zero steps.
 
@@ -117,7 +74,8 @@ def confidence_profile(
         token_logps: FloatTensor (B, T), the model's own log-probs of the tokens.
         is_correct: how SAS would see these traces (True: its correct side zeroes the least confident steps;
             False: its failed-side shield zeroes the most confident ones).
-        ratio: SAS's r.
+        rule: the SAS rule (or just its ratio, other settings the paper's); the traces count as truncated when
+            failed (they are cut traces), so failed_scope "truncated" shields them too.
 
     Returns:
         {"traces", "steps_per_trace", "by_position": [{"step", "mean_confidence", "count"}],
@@ -127,7 +85,9 @@ def confidence_profile(
     batch = step_ids.size(0)
     confidence, counts = step_statistics(step_ids, token_logps)  # (B, S) each
     present = counts > 0
-    zero = select_zero_mask(step_ids, token_logps, torch.full((batch,), is_correct), ratio)  # (B, T)
+    rule = rule if isinstance(rule, SASRule) else SASRule(ratio=rule)
+    verdicts = torch.full((batch,), is_correct)
+    zero = rule.zero_mask(step_ids, token_logps, verdicts, is_truncated=~verdicts)  # (B, T)
     # A step is zeroed when its tokens are (selection is per step): scatter token flags onto step slots.
     zeroed = torch.zeros(batch, confidence.size(1) + 1, dtype=torch.long)
     zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
@@ -163,19 +123,8 @@ def confidence_profile(
     }
 
 
-def padded(rows: Sequence[Sequence], fill, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (B, T) tensor of `rows` and its 0/1 mask."""
-    width = max((len(r) for r in rows), default=0)
-    values = torch.full((len(rows), max(width, 1)), fill, dtype=dtype)
-    mask = torch.zeros((len(rows), max(width, 1)), dtype=torch.long)
-    for i, r in enumerate(rows):
-        values[i, : len(r)] = torch.as_tensor(list(r), dtype=dtype)
-        mask[i, : len(r)] = 1
-    return values, mask
-
-
 def profile_traces(
-    model, tokenizer, prompts: list, completions: list, is_correct: bool, ratio: float, batch_size: int
+    model, tokenizer, prompts: list, completions: list, is_correct: bool, rule: SASRule, batch_size: int
 ) -> dict[str, Any] | None:
     """`confidence_profile` of completions (token ids) after their prompts, or None without traces."""
     if not completions:
@@ -183,8 +132,8 @@ def profile_traces(
     logps = token_logprobs(model, prompts, completions, batch_size)
     ids, mask = padded(completions, tokenizer.pad_token_id or 0, torch.long)
     logp_table, _ = padded([lp.tolist() for lp in logps], 0.0, torch.float32)
-    step_ids = segment_steps(ids, mask, tokenizer)
-    return confidence_profile(step_ids, logp_table, is_correct, ratio)
+    step_ids = rule.segment(ids, mask, tokenizer)
+    return confidence_profile(step_ids, logp_table, is_correct, rule)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,35 +143,23 @@ def profile_traces(
 
 def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
     """Sample (or resume), cut, re-grade, profile; writes truncation.json and truncation.png."""
-    from ..rewards import MathVerifyReward
-    from .store import SampleStore
-
     items = load_items(config)
     tokenizer = load_tokenizer(config.model)
-    out = config.resolved_output_dir()
-    store = SampleStore(out / SAMPLES_FILE, samples_header(config), overwrite=config.overwrite)
-    backend = backend or make_backend(config.backend, config.model, tokenizer, config.batch_size, config.seed)
-    reward = MathVerifyReward(format=config.reward_format, workers=1)
-    try:
-        sample_and_grade(
-            items, config.n, store, backend, tokenizer, config.sampling, reward, True, progress=config.progress
-        )
-        prompts = {(it.benchmark, it.id): encode_prompt(tokenizer, it.messages) for it in items}
-        records = [store.get((it.benchmark, it.id, j)) for it in items for j in range(config.n)]
+    run = SamplingRun.open(config, items, tokenizer, SAMPLES_FILE, backend)
+    with open_grader(config.reward_format) as reward:
+        run.draw(reward, keep_token_ids=True)
+        prompts = run.prompt_ids()
+        records = run.records()
         correct = [r for r in records if r["correct"] == 1.0]
         fit = [r for r in correct if r["tokens"] <= config.short_tokens]
         cut = [r for r in correct if r["tokens"] > config.short_tokens]
         kept_texts = [tokenizer.decode(r["token_ids"][: config.short_tokens], skip_special_tokens=True) for r in cut]
         answers = {(it.benchmark, it.id): it.answers for it in items}
         regraded = reward.grade(kept_texts, [answers[(r["benchmark"], r["id"])] for r in cut])
-    finally:
-        reward.close()
     flipped = [(r, text) for r, text, score in zip(cut, kept_texts, regraded, strict=True) if score != 1.0]
     lost = [r["tokens"] - config.short_tokens for r, _ in flipped]
 
-    model = backend.model if isinstance(backend, TransformersBackend) else None
-    if model is None and (flipped or fit):
-        model = _load_scoring_model(config.model)
+    model = scoring_model(run.backend, config.model) if (flipped or fit) else None  # no traces: nothing to score
     short = config.short_tokens
     profiles = {
         "flipped": profile_traces(
@@ -231,7 +168,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             [prompts[(r["benchmark"], r["id"])] for r, _ in flipped],
             [r["token_ids"][:short] for r, _ in flipped],
             False,
-            config.ratio,
+            config.sas,
             config.score_batch_size,
         ),
         "fit": profile_traces(
@@ -240,7 +177,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             [prompts[(r["benchmark"], r["id"])] for r in fit],
             [r["token_ids"] for r in fit],
             True,
-            config.ratio,
+            config.sas,
             config.score_batch_size,
         ),
     }
@@ -250,10 +187,11 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             "n": config.n,
             "long_tokens": config.long_tokens,
             "short_tokens": config.short_tokens,
-            "temperature": config.temperature,
-            "top_p": config.top_p,
-            "seed": config.seed,
-            "ratio": config.ratio,
+            "temperature": config.sampling.temperature,
+            "top_p": config.sampling.top_p,
+            "seed": config.sampling.seed,
+            "ratio": config.sas.ratio,
+            "sas": config.sas.settings(),
             "reward_format": config.reward_format,
             "benchmarks": list(config.benchmarks),
         },
@@ -271,6 +209,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         "tokens_lost_all": lost,
         "profiles": profiles,
     }
+    out = config.resolved_output_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / PLOT_FILE)
@@ -286,14 +225,6 @@ def _describe(values: list[int]) -> dict[str, float] | None:
         "min": min(values),
         "max": max(values),
     }
-
-
-def _load_scoring_model(model: str):
-    from transformers import AutoModelForCausalLM
-
-    device = pick_device()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    return AutoModelForCausalLM.from_pretrained(model_identity(model), dtype=dtype).to(device).eval()
 
 
 def summary_text(results: dict[str, Any]) -> str:

@@ -11,8 +11,8 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from .extraction import _check_format, completion_text, extract_answer, gold_strings
-from .grading import _safe_grade
+from .extraction import check_format, completion_text, extract_answer, gold_strings
+from .grading import safe_grade
 from .grading_pool import GradingPool
 from .registry import register_reward
 
@@ -48,7 +48,7 @@ class MathVerifyReward:
         max_answer_chars: int = 1000,
         name: str = "accuracy",
     ):
-        _check_format(format)
+        check_format(format)
         self.format = format
         self.answer_key = answer_key
         self.max_answer_chars = max_answer_chars
@@ -80,7 +80,7 @@ class MathVerifyReward:
         else:
             on_main = threading.current_thread() is threading.main_thread()
             timeout = self.math_verify_timeout if on_main else None
-            rewards = [_safe_grade(job, timeout) for job in jobs]
+            rewards = [safe_grade(job, timeout) for job in jobs]
         skipped = [job["g"] for job, reward in zip(jobs, rewards, strict=True) if reward is None]
         if skipped:
             self.num_skipped += len(skipped)

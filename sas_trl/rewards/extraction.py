@@ -47,7 +47,7 @@ def last_boxed(text: str) -> str | None:
 
 def extract_answer(completion: str, format: str = "r1") -> str | None:
     """The boxed answer the verifier grades, or None (format failure: no `</think>` in R1, or no box)."""
-    _check_format(format)
+    check_format(format)
     if format == "r1":
         _, found, completion = completion.partition(THINK_END)
         if not found:
@@ -94,6 +94,6 @@ def gold_strings(gold) -> list[str]:
     return [str(gold)]
 
 
-def _check_format(format: str) -> None:
+def check_format(format: str) -> None:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")

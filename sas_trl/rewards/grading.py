@@ -76,7 +76,7 @@ def grade_answer(
     return float(any(verify(p, pred, timeout_seconds=timeout) for _, p in parsed_golds))
 
 
-def _safe_grade(job: dict, timeout: int | None) -> float | None:
+def safe_grade(job: dict, timeout: int | None) -> float | None:
     try:
         return grade_answer(job["a"], job["g"], job["b"], timeout)
     except BaseException:  # noqa: BLE001 - model text must never crash grading (RecursionError, sympy bugs)
@@ -102,7 +102,7 @@ def _worker_main(timeout: int) -> None:
     try:
         for line in sys.stdin:
             job = json.loads(line)
-            out.write(json.dumps([job["i"], _safe_grade(job, timeout)]) + "\n")
+            out.write(json.dumps([job["i"], safe_grade(job, timeout)]) + "\n")
             out.flush()
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent decides what happens next
         return

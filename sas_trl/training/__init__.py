@@ -1,1 +1,2 @@
-"""`sas-trl train` as a library: recipes (parse and check), launch (processes), run (the steps), hub, progress."""
+"""`sas-trl train` as a library: recipes (read, parse and check), launch (processes), run (the steps), the output
+folder's state, the built-in model's warm-up cache, the training data, hub, progress."""

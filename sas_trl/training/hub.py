@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .recipes import dump_recipe
+from .recipe_files import dump_recipe
 
 CARD = "README.md"
 EVAL_RESULTS = "eval_results.md"

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import RecipeError
-from .recipes import RunArguments
+from .arguments import RunArguments
 
 GPU_ONLY = ("DEEPSPEED", "FSDP", "MULTI_GPU", "XLA")
 

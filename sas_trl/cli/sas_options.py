@@ -1,0 +1,65 @@
+"""The SAS rule for commands that apply it outside training (`inspect`, `analyze-truncation`).
+
+`--recipe FILE` and `--sas_*` flags mean what they mean to `sas-trl train`: the flags are made from
+`SASRule`'s fields, the recipe is read by training's recipe loader (with its `base:` includes and key and type
+checks), and the rule comes out of a `SASConfig` built by the same parser, so it equals `SASConfig.sas_rule` of
+the training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..core import PREFIX, SASRule
+from ..errors import RecipeError
+
+
+def add_sas_options(parser: argparse.ArgumentParser, recipe_help: str) -> None:
+    """`--recipe` and one `--sas_<name>` flag per `SASRule` field (unset: the recipe's value, else the default)."""
+    parser.add_argument("--recipe", help=recipe_help)
+    group = parser.add_argument_group(
+        "SAS settings (as `sas-trl train` reads them; unset: the recipe's, else default)"
+    )
+    for f in SASRule.fields():
+        group.add_argument(
+            f"--{PREFIX}{f.name}", metavar="VALUE", help=f"{f.metadata['help']} (default: {f.default!r})"
+        )
+
+
+def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
+    """The rule that `sas-trl train --recipe R --sas_...` would apply, and the recipe's mapping ({} without one)."""
+    from trl import TrlParser
+
+    from ..config import SASConfig
+    from ..training.argv import unescape_flags
+    from ..training.recipe_files import load_recipe
+    from ..training.validation import check_keys, check_types
+
+    recipe: dict[str, Any] = {}
+    if args.recipe:
+        recipe = load_recipe(args.recipe)
+        check_keys(recipe, args.recipe)
+        check_types(recipe, args.recipe)
+    argv = []
+    for f in SASRule.fields():
+        value = getattr(args, PREFIX + f.name)
+        if value is not None:
+            argv += [f"--{PREFIX}{f.name}", value]
+    argv = unescape_flags(argv)  # as `sas-trl train` reads them
+    parser = TrlParser([SASConfig])
+
+    def fail(message: str):  # argparse would print its usage and exit
+        raise RecipeError(message)
+
+    parser.error = fail
+    values = {key: value for key, value in recipe.items() if key in SASConfig.__dataclass_fields__}
+    # Only the rule is wanted here: the run's precision and device settings must not refuse a GPU recipe on a CPU.
+    parser.set_defaults_with_config(**{**values, "bf16": False, "fp16": False, "use_cpu": True})
+    try:
+        (config,) = parser.parse_args_into_dataclasses(args=argv)
+    except RecipeError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise RecipeError(str(err)) from err
+    return config.sas_rule, recipe

@@ -1,0 +1,167 @@
+"""What `sas-trl inspect` writes: the numbers of an `Inspection`, its HTML report, the terminal summary and the
+histograms.
+
+`inspect.html` shows every rollout rendered (`sas_trl.render`), under its verdict and under the other one (what
+SAS would zero if it were correct, and if it had failed), with the settings, a legend and the histograms.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core import count_steps, step_statistics
+from ..render import html_document, html_from_segments, legend_html, render_terminal, segments
+from .inspection_rollouts import Inspection
+
+
+def statistics_of(view: Inspection) -> dict[str, Any]:
+    """Steps per rollout, step lengths, confidences and the zeroed fractions under each verdict."""
+    steps = count_steps(view.step_ids)  # (B,)
+    confidence, counts = step_statistics(view.step_ids, view.logps)  # (B, S)
+    present = counts > 0
+    reasoning = view.step_ids >= 0
+    valid = view.mask.bool()
+    lengths = counts[present].tolist()
+    verdicts = [r.correct for r in view.rollouts]
+
+    def frac(zero: torch.Tensor) -> float:
+        return float(zero.sum() / valid.sum().clamp(min=1))
+
+    return {
+        "rollouts": len(view.rollouts),
+        "correct": sum(v is True for v in verdicts),
+        "failed": sum(v is False for v in verdicts),
+        "unknown": sum(v is None for v in verdicts),
+        "truncated": sum(r.truncated for r in view.rollouts),
+        "steps_per_rollout": steps.tolist(),
+        "mean_steps": float(steps.float().mean()) if len(steps) else 0.0,
+        "rollouts_without_steps": int((steps == 0).sum()),
+        "step_tokens": lengths,
+        "median_step_tokens": statistics.median(lengths) if lengths else None,
+        "max_step_tokens": max(lengths) if lengths else None,
+        "reasoning_frac": float(reasoning.sum() / valid.sum().clamp(min=1)),
+        "mean_step_confidence": float(confidence[present].mean()) if lengths else None,
+        "zeroed_frac_if_correct": frac(view.zero_if_correct),
+        "zeroed_frac_if_failed": frac(view.zero_if_failed),
+    }
+
+
+def report_html(
+    view: Inspection, tokenizer, stats: dict, settings: dict, model: str, max_rendered: int, plot: Path | None = None
+) -> str:
+    """The report page: settings, summary, histograms, then each rollout under its verdict and the other one."""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(repr(v))}</code></td></tr>" for k, v in settings.items()
+    )
+    facts = (
+        f"{stats['rollouts']} rollouts ({stats['correct']} correct, {stats['failed']} failed, {stats['unknown']} "
+        f"without a verdict, {stats['truncated']} truncated); {stats['mean_steps']:.1f} steps per rollout on average, "
+        f"{stats['rollouts_without_steps']} with none; median step {stats['median_step_tokens']} tokens, longest "
+        f"{stats['max_step_tokens']}; {100 * stats['reasoning_frac']:.0f}% of tokens are reasoning. SAS would zero "
+        f"{100 * stats['zeroed_frac_if_correct']:.1f}% of the tokens if every rollout were correct and "
+        f"{100 * stats['zeroed_frac_if_failed']:.1f}% if every rollout had failed."
+    )
+    image = ""
+    if plot is not None and plot.is_file():
+        data = base64.b64encode(plot.read_bytes()).decode()
+        image = f'<img alt="histograms" style="max-width:100%" src="data:image/png;base64,{data}">'
+    parts = [
+        f"<h2 style='font:600 18px system-ui'>SAS inspection: {html.escape(model)}</h2>",
+        f"<p style='font:13px system-ui;max-width:1100px'>{html.escape(facts)}</p>",
+        f"<table style='font:12px system-ui;margin-bottom:10px'>{rows}</table>",
+        image,
+        legend_html(settings.get("sas_ratio")),
+    ]
+    shown = min(max_rendered, len(view.rollouts))
+    if shown < len(view.rollouts):
+        parts.append(f"<p style='font:13px system-ui'>The first {shown} of {len(view.rollouts)} rollouts:</p>")
+    for i in range(shown):
+        r = view.rollouts[i]
+        verdict = True if r.correct is None else r.correct
+        title = f"#{i} · prompt: {r.prompt_text[:200]}" + ("…" if len(r.prompt_text) > 200 else "")
+        if r.correct is None:
+            title += " · no verdict: shown as if correct"
+        main = _render(view, tokenizer, i, verdict, r, title, f"r{i}")
+        other = _render(view, tokenizer, i, not verdict, r, None, f"r{i}o", as_verdict=not verdict)
+        label = "if it had failed" if verdict else "if it were correct"
+        parts.append(
+            f"{main}<details style='margin:-10px 0 22px 70px;font:12px system-ui'><summary>what SAS would zero "
+            f"{label}</summary>{other}</details>"
+        )
+    return html_document("".join(parts), title=f"SAS inspection: {model}")
+
+
+def _render(view, tokenizer, i, verdict, rollout, title, uid, as_verdict=None) -> str:
+    segs = segments(view.ids[i], tokenizer, view.step_ids[i], view.logps[i], view.zero_for(i, verdict), view.mask[i])
+    shown = rollout.correct if as_verdict is None else as_verdict
+    return html_from_segments(segs, shown, is_truncated=rollout.truncated, title=title, uid=uid)
+
+
+def terminal_summary(view: Inspection, tokenizer, stats: dict, model: str, color: bool | None = None) -> str:
+    """A few lines of numbers, then the first correct and the first failed rollout, rendered for the terminal."""
+    lines = [
+        f"{model}: {stats['rollouts']} rollouts ({stats['correct']} correct, {stats['failed']} failed, "
+        f"{stats['unknown']} without a verdict, {stats['truncated']} truncated)",
+        f"steps per rollout: mean {stats['mean_steps']:.1f}, {stats['rollouts_without_steps']} rollouts without a "
+        f"step; step length: median {stats['median_step_tokens']} tokens, max {stats['max_step_tokens']}",
+        f"SAS would zero {100 * stats['zeroed_frac_if_correct']:.1f}% of tokens if all were correct, "
+        f"{100 * stats['zeroed_frac_if_failed']:.1f}% if all had failed",
+    ]
+    picks = []
+    for wanted in (True, False, None):
+        i = next((k for k, r in enumerate(view.rollouts) if r.correct is wanted), None)
+        if i is not None:
+            picks.append(i)
+    for i in picks[:2]:
+        r = view.rollouts[i]
+        verdict = True if r.correct is None else r.correct
+        lines.append("")
+        lines.append(f"rollout #{i}, prompt: {r.prompt_text[:80]!r}")
+        lines.append(
+            render_terminal(
+                view.ids[i],
+                tokenizer,
+                view.step_ids[i],
+                view.logps[i],
+                view.zero_for(i, verdict),
+                r.correct,
+                mask=view.mask[i],
+                is_truncated=r.truncated,
+                color=color,
+            )
+        )
+    return "\n".join(lines)
+
+
+def plot_histograms(stats: dict[str, Any], path: Path) -> Path:
+    """Two panels: steps per rollout, and step lengths in tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    steps = stats["steps_per_rollout"]
+    if steps:
+        left.hist(steps, bins=range(0, max(steps) + 2), color="tab:blue", alpha=0.8, align="left")
+    left.set_xlabel("steps per rollout")
+    left.set_ylabel("rollouts")
+    left.set_title(f"steps per rollout (mean {stats['mean_steps']:.1f})", fontsize=10)
+    lengths = stats["step_tokens"]
+    if lengths:
+        right.hist(lengths, bins=min(40, max(5, len(set(lengths)))), color="tab:green", alpha=0.8)
+        right.set_title(f"step length (median {stats['median_step_tokens']} tokens)", fontsize=10)
+    else:
+        right.text(0.5, 0.5, "no step", ha="center", va="center", transform=right.transAxes)
+    right.set_xlabel("tokens per step")
+    right.set_ylabel("steps")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,221 @@
+"""The trainer's SAS statistics: per-micro-batch counts, one reduction per logging step, and what they mean.
+
+Each micro-batch contributes one `BatchCounts` (0-dim tensors, nothing read back to the host); at log time the
+buffered counts are summed over processes in one reduction, and every metric is a ratio of two named counts.
+The degenerate-case check reads the same counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .core import SASRule
+from .trl_losses import LOSS_TYPES
+
+
+@dataclass
+class BatchCounts:
+    """Counts over one micro-batch (or, summed, several): 0-dim tensors while training, floats once reduced."""
+
+    rollouts: torch.Tensor | float
+    correct: torch.Tensor | float
+    failed: torch.Tensor | float
+    truncated: torch.Tensor | float
+    failed_truncated: torch.Tensor | float
+    correct_zeroed_whole: torch.Tensor | float  # correct rollouts with every valid token zeroed
+    steps: torch.Tensor | float
+    tokens: torch.Tensor | float
+    tokens_correct: torch.Tensor | float
+    tokens_failed: torch.Tensor | float
+    zeroed: torch.Tensor | float
+    zeroed_correct: torch.Tensor | float
+    zeroed_failed: torch.Tensor | float
+    kept_tokens: torch.Tensor | float
+    clip_low: torch.Tensor | float
+    clip_high: torch.Tensor | float
+    clip_region: torch.Tensor | float
+
+    @classmethod
+    def of(
+        cls,
+        zero: torch.Tensor,
+        valid: torch.Tensor,
+        step_ids: torch.Tensor,
+        is_correct: torch.Tensor,
+        is_truncated: torch.Tensor,
+        clipped: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> BatchCounts:
+        """Counts of one micro-batch.
+
+        Args:
+            zero, valid: BoolTensor (B, T): tokens SAS zeroed; valid completion tokens.
+            step_ids: LongTensor (B, T) from segmentation (steps 0..N-1 without gaps, -1 elsewhere).
+            is_correct, is_truncated: BoolTensor (B,).
+            clipped: (low, high, region) BoolTensors broadcastable to (B, T), from `clip_flags`.
+        """
+        correct, failed = is_correct.unsqueeze(1), ~is_correct.unsqueeze(1)
+        kept = valid & ~zero
+        low, high, region = clipped
+        return cls(
+            rollouts=torch.full((), is_correct.numel(), device=zero.device),
+            correct=is_correct.sum(),
+            failed=(~is_correct).sum(),
+            truncated=is_truncated.sum(),
+            failed_truncated=(~is_correct & is_truncated).sum(),
+            correct_zeroed_whole=(is_correct & valid.any(dim=1) & ~kept.any(dim=1)).sum(),
+            steps=(step_ids.amax(dim=1) + 1).sum(),
+            tokens=valid.sum(),
+            tokens_correct=(valid & correct).sum(),
+            tokens_failed=(valid & failed).sum(),
+            zeroed=zero.sum(),
+            zeroed_correct=(zero & correct).sum(),
+            zeroed_failed=(zero & failed).sum(),
+            kept_tokens=kept.sum(),
+            clip_low=(low & kept).sum(),
+            clip_high=(high & kept).sum(),
+            clip_region=(region & kept).sum(),
+        )
+
+    def stack(self) -> torch.Tensor:
+        """FloatTensor (F,), float64, in field order."""
+        return torch.stack([torch.as_tensor(getattr(self, f.name)) for f in dataclasses.fields(self)]).to(
+            torch.float64
+        )
+
+    @classmethod
+    def from_row(cls, row: list[float]) -> BatchCounts:
+        return cls(*row)
+
+
+# metric -> (numerator, denominator); a micro-batch whose denominator is 0 says nothing about that metric.
+RATIOS = {
+    "sas/zeroed_frac": ("zeroed", "tokens"),
+    "sas/zeroed_frac_correct": ("zeroed_correct", "tokens_correct"),
+    "sas/zeroed_frac_failed": ("zeroed_failed", "tokens_failed"),
+    "sas/steps_per_rollout": ("steps", "rollouts"),
+    "sas/truncated_frac": ("truncated", "rollouts"),
+    "sas/failed_truncated_frac": ("failed_truncated", "failed"),
+}
+# TRL's clip metrics restricted to the tokens SAS keeps (zeroed tokens have advantage 0 and are never clipped).
+CLIP_RATIOS = {
+    "ppo": {
+        "sas/clip_ratio/low_mean": ("clip_low", "kept_tokens"),
+        "sas/clip_ratio/high_mean": ("clip_high", "kept_tokens"),
+        "sas/clip_ratio/region_mean": ("clip_region", "kept_tokens"),
+    },
+    "cispo": {"sas/cispo_clip_ratio": ("clip_high", "kept_tokens")},
+}
+
+
+def metrics_of(counts: BatchCounts, loss_type: str) -> dict[str, float]:
+    """The logged SAS metrics of reduced counts (floats), for a TRL `loss_type`."""
+    clip = CLIP_RATIOS.get(LOSS_TYPES[loss_type].clip_metric, {}) if loss_type in LOSS_TYPES else {}
+    out = {}
+    for name, (numerator, denominator) in {**RATIOS, **clip}.items():
+        if getattr(counts, denominator):
+            out[name] = getattr(counts, numerator) / getattr(counts, denominator)
+    return out
+
+
+class SASStatistics:
+    """Buffers each micro-batch's counts per mode ("train"/"eval") until the next log."""
+
+    def __init__(self):
+        self._rows: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
+
+    def add(self, mode: str, counts: BatchCounts) -> None:
+        self._rows[mode].append(counts.stack())
+
+    def pending(self, mode: str) -> int:
+        """Micro-batches buffered since the last flush."""
+        return len(self._rows[mode])
+
+    def flush(self, mode: str, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> list[BatchCounts]:
+        """Each buffered micro-batch's counts summed over processes (one reduction), then the buffer emptied."""
+        rows, self._rows[mode] = self._rows[mode], []
+        if not rows:
+            return []
+        return [BatchCounts.from_row(row) for row in reduce_sum(torch.stack(rows)).cpu().tolist()]
+
+
+def clip_flags(
+    policy_logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    valid: torch.Tensor,
+    advantages: torch.Tensor,
+    loss_type: str,
+    *,
+    sequence_level: bool,
+    epsilon_low: float,
+    epsilon_high: float,
+    delta: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, T) bool x3 (broadcastable): the tokens TRL's clip metrics count as low-, high- and region-clipped.
+
+    Args:
+        policy_logps, old_logps: FloatTensor (B, T), the loss's current and the rollout policy's log-probs.
+        valid: BoolTensor (B, T).
+        advantages: FloatTensor (B,) or (B, T).
+        sequence_level: GSPO's importance_sampling_level="sequence" (one ratio per rollout: the mean log-ratio).
+    """
+    log_ratio = policy_logps.float() - old_logps.float()
+    if sequence_level:
+        weight = valid.to(log_ratio.dtype)
+        log_ratio = ((log_ratio * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+    ratio = torch.exp(log_ratio)
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)
+    metric = LOSS_TYPES[loss_type].clip_metric if loss_type in LOSS_TYPES else None
+    if metric == "ppo":
+        if delta is not None:
+            ratio = ratio.clamp(max=delta)  # TRL's clip metrics see the two-sided clamp too
+        low = (ratio < 1 - epsilon_low) & (advantages < 0)
+        high = (ratio > 1 + epsilon_high) & (advantages > 0)
+    elif metric == "cispo":
+        low = torch.zeros_like(valid)
+        high = (ratio > epsilon_high) & (advantages > 0)
+    else:
+        low = high = torch.zeros_like(valid)
+    low, high = low.expand_as(valid), high.expand_as(valid)
+    return low, high, low | high
+
+
+def degenerate_warning(
+    counts: BatchCounts,
+    reward_values: list[float],
+    rule: SASRule,
+    *,
+    reward_index: int,
+    reward_name: str,
+    threshold: float,
+) -> str | None:
+    """The warning when SAS leaves correct rollouts nothing to learn from, else None.
+
+    A correct rollout of N steps loses ceil(r * N) of them: a one-step rollout (no delimiter in its reasoning)
+    without an answer part loses every token. That is the paper's rule, and silent: a model that writes no
+    delimiter, or a first reward that is not a 0/1 score (every rollout then counts as correct), trains on failed
+    rollouts only. `counts` are the first training batch's, summed over processes; `reward_values` the distinct
+    values the correctness reward took.
+    """
+    values = sorted({v for v in reward_values if not math.isnan(v)})
+    non_binary = not set(values) <= {0.0, 1.0}
+    n_correct, n_whole = counts.correct, counts.correct_zeroed_whole
+    if not (n_correct and (n_whole >= n_correct / 2 or (n_correct == counts.rollouts and non_binary))):
+        return None
+    shown = ", ".join(f"{v:g}" for v in values[:8]) + (f", ... ({len(values)} values)" if len(values) > 8 else "")
+    return (
+        f"SAS, first batch: {n_whole:.0f} of {n_correct:.0f} correct rollouts had every token zeroed "
+        f"({counts.zeroed_correct / max(counts.tokens_correct, 1):.0%} of correct rollouts' tokens); "
+        f"{counts.steps / counts.rollouts:.2f} steps per rollout; the correctness reward (column {reward_index}, "
+        f"{reward_name!r}) took the values [{shown}] and 'correct' means >= {threshold:g} ({n_correct:.0f} of "
+        f"{counts.rollouts:.0f} rollouts). A correct rollout of N steps loses ceil({rule.ratio:g} * N) of them: with "
+        f"one step (no {rule.delimiter!r} in the reasoning) that is all of it, and correct rollouts teach nothing. If "
+        "the model writes no such steps, set sas_min_steps=2 (shorter rollouts train as plain GRPO) or a delimiter it "
+        "writes; if this reward is not a 0/1 correctness score, point sas_correct_reward_index at one or set "
+        "sas_correct_threshold."
+    )

@@ -1,0 +1,42 @@
+"""The training data: GRPO prompts from the built-in task or a DeepScaleR-style table, long prompts dropped."""
+
+from __future__ import annotations
+
+from ..constants import BUILTIN_DATASET
+from ..errors import RecipeError
+from .arguments import RunArguments
+
+
+def load_train_dataset(run_args: RunArguments, args):
+    """GRPO prompts (`prompt` messages, `answer`): the built-in task or a DeepScaleR-style table."""
+    if run_args.dataset_name == BUILTIN_DATASET:
+        from ..task import grpo_dataset
+
+        size = min(run_args.builtin_num_problems, run_args.max_train_samples or run_args.builtin_num_problems)
+        return grpo_dataset(size, seed=args.seed, task=run_args.builtin_task())
+    from ..data import load_deepscaler
+
+    return load_deepscaler(
+        run_args.dataset_name,
+        split=run_args.dataset_split,
+        prompt_template=run_args.prompt_template,
+        problem_column=run_args.problem_column,
+        answer_column=run_args.answer_column,
+        limit=run_args.max_train_samples,
+    )
+
+
+def drop_long_prompts(dataset, model_id: str, model_args, max_tokens: int):
+    """Keep problems whose chat-templated prompt fits in `max_tokens` (the paper's 1024-token prompt limit)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_id, revision=model_args.model_revision)
+
+    def fits(batch):
+        ids = tokenizer.apply_chat_template(batch["prompt"], add_generation_prompt=True, tokenize=True)
+        return [len(x) <= max_tokens for x in ids]
+
+    kept = dataset.filter(fits, batched=True)
+    if len(kept) == 0:
+        raise RecipeError(f"max_prompt_tokens={max_tokens}: no prompt of the dataset is that short")
+    return kept

@@ -1,0 +1,270 @@
+"""The output folder's state: what its contents mean for a run, before anything is loaded.
+
+A folder is new, in progress (checkpoints and `resolved_recipe.yaml`), or finished (`run_info.json`, written
+last, after the model). Resuming a finished run is a no-op; a finished run of another recipe is refused unless
+`overwrite_output_dir`. Whether two recipes differ is judged on their training settings: every field's effective
+value, less the keys that only say where results are written, logged or uploaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import RecipeError
+from .arguments import RunArguments
+from .recipe_files import dump_recipe, load_recipe
+from .recipes import build
+
+RUN_INFO = "run_info.json"  # written last, when a run has finished and saved its model
+RESOLVED_RECIPE = "resolved_recipe.yaml"
+
+# --------------------------------------------------------------------------------------------------
+# resume_from_checkpoint: "off", "last" or a checkpoint folder
+# --------------------------------------------------------------------------------------------------
+
+RESUME_OFF = ("", "false", "none")  # spellings of "do not resume" (as is an unset value)
+RESUME_LAST = ("last", "true")  # spellings of "the newest complete checkpoint in output_dir"
+
+
+def resume_kind(value: str | None) -> Literal["off", "last", "path"]:
+    """How a `resume_from_checkpoint` value reads, case-insensitively: "off" (unset or a `RESUME_OFF`
+    spelling), "last" (a `RESUME_LAST` spelling) or "path" (anything else names a checkpoint folder)."""
+    if value is None:
+        return "off"
+    spelling = str(value).lower()
+    if spelling in RESUME_OFF:
+        return "off"
+    return "last" if spelling in RESUME_LAST else "path"
+
+
+def resolve_resume(value: str | None, output_dir: Path) -> str | None:
+    """`last`/`true` -> the newest complete checkpoint in output_dir (None if there is none); a path must exist.
+
+    A run killed while saving leaves a checkpoint folder without `trainer_state.json` (written last); it is
+    skipped, so the run resumes from the save before it.
+    """
+    kind = resume_kind(value)
+    if kind == "off":
+        return None
+    if kind == "last":
+        return last_complete_checkpoint(output_dir)
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise RecipeError(f"resume_from_checkpoint: {value!r} is not a complete checkpoint folder")
+    return value
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` folder in `output_dir` that holds its `trainer_state.json`, or None."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    candidates = []
+    for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            candidates.append((int(step), path))
+    return str(max(candidates)[1]) if candidates else None
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan of a run: resume, finished runs, another recipe's run
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """What `plan_output_dir` decided for this run."""
+
+    resume: str | None  # the checkpoint to resume from
+    finished: str | None = None  # set when the run asked to resume has already finished: nothing to do
+
+
+def plan_output_dir(
+    run_args: RunArguments, args, model_args, recipe: dict[str, Any], main_process: bool
+) -> OutputPlan:
+    """Decide what the output folder's contents mean for this run, before anything is loaded.
+
+    * resuming (`--resume_from_checkpoint last` or a folder) a run that already reached its `max_steps`: nothing
+      to do (transformers would train one more step and change the model);
+    * not resuming, and the folder holds a finished run of a different recipe: `RecipeError` naming the folder
+      and the differing keys, unless `--overwrite_output_dir true` (then the earlier run's checkpoints and
+      run_info.json are removed first, so a later resume cannot pick up the other recipe's checkpoints).
+    """
+    output_dir = Path(args.output_dir)
+    kind = resume_kind(args.resume_from_checkpoint)
+    resume = resolve_resume(args.resume_from_checkpoint, output_dir)
+    if kind != "off":
+        return OutputPlan(resume, finished_message(output_dir, resume, args.max_steps, latest=kind == "last"))
+    info = output_dir / RUN_INFO
+    if not info.is_file():
+        return OutputPlan(None)
+    differing = recipe_changes(output_dir, run_args, args, model_args, recipe)
+    if differing and not run_args.overwrite_output_dir:
+        shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(differing.items())[:8])
+        more = f"; and {len(differing) - 8} more" if len(differing) > 8 else ""
+        raise RecipeError(
+            f"output_dir {str(output_dir)!r} holds a finished run of a different recipe ({shown}{more}); pass "
+            "another --output_dir, --resume_from_checkpoint last to continue it, or --overwrite_output_dir true "
+            "to replace it"
+        )
+    if run_args.overwrite_output_dir and main_process:
+        remove_previous_run(output_dir)
+    return OutputPlan(None)
+
+
+def finished_message(output_dir: Path, checkpoint: str | None, max_steps: int, latest: bool = True) -> str | None:
+    """The "nothing to do" message when the run to resume has reached its target step, else None.
+
+    `latest`: resuming "the last checkpoint" (`last`/`true`), when a finished run's final save (run_info.json)
+    also counts; a checkpoint folder named explicitly is judged by its own step alone.
+    """
+    step, target = None, None
+    if checkpoint is not None:
+        state = _read_json(Path(checkpoint) / "trainer_state.json") or {}
+        step, target = state.get("global_step", 0), state.get("max_steps")
+    info = _read_json(output_dir / RUN_INFO) if latest else None
+    if info is not None and (step is None or info.get("global_step", 0) >= step):
+        step = info.get("global_step", 0)
+        target = target if target is not None else step
+    if step is None:
+        return None
+    target = max_steps if max_steps > 0 else target  # -1: the epochs' step count the run itself computed
+    if target is None or step < target:
+        return None
+    saved = (
+        f"its model is in {output_dir}"
+        if info is not None
+        else f"its final model is not in {output_dir}; the weights are in {checkpoint}"
+    )
+    return (
+        f"{output_dir} is a finished run (step {step} of max_steps {target}): nothing to resume, nothing changed; "
+        f"{saved}. To train further, raise --max_steps."
+    )
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def recipe_changes(output_dir: Path, run_args, args, model_args, recipe: dict[str, Any]) -> dict:
+    """Training settings that differ between the finished run saved in `output_dir` and this one."""
+    saved = output_dir / RESOLVED_RECIPE
+    before = saved_training_settings(saved) if saved.is_file() else None
+    if before is None:
+        return {RESOLVED_RECIPE: ("missing or unreadable", "this run's recipe")}
+    now = {**training_settings(run_args, args, model_args), "env": recipe.get("env", {})}
+    return differing_settings(before, now)
+
+
+def remove_previous_run(output_dir: Path) -> None:
+    """Remove an earlier run's checkpoints and run_info.json (`--overwrite_output_dir true`)."""
+    import shutil
+
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    removed = sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"))
+    for path in removed:
+        shutil.rmtree(path)
+    if (output_dir / RUN_INFO).is_file():
+        (output_dir / RUN_INFO).unlink()
+        removed.append(output_dir / RUN_INFO)
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        print(f"sas-trl: --overwrite_output_dir: removed the earlier run's {names} from {output_dir}", flush=True)
+
+
+def save_recipe(recipe: dict[str, Any], output_dir: Path, state) -> None:
+    """Print the resolved recipe and save it as `resolved_recipe.yaml` (itself a valid recipe)."""
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / RESOLVED_RECIPE).write_text(dump_recipe(recipe))
+        print(f"sas-trl: recipe resolved ({state.num_processes} process(es)):\n{dump_recipe(recipe)}", flush=True)
+
+
+def write_run_info(output_dir: Path, trainer, state, model_id: str, seconds: float) -> dict[str, Any]:
+    """Write `log_history.json`, then `run_info.json` (which marks the run finished); returns the run info."""
+    info = {
+        "num_processes": state.num_processes,
+        "distributed_type": str(state.distributed_type),
+        "global_step": trainer.state.global_step,
+        "seconds": round(seconds, 1),
+        "model": model_id,
+    }
+    # Every logged training metric, for reports over runs (`sas-trl compare`); run_info.json is written last.
+    (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2))
+    return info
+
+
+# --------------------------------------------------------------------------------------------------
+# Training settings: what makes two runs the same run
+# --------------------------------------------------------------------------------------------------
+
+# Keys that change neither what is trained nor how: where it is written, logged or uploaded.
+NOT_TRAINING_SETTINGS = frozenset(
+    {
+        "output_dir",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "run_name",
+        "logging_dir",
+        "logging_steps",
+        "logging_strategy",
+        "logging_first_step",
+        "logging_nan_inf_filter",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "log_completions",
+        "num_completions_to_print",
+        "report_to",
+        "disable_tqdm",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_token",
+        "hub_private_repo",
+        "hub_strategy",
+        "hub_always_push",
+        "hub_revision",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "save_only_model",
+        "wandb_log_unique_prompts",
+    }
+)
+
+
+def training_settings(run_args: RunArguments, sas_args, model_args) -> dict[str, Any]:
+    """Every field's effective value (enums as their values), less `NOT_TRAINING_SETTINGS`."""
+    values: dict[str, Any] = {}
+    for obj in (run_args, sas_args, model_args):
+        for f in dataclasses.fields(obj):
+            if f.init and f.name not in values and f.name not in NOT_TRAINING_SETTINGS:
+                value = getattr(obj, f.name, None)
+                values[f.name] = getattr(value, "value", value)
+    return values
+
+
+def saved_training_settings(path: str | os.PathLike) -> dict[str, Any] | None:
+    """`training_settings` of a saved resolved recipe, or None when it cannot be read or built any more."""
+    try:
+        recipe = load_recipe(path)
+        settings = training_settings(*build(recipe, []))
+    except Exception:  # noqa: BLE001 - an older or hand-edited file: treated as "cannot compare"
+        return None
+    settings["env"] = recipe.get("env", {})
+    return settings
+
+
+def differing_settings(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """key -> (before, now) for every key whose value differs."""
+    return {k: (before.get(k), now.get(k)) for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)}

@@ -1,0 +1,124 @@
+"""Validation before anything loads: unknown keys (with the nearest valid ones), types, raw values, local files,
+and settings that are valid alone but not together. Each failure is a `RecipeError` naming the key or file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from ..constants import BUILTIN_MODEL
+from ..errors import RecipeError
+from .arguments import RunArguments, all_fields
+
+
+def check_keys(keys, source: str) -> None:
+    """Unknown keys raise, naming the key and the nearest valid ones."""
+    known = all_fields()
+    for key in keys:
+        if key == "env" or key in known:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise RecipeError(f"unknown key {key!r} in {source}{hint}")
+
+
+def check_types(values: dict[str, Any], source: str) -> None:
+    """Values of the wrong type raise, naming the key, the value and the expected type."""
+    known = all_fields()
+    for key, value in values.items():
+        if key == "env":
+            continue
+        cls, f = known[key]
+        hint = typing.get_type_hints(cls).get(f.name, Any)
+        if not _matches(hint, value):
+            raise RecipeError(f"{key}: {value!r} in {source} is not a valid {_type_name(hint)}")
+
+
+def _matches(hint, value) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(a, value) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple) and all(_matches(args[0], v) for v in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, str):  # str-valued enums (e.g. IntervalStrategy)
+        return isinstance(value, str)
+    return True  # anything more exotic is left to the parser
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_local_files(run_args: RunArguments, model_args) -> None:
+    """Local paths the recipe names must exist (Hub ids are checked when loaded)."""
+    candidates = {
+        "dataset_name": run_args.dataset_name,
+        "accelerate_config": run_args.accelerate_config,
+        "model_name_or_path": model_args.model_name_or_path,
+    }
+    for key, value in candidates.items():
+        if not value or value.startswith("builtin:"):
+            continue
+        if _looks_local(value) and not Path(value).exists():
+            raise RecipeError(f"{key}: local path {value!r} does not exist")
+    if model_args.model_name_or_path is None:
+        raise RecipeError(f"model_name_or_path is required (a Hub id, a local folder, or {BUILTIN_MODEL!r})")
+
+
+def _looks_local(value: str) -> bool:
+    # A Hub id is "name" or "org/name"; anything with more parts, a leading ./ ~ /, or a data suffix is a path.
+    return (
+        value.startswith((".", "/", "~"))
+        or value.count("/") > 1
+        or value.endswith((".jsonl", ".json", ".parquet", ".yaml", ".yml"))
+        or Path(value).exists()
+    )
+
+
+def check_settings(run_args: RunArguments, sas_args) -> None:
+    """Settings that are valid alone but not together, or that TRL would accept and then misuse."""
+    if sas_args.max_steps == 0:
+        raise RecipeError(
+            "max_steps=0 is not valid (transformers would still train one step); allowed values: an integer >= 1, "
+            "or -1 to train num_train_epochs epochs"
+        )
+    index, names = sas_args.sas_correct_reward_index, run_args.reward_funcs
+    if index >= len(names):
+        raise RecipeError(
+            f"sas_correct_reward_index={index} is not valid: reward_funcs lists {len(names)} reward(s) "
+            f"({', '.join(names)}); allowed values: 0..{len(names) - 1}"
+        )
+    from ..rewards import REWARDS
+
+    if not REWARDS[names[index]].correctness:
+        correct = [i for i, name in enumerate(names) if REWARDS[name].correctness]
+        raise RecipeError(
+            f"sas_correct_reward_index={index} names reward {names[index]!r}, which does not grade correctness "
+            f"(SAS's 'correct' must mean a right answer); correctness rewards in reward_funcs are at: "
+            f"{', '.join(map(str, correct))}"
+        )
+    if run_args.overlong_cache is not None and run_args.overlong_cache > sas_args.max_completion_length:
+        raise RecipeError(
+            f"overlong_cache={run_args.overlong_cache} is not valid; allowed values: <= max_completion_length "
+            f"({sas_args.max_completion_length})"
+        )
