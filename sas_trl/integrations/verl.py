@@ -31,6 +31,7 @@ import torch
 from ..core import SASRule, SASRuleError
 from ..errors import UserError
 from ..rollouts import truncated_rows
+from ..sas_metrics import RATIOS, BatchCounts
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +39,10 @@ TRAINER_NAME = "sas_sync"
 SETTINGS_PATH = f"trainer.v1.{TRAINER_NAME}"
 # `_compute_advantage` is private: the hook is tied to the minor release it was written against.
 VERL_VERSIONS = (">=0.9", "<0.10")
-# What verl's sync trainer keeps in its mode's section, besides the SAS settings.
-VERL_MODE_KEYS = ("parameter_sync_step",)
 # The fields SAS reads back from verl's TransferQueue after verl's own advantage pass.
 FIELDS = ("responses", "response_mask", "old_log_probs", "rm_scores", "advantages")
-# The TRL trainer's metric names (sas_trl.trainer), with the same numerators and denominators.
-METRIC_NAMES = (
-    "sas/zeroed_frac",
-    "sas/zeroed_frac_correct",
-    "sas/zeroed_frac_failed",
-    "sas/steps_per_rollout",
-    "sas/truncated_frac",
-    "sas/failed_truncated_frac",
-)
+# The TRL trainer's metrics (sas_trl.sas_metrics): the same names, numerators and denominators, per rollout batch.
+METRIC_NAMES = tuple(RATIOS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,11 +63,11 @@ def sas_settings(section: Mapping[str, Any] | None) -> tuple[SASRule, float]:
     """
     section = dict(section or {})
     names = setting_names()
-    unknown = sorted(set(section) - set(names) - set(VERL_MODE_KEYS))
+    unknown = sorted(set(section) - set(names))
     if unknown:
         raise UserError(
-            f"{SETTINGS_PATH}.{unknown[0]} is not a SAS setting; allowed keys: {', '.join(names)} "
-            f"(and verl's {', '.join(VERL_MODE_KEYS)})"
+            f"{SETTINGS_PATH}.{unknown[0]} is not a SAS setting; allowed keys: {', '.join(names)} (verl's own sync "
+            "settings stay under trainer.v1.sync)"
         )
     threshold = section.pop("correct_threshold", 1.0)
     try:
@@ -146,19 +138,15 @@ def sas_advantages(
 
 
 def _metrics(zero, valid, step_ids, is_correct, is_truncated) -> dict[str, float]:
-    """The `sas/*` metrics, as ratios of counts over the batch (one read-back)."""
-    correct, failed = is_correct.unsqueeze(1), ~is_correct.unsqueeze(1)
-    rollouts = torch.full((), is_correct.numel())
-    pairs = [
-        ((zero & valid).sum(), valid.sum()),
-        ((zero & correct).sum(), (valid & correct).sum()),
-        ((zero & failed).sum(), (valid & failed).sum()),
-        ((step_ids.amax(dim=1) + 1).sum() if step_ids.numel() else rollouts * 0, rollouts),
-        (is_truncated.sum(), rollouts),
-        ((~is_correct & is_truncated).sum(), (~is_correct).sum()),
-    ]
-    counts = torch.stack([torch.stack(pair) for pair in pairs]).to(torch.float64).tolist()
-    return {name: num / den for name, (num, den) in zip(METRIC_NAMES, counts, strict=True) if den}
+    """The `sas/*` ratios of the batch's counts (the TRL trainer's `BatchCounts`; verl logs its own clip metrics)."""
+    none = torch.zeros((), dtype=torch.bool)
+    counts = BatchCounts.of(zero, valid, step_ids, is_correct, is_truncated, (none, none, none))
+    counts = BatchCounts.from_row(counts.stack().tolist())  # one read-back
+    return {
+        name: getattr(counts, numerator) / getattr(counts, denominator)
+        for name, (numerator, denominator) in RATIOS.items()
+        if getattr(counts, denominator)
+    }
 
 
 def padded(tensor: torch.Tensor, padding: float = 0.0) -> torch.Tensor:
@@ -257,12 +245,23 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync  # noqa: E402
 class SASPPOTrainerSync(PPOTrainerSync):
     """verl's synchronous PPO trainer with Step-level Advantage Selection applied to the advantages it computes.
 
-    Select it with `trainer.v1.trainer_mode=sas_sync`; settings under `trainer.v1.sas_sync` (`setting_names()`).
+    Select it with `trainer.v1.trainer_mode=sas_sync`; SAS settings under `trainer.v1.sas_sync` (`setting_names()`),
+    verl's sync-trainer settings under `trainer.v1.sync`, as for `sync`.
     """
 
     def __init__(self, config):
         self._init_sas(config)  # bad settings fail here, before verl starts any worker
         super().__init__(config)
+
+    # verl's base trainer branches on `self.trainer_mode == "sync"` (replay buffer, refills, weight syncs) and reads
+    # the mode's section for its own settings: sas_sync must take every sync branch and read `trainer.v1.sync`.
+    @property
+    def trainer_mode(self) -> str:
+        return "sync"
+
+    @trainer_mode.setter
+    def trainer_mode(self, configured: str) -> None:
+        pass  # PPOTrainer.__init__ assigns the configured name, "sas_sync"
 
     def _init_sas(self, config) -> None:
         from omegaconf import DictConfig, OmegaConf
