@@ -22,13 +22,14 @@ reported here at WARNING and `sas_sync` is registered anyway as a trainer that r
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..core import SASRule, SASRuleError
+from ..core import PREFIX, SASRule, SASRuleError
 from ..errors import UserError
 from ..rollouts import truncated_rows
 from ..sas_metrics import RATIOS, BatchCounts
@@ -59,30 +60,30 @@ def sas_settings(section: Mapping[str, Any] | None) -> tuple[SASRule, float]:
     """The SAS rule and correctness threshold from a `trainer.v1.sas_sync` mapping (missing keys keep defaults).
 
     Raises:
-        UserError: an unknown key, or a value `SASRule` refuses (its message, naming the `sas_*` setting).
+        SASRuleError (a `UserError`): an unknown key, or a value `SASRule` refuses (its message, naming the
+            `sas_*` setting), prefixed with where it was read.
     """
     section = dict(section or {})
     names = setting_names()
     unknown = sorted(set(section) - set(names))
     if unknown:
-        raise UserError(
+        raise SASRuleError(
             f"{SETTINGS_PATH}.{unknown[0]} is not a SAS setting; allowed keys: {', '.join(names)} (verl's own sync "
             "settings stay under trainer.v1.sync)"
         )
-    threshold = section.pop("correct_threshold", 1.0)
+    given = section.pop("correct_threshold", 1.0)
     try:
-        threshold = float(threshold)
+        threshold = float(given)
     except (TypeError, ValueError):
-        threshold = float("nan")
-    if not np.isfinite(threshold):
-        raise UserError(
-            f"{SETTINGS_PATH}: sas_correct_threshold={section.get('correct_threshold', threshold)} is not valid; "
-            "allowed values: a finite number"
+        threshold = math.nan
+    if isinstance(given, bool) or not math.isfinite(threshold):
+        raise SASRuleError(
+            f"{SETTINGS_PATH}: {PREFIX}correct_threshold={given!r} is not valid; allowed values: a finite number"
         )
     try:
-        rule = SASRule.from_settings({f"sas_{name}": value for name, value in section.items() if name in names})
+        rule = SASRule.from_settings({PREFIX + name: value for name, value in section.items()})
     except SASRuleError as err:
-        raise UserError(f"{SETTINGS_PATH}: {err}") from err
+        raise SASRuleError(f"{SETTINGS_PATH}: {err}") from err
     return rule, threshold
 
 
@@ -289,7 +290,7 @@ class SASPPOTrainerSync(PPOTrainerSync):
             generator = random_generator(self.config.data.get("seed"), getattr(self, "global_steps", 0))
         advantages, sas_metrics = sas_advantages(
             padded(data["advantages"], 0.0),
-            padded(data["responses"], tokenizer.pad_token_id),
+            padded(data["responses"], tokenizer.pad_token_id or 0),  # the mask, not the padding, marks the end
             mask,
             padded(data["old_log_probs"], 0.0),
             padded(data["rm_scores"], 0.0).sum(dim=-1),  # the sequence score verl's GRPO normalises

@@ -272,6 +272,8 @@ def test_settings_come_from_the_trainer_section_with_sasrule_names():
         ("+trainer.v1.sas_sync.strategy=all", "sas_strategy='all'"),
         ("+trainer.v1.sas_sync.min_steps=0", "sas_min_steps=0"),
         ("+trainer.v1.sas_sync.correct_threshold=nan", "sas_correct_threshold=nan"),
+        ("+trainer.v1.sas_sync.correct_threshold=abc", "sas_correct_threshold='abc'"),
+        ("+trainer.v1.sas_sync.think_end=''", "sas_think_end=''"),
         ("+trainer.v1.sas_sync.ratoi=0.3", "trainer.v1.sas_sync.ratoi"),
     ],
 )
