@@ -39,6 +39,7 @@ class BatchCounts:
     clip_low: torch.Tensor | float
     clip_high: torch.Tensor | float
     clip_region: torch.Tensor | float
+    clip_units: torch.Tensor | float  # what the clip ratios divide by: kept tokens, or rollouts (sequence level)
 
     @classmethod
     def of(
@@ -56,11 +57,23 @@ class BatchCounts:
             zero, valid: BoolTensor (B, T): tokens SAS zeroed; valid completion tokens.
             step_ids: LongTensor (B, T) from segmentation (steps 0..N-1 without gaps, -1 elsewhere).
             is_correct, is_truncated: BoolTensor (B,).
-            clipped: (low, high, region) BoolTensors broadcastable to (B, T), from `clip_flags`.
+            clipped: (low, high, region) BoolTensors from `clip_flags`: (B, T) with token-level importance
+                sampling, (B, 1) with sequence-level (one ratio per rollout).
+
+        The clip counts follow TRL's metric at each level. Token level: clipped kept tokens over kept tokens.
+        Sequence level: clipped rollouts over all rollouts, as TRL counts each row once there; a rollout SAS
+        zeroed whole has advantage 0 and is never clipped, so with SAS off the ratios equal TRL's at both levels.
         """
         correct, failed = is_correct.unsqueeze(1), ~is_correct.unsqueeze(1)
         kept = valid & ~zero
         low, high, region = clipped
+        if low.size(1) == 1:  # sequence level: one flag per rollout, counted if the rollout kept any token
+            has_kept = kept.any(dim=1, keepdim=True)
+            low, high, region = low & has_kept, high & has_kept, region & has_kept
+            clip_units = torch.full((), is_correct.numel(), device=zero.device)
+        else:
+            low, high, region = low & kept, high & kept, region & kept
+            clip_units = kept.sum()
         return cls(
             rollouts=torch.full((), is_correct.numel(), device=zero.device),
             correct=is_correct.sum(),
@@ -76,9 +89,10 @@ class BatchCounts:
             zeroed_correct=(zero & correct).sum(),
             zeroed_failed=(zero & failed).sum(),
             kept_tokens=kept.sum(),
-            clip_low=(low & kept).sum(),
-            clip_high=(high & kept).sum(),
-            clip_region=(region & kept).sum(),
+            clip_low=low.sum(),
+            clip_high=high.sum(),
+            clip_region=region.sum(),
+            clip_units=clip_units,
         )
 
     def stack(self) -> torch.Tensor:
@@ -101,14 +115,15 @@ RATIOS = {
     "sas/truncated_frac": ("truncated", "rollouts"),
     "sas/failed_truncated_frac": ("failed_truncated", "failed"),
 }
-# TRL's clip metrics restricted to the tokens SAS keeps (zeroed tokens have advantage 0 and are never clipped).
+# TRL's clip metrics restricted to what SAS keeps (zeroed tokens have advantage 0 and are never clipped): kept
+# tokens with token-level importance sampling, rollouts with sequence-level (TRL's own unit there).
 CLIP_RATIOS = {
     "ppo": {
-        "sas/clip_ratio/low_mean": ("clip_low", "kept_tokens"),
-        "sas/clip_ratio/high_mean": ("clip_high", "kept_tokens"),
-        "sas/clip_ratio/region_mean": ("clip_region", "kept_tokens"),
+        "sas/clip_ratio/low_mean": ("clip_low", "clip_units"),
+        "sas/clip_ratio/high_mean": ("clip_high", "clip_units"),
+        "sas/clip_ratio/region_mean": ("clip_region", "clip_units"),
     },
-    "cispo": {"sas/cispo_clip_ratio": ("clip_high", "kept_tokens")},
+    "cispo": {"sas/cispo_clip_ratio": ("clip_high", "clip_units")},
 }
 
 
@@ -155,7 +170,9 @@ def clip_flags(
     epsilon_high: float,
     delta: float | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, T) bool x3 (broadcastable): the tokens TRL's clip metrics count as low-, high- and region-clipped.
+    """Bool x3: what TRL's clip metrics count as low-, high- and region-clipped; (B, T) per token, or (B, 1) per
+    rollout with `sequence_level` (TRL's `coef_1` is then (B, 1), and with (B,) advantages its metric is a mean
+    over rollouts; under SAS a rollout's flag uses its advantage on the tokens SAS keeps).
 
     Args:
         policy_logps, old_logps: FloatTensor (B, T), the loss's current and the rollout policy's log-probs.
@@ -170,6 +187,10 @@ def clip_flags(
     ratio = torch.exp(log_ratio)
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
+    if sequence_level and advantages.size(1) > 1:
+        # SAS's (B, T) advantages are the rollout's advantage on kept tokens and 0 on zeroed ones: the row's sum
+        # has the rollout's sign (a rollout with no kept token is dropped by `BatchCounts.of`).
+        advantages = advantages.sum(dim=1, keepdim=True)
     metric = LOSS_TYPES[loss_type].clip_metric if loss_type in LOSS_TYPES else None
     if metric == "ppo":
         if delta is not None:
@@ -177,11 +198,12 @@ def clip_flags(
         low = (ratio < 1 - epsilon_low) & (advantages < 0)
         high = (ratio > 1 + epsilon_high) & (advantages > 0)
     elif metric == "cispo":
-        low = torch.zeros_like(valid)
         high = (ratio > epsilon_high) & (advantages > 0)
+        low = torch.zeros_like(high)
     else:
-        low = high = torch.zeros_like(valid)
-    low, high = low.expand_as(valid), high.expand_as(valid)
+        low = high = torch.zeros(ratio.shape, dtype=torch.bool, device=valid.device)
+    if not sequence_level:
+        low, high = low.expand_as(valid), high.expand_as(valid)
     return low, high, low | high
 
 

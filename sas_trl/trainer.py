@@ -28,6 +28,7 @@ from trl import GRPOTrainer
 
 from .completion_logs import CompletionLogMixin
 from .config import SASConfig
+from .rewards.params import GENERATION_MODE_KEY
 from .rollouts import truncated_flags
 from .sas_metrics import BatchCounts, SASStatistics, clip_flags, degenerate_warning, metrics_of
 from .segmentation import embedding_rows, vocabulary_warnings
@@ -84,6 +85,10 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
     # -- per-rollout facts, fixed when the rollout is generated ------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Rewards learn whether this is training or evaluation (TRL's keywords do not say): group-level rewards cut
+        # groups by the mode's generation count, and LAPO records stage-2 targets from training prompts only.
+        mode = "train" if self.model.training else "eval"
+        inputs = [{**row, GENERATION_MODE_KEY: mode} for row in inputs]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         # Rewards come back gathered from all processes in process order; keep this process's rows.
         column = rewards_per_func[:, self.args.sas_correct_reward_index]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +32,7 @@ def run_from_repo_root(monkeypatch):
 
 def test_every_baseline_and_its_tiny_variant_is_shipped():
     methods = {"l1_exact", "l1_max", "sas_plus_l1_max", "lapo_stage1", "lapo_stage2", "dapo_overlong"}
+    methods |= {"grpo_overlong_filter", "sas_overlong_filter"}
     assert {p.stem for p in BASELINES.glob("*.yaml")} == methods | {"thinkprune_4k", "thinkprune_3k", "thinkprune_2k"}
     assert {p.stem for p in (BASELINES / "tiny_cpu").glob("*.yaml")} == methods - {"lapo_stage2"} | {
         "lapo_stage2",
@@ -45,11 +51,45 @@ def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     previous = tmp_path / raw["model_name_or_path"]
     previous.mkdir(parents=True)
-    if "lapo_targets" in raw:
+    if "lapo_target" in raw.get("transform_params", {}):
         (previous / "lapo_targets.json").write_text(json.dumps({"a prompt": 120}))
     run_args, args, model_args, _ = parse(["--recipe", str(recipe), *CPU_OVERRIDES])
     assert model_args.model_name_or_path == raw["model_name_or_path"]
     assert args.output_dir != raw["model_name_or_path"]
+
+
+def load_train_prompts(name: str) -> list:
+    """The prompts the recipe's transforms make of one problem (its system prompt names its own cap)."""
+    from sas_trl.transforms import apply_transforms
+
+    run_args, args, *_ = parse(["--recipe", str(BASELINES / name), *CPU_OVERRIDES])
+    problem = Dataset.from_list([{"prompt": [{"role": "user", "content": "Add 1, 2."}], "answer": "3"}])
+    return apply_transforms(problem, run_args, args)["prompt"]
+
+
+def test_dapo_weights_give_dapos_advantages():
+    # DAPO: reward = (+1 / -1 correctness) + punishment. The recipe: 2 * (1 / 0 correctness) + punishment, which is
+    # DAPO's + 1 for every rollout; the group mean removes it, so the advantages are DAPO's (hand values below).
+    from sas_trl.rewards.length import get_dapo_overlong_reward
+    from sas_trl.rewards.params import RunContext
+    from sas_trl.rewards.registry import reward_params
+
+    run_args, args, *_ = parse(["--recipe", str(BASELINES / "dapo_overlong.yaml"), *CPU_OVERRIDES])
+    params = reward_params(run_args.reward_funcs, run_args.reward_params)["dapo_overlong"]
+    punish = get_dapo_overlong_reward(params, RunContext(max_completion_length=args.max_completion_length))
+    lengths, correct = [1000, 3686, 4096, 3277], [1.0, 1.0, 0.0, 0.0]
+    # 0 up to 4096 - 819 = 3277 tokens, then (3277 - n) / 819 down to -1 at the cap.
+    expected_punishment = [0.0, -409 / 819, -1.0, 0.0]
+    assert punish(completion_ids=[[0] * n for n in lengths]) == pytest.approx(expected_punishment)
+    weights = torch.tensor(args.reward_weights)
+    ours = torch.stack([torch.tensor(correct), torch.tensor(expected_punishment)], 1) @ weights
+    dapo = torch.tensor([1.0 - 0.0, 1.0 - 409 / 819, -1.0 - 1.0, -1.0 + 0.0])
+    assert ours.tolist() == pytest.approx((dapo + 1).tolist())
+    for scale in (True, False):  # scale_rewards "group" and "none": the same advantages as DAPO's reward
+        ours_adv, dapo_adv = ours - ours.mean(), dapo - dapo.mean()
+        if scale:
+            ours_adv, dapo_adv = ours_adv / ours.std(), dapo_adv / dapo.std()
+        assert ours_adv.tolist() == pytest.approx(dapo_adv.tolist())
 
 
 def test_the_method_defining_values():
@@ -59,10 +99,14 @@ def test_the_method_defining_values():
 
     run_args, args = get("l1_exact.yaml")
     assert run_args.reward_funcs == ["accuracy", "l1"] and args.reward_weights == [0.0, 1.0]
-    assert (run_args.l1_alpha, run_args.l1_max_fraction, run_args.l1_budget_range) == (0.0003, 0.0, [100, 4000])
+    assert run_args.reward_params == {"l1": {"alpha": 0.0003}}
+    assert run_args.transform_params == {"l1_budget": {"budget_range": [100, 4000], "max_fraction": 0.0}}
     assert args.sas_strategy == "none" and args.max_completion_length == 4096
     run_args, args = get("l1_max.yaml")
-    assert (run_args.l1_alpha, run_args.l1_max_fraction, run_args.l1_max_form) == (0.002, 0.5, "multiplicative")
+    assert run_args.reward_params == {
+        "l1": {"alpha": 0.000333333333, "max_alpha": 0.002, "max_form": "multiplicative"}
+    }
+    assert run_args.transform_params == {"l1_budget": {"budget_range": [100, 4000], "max_fraction": 0.5}}
     run_args, args = get("sas_plus_l1_max.yaml")
     assert (
         args.sas_strategy == "both" and run_args.reward_funcs[0] == "accuracy" and args.sas_correct_reward_index == 0
@@ -74,11 +118,82 @@ def test_the_method_defining_values():
         ["accuracy"],
     )
     caps = [load_recipe(BASELINES / f"thinkprune_{k}k.yaml").get("max_completion_length") for k in (4, 3, 2)]
-    assert caps == [4096, 3072, 2048]
+    assert caps == [4000, 3000, 2000]  # ThinkPrune's scripts: 4000, then 3000; the third stage an extension
+    assert "within 4000 tokens" in str(load_train_prompts("thinkprune_4k.yaml")[0])
     run_args, args = get("lapo_stage1.yaml")
-    assert run_args.reward_funcs == ["accuracy", "lapo_band"] and run_args.lapo_percentiles == [30.0, 70.0]
+    assert run_args.reward_funcs == ["accuracy", "lapo_band"]
+    assert run_args.reward_params == {"lapo_band": {"percentiles": [30.0, 70.0], "margin": 100.0, "weight": 0.7}}
+    run_args, args = get("grpo_overlong_filter.yaml")
+    assert args.mask_truncated_completions and args.sas_strategy == "none" and args.max_completion_length == 4096
+    run_args, args = get("sas_overlong_filter.yaml")
+    assert args.mask_truncated_completions and (args.sas_strategy, args.sas_ratio, args.sas_failed_scope) == (
+        "both",
+        0.3,
+        "all",
+    )
+    with pytest.raises(RecipeError, match="sas_failed_scope='truncated' has nothing to shield"):
+        parse(
+            [
+                "--recipe",
+                str(BASELINES / "sas_overlong_filter.yaml"),
+                *CPU_OVERRIDES,
+                "--sas_failed_scope",
+                "truncated",
+            ]
+        )
     run_args, args = get("dapo_overlong.yaml")
-    assert (run_args.overlong_cache, args.reward_weights) == (819, [1.0, 1.0])
+    assert (run_args.reward_params, args.reward_weights) == ({"dapo_overlong": {"cache": 819}}, [2.0, 1.0])
+
+
+def test_the_shipped_baselines_build_the_same_rewards_and_transforms(tmp_path):
+    # What each recipe's parameters build: the values the flat keys gave before they moved to reward_params.
+    from sas_trl.rewards.registry import reward_params
+    from sas_trl.transforms import transform_params
+
+    def built(name):
+        run_args, args, *_ = parse(["--recipe", str(BASELINES / name), *CPU_OVERRIDES])
+        rewards = reward_params(run_args.reward_funcs, run_args.reward_params)
+        return rewards, transform_params(run_args.prompt_transforms, run_args.transform_params)
+
+    rewards, transforms = built("l1_exact.yaml")
+    assert (rewards["l1"].alpha, rewards["l1"].max_form) == (0.0003, "multiplicative")
+    assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((100, 4000), 0.0)
+    rewards, transforms = built("l1_max.yaml")
+    assert (rewards["l1"].alpha, rewards["l1"].max_alpha, rewards["l1"].max_form) == (
+        pytest.approx(1 / 3000),
+        0.002,
+        "multiplicative",
+    )
+    assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((100, 4000), 0.5)
+    band = built("lapo_stage1.yaml")[0]["lapo_band"]
+    assert (band.percentiles, band.margin, band.weight) == ((30.0, 70.0), 100.0, 0.7)
+    assert built("dapo_overlong.yaml")[0]["dapo_overlong"].cache == 819
+    tiny = BASELINES / "tiny_cpu"
+    rewards, transforms = built(tiny / "l1_max.yaml")
+    assert (rewards["l1"].alpha, rewards["l1"].max_alpha) == (0.01, 0.05)
+    assert (transforms["l1_budget"].budget_range, transforms["l1_budget"].max_fraction) == ((8, 32), 0.5)
+    assert built(tiny / "lapo_stage1.yaml")[0]["lapo_band"].margin == 5.0
+    assert built(tiny / "dapo_overlong.yaml")[0]["dapo_overlong"].cache == 8
+
+
+def test_l1_max_scores_each_kind_of_row_with_its_own_alpha():
+    # The shipped l1_max.yaml, N = 1000: a correct 2,000-token answer on an Exact row scores 1 - 1000 / 3000 = +0.67
+    # (above a wrong 1,000-token answer's 0), on a Max row clip(0.5 + 0.001 * (1000 - 2000), 0, 1) * 1 = 0.
+    from sas_trl.rewards.length import get_l1_reward
+    from sas_trl.rewards.params import RunContext
+    from sas_trl.rewards.registry import reward_params
+
+    run_args, *_ = parse(["--recipe", str(BASELINES / "l1_max.yaml"), *CPU_OVERRIDES])
+    reward = get_l1_reward(reward_params(run_args.reward_funcs, run_args.reward_params)["l1"], RunContext())
+    right, wrong = "</think>\\boxed{5}", "</think>\\boxed{6}"
+    scores = reward(
+        completions=[right, wrong, right, right],
+        completion_ids=[[1] * 2000, [1] * 1000, [1] * 2000, [1] * 750],
+        answer=["5"] * 4,
+        l1_budget=[1000, 1000, -1000, -1000],
+    )
+    assert scores == pytest.approx([2 / 3, 0.0, 0.0, 0.75])  # Max row at 750 tokens: 0.5 + 0.001 * 250
+    reward.close()
 
 
 @pytest.mark.parametrize(
@@ -87,17 +202,21 @@ def test_the_method_defining_values():
         (["--prompt_transforms", "l1_budgett"], "prompt_transforms: unknown transform 'l1_budgett'"),
         (["--reward_funcs", "accuracy", "l1"], "'l1' needs prompt_transforms to include 'l1_budget'"),
         (["--reward_funcs", "l1"], "the first reward must grade correctness"),
-        (["--l1_max_form", "product"], "l1_max_form='product' is not valid"),
-        (["--l1_alpha", "0"], "l1_alpha=0.0 is not valid"),
-        (["--l1_budget_range", "500", "100"], r"l1_budget_range=\[500, 100\] is not valid"),
-        (["--l1_max_fraction", "1.5"], "l1_max_fraction=1.5 is not valid"),
-        (["--lapo_percentiles", "70", "30"], "lapo_percentiles=.* is not valid"),
-        (["--lapo_sigma", "-1"], "lapo_sigma=-1.0 is not valid"),
-        (["--prompt_transforms", "lapo_target"], "'lapo_target' needs lapo_targets"),
+        (["--reward_params", "{l1: {max_form: product}}"], "reward_params.l1.max_form='product' is not valid"),
+        (["--reward_params", "{l1: {alpha: 0}}"], r"reward_params.l1.alpha=0.0 is not valid; allowed values: > 0"),
         (
-            ["--overlong_cache", "33"],
-            r"overlong_cache=33 is not valid; allowed values: <= max_completion_length \(32\)",
+            ["--transform_params", "{l1_budget: {budget_range: [500, 100]}}"],
+            r"transform_params.l1_budget.budget_range=\[500, 100\] is not valid",
         ),
+        (["--transform_params", "{l1_budget: {max_fraction: 1.5}}"], "transform_params.l1_budget.max_fraction=1.5 is"),
+        (["--reward_params", "{lapo_band: {percentiles: [70, 30]}}"], "reward_params.lapo_band.percentiles=.* is not"),
+        (["--reward_params", "{lapo_target: {sigma: -1}}"], r"reward_params.lapo_target.sigma=-1.0 is not valid"),
+        (["--prompt_transforms", "lapo_target"], "transform_params.lapo_target.targets is required"),
+        (
+            ["--reward_funcs", "accuracy", "dapo_overlong", "--reward_params", "{dapo_overlong: {cache: 33}}"],
+            r"reward_params.dapo_overlong.cache=33 is not valid; allowed values: <= max_completion_length \(32\)",
+        ),
+        (["--l1_alpha", "0.01"], r"l1_alpha moved to reward_params: \{l1: \{alpha: \.\.\.\}\} \(in the command line"),
     ],
 )
 def test_bad_baseline_keys_fail_when_the_recipe_is_parsed(flags, message):
@@ -183,7 +302,12 @@ def test_lapo_two_stages_end_to_end(tmp_path):
     for key in list(targets)[:2]:
         targets[key] = 21.5
     (stage1 / "lapo_targets.json").write_text(json.dumps(targets))
-    flags = ["--model_name_or_path", str(stage1), "--lapo_targets", str(stage1)]
+    flags = [
+        "--model_name_or_path",
+        str(stage1),
+        "--transform_params",
+        json.dumps({"lapo_target": {"targets": str(stage1)}}),
+    ]
     assert train(BASELINES / "tiny_cpu" / "lapo_stage2.yaml", stage2, *flags)["global_step"] == 2
 
 
@@ -201,3 +325,56 @@ def test_lapo_stage1_with_a_group_split_across_two_processes(tmp_path):
     info = json.loads((out / "run_info.json").read_text())
     assert info["num_processes"] == 2 and info["global_step"] == 2
     assert len(json.loads((out / "lapo_targets.json").read_text())) == 2  # one prompt per step
+
+
+def test_lapo_state_is_saved_with_each_checkpoint_and_reloaded_on_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from sas_trl.rewards.lapo import LAPOBandReward
+    from sas_trl.training.lapo import RewardStateCallback
+
+    reward = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    reward.targets = {"A": 15.0, "B": 2.0}
+    (tmp_path / "checkpoint-3").mkdir()
+    callback = RewardStateCallback(reward, tmp_path)
+    callback.on_save(None, SimpleNamespace(is_world_process_zero=True, global_step=3), None)
+    assert json.loads((tmp_path / "checkpoint-3" / "lapo_targets.json").read_text()) == reward.targets
+    reward.targets = {"B": 4.0, "C": 1.0}  # later steps, then the run is killed before its next save
+    resumed = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    RewardStateCallback(resumed, tmp_path).on_train_begin(None, SimpleNamespace(global_step=3), None)
+    assert resumed.targets == {"A": 15.0, "B": 2.0}  # the state of the checkpoint it resumes from
+    fresh = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    RewardStateCallback(fresh, tmp_path).on_train_begin(None, SimpleNamespace(global_step=0), None)
+    assert fresh.targets == {}  # a run from step 0 reads nothing
+
+
+@pytest.mark.slow
+def test_lapo_stage1_killed_and_resumed_keeps_every_target(tmp_path):
+    out = tmp_path / "run"
+    recipe = str(BASELINES / "tiny_cpu" / "lapo_stage1.yaml")
+    args = [*QUICK, "--max_steps", "40", "--save_steps", "1", "--output_dir", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sas_trl.cli", "train", "--recipe", recipe, *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not (out / "checkpoint-2" / "lapo_targets.json").is_file():
+        assert process.poll() is None and time.time() < deadline, "the run ended before its 2nd step"
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    last = saved[-1]
+    before = json.loads((out / f"checkpoint-{last}" / "lapo_targets.json").read_text())
+    assert len(before) == 2 * last  # 2 prompts per step (8 rollouts, 4 per prompt)
+
+    result = sas_trl(
+        "train", "--recipe", recipe, *args, "--max_steps", str(last + 2), "--resume_from_checkpoint", "last"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = json.loads((out / "lapo_targets.json").read_text())
+    assert before.keys() <= after.keys() and len(after) == 2 * (last + 2)  # nothing seen before the kill is lost

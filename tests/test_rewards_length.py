@@ -8,14 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from sas_trl.rewards import REWARDS, MathVerifyReward, get_reward_funcs
+from sas_trl.errors import RecipeError
+from sas_trl.rewards import REWARDS, MathVerifyReward, RunContext, get_reward_funcs, register_reward
+from sas_trl.rewards.lapo import LAPOBandParams, LAPOBandReward, LAPOTargetParams, LAPOTargetReward, lapo_band_scores
 from sas_trl.rewards.length import (
+    DAPOOverlongParams,
+    L1Params,
     L1Reward,
-    LAPOBandReward,
-    LAPOTargetReward,
-    lapo_band_scores,
     split_groups,
 )
+from sas_trl.rewards.registry import reward_params
 from sas_trl.training.recipes import RunArguments
 
 RIGHT, WRONG = "</think>\\boxed{5}", "</think>\\boxed{6}"
@@ -80,15 +82,20 @@ def test_l1_exact_against_hand_values(grader):
     ],
 )
 def test_l1_max_both_forms(grader, form, expected):
-    reward = L1Reward(grader, alpha=0.002, max_form=form)
+    reward = L1Reward(grader, alpha=0.5, max_alpha=0.002, max_form=form)  # Max rows read max_alpha only
     rows = [(RIGHT, -1000, n) for n in (1000, 500, 1250, 1500, 2000)] + [(WRONG, -1000, 1250)]
     assert call_l1(reward, rows) == pytest.approx(expected)
 
 
 def test_l1_exact_rows_keep_the_exact_form_in_max_data(grader):
-    # A negative budget is a Max row; a budget >= 0 in the same batch is still scored as Exact.
-    reward = L1Reward(grader, alpha=0.002, max_form="multiplicative")
-    assert call_l1(reward, [(RIGHT, 1000, 1250), (RIGHT, -1000, 1250)]) == pytest.approx([0.5, 0.25])
+    # A negative budget is a Max row; a budget >= 0 in the same batch is still scored as Exact, with its own alpha
+    # (L1's March 2025 release: 1/3000 for Exact rows, 1/500 for Max rows).
+    reward = L1Reward(grader, alpha=1 / 3000, max_alpha=0.002, max_form="multiplicative")
+    # Exact: 1 - 250 / 3000; Max: clip(0.5 + 0.001 * (1000 - 1250), 0, 1) = 0.25.
+    assert call_l1(reward, [(RIGHT, 1000, 1250), (RIGHT, -1000, 1250)]) == pytest.approx([1 - 250 / 3000, 0.25])
+    # N = 1000: a correct 2,000-token answer scores 1 - 1000 / 3000 = +0.67, above a wrong 1,000-token one (0);
+    # with the Max alpha on this Exact row it would score 1 - 0.002 * 1000 = -1.0, below it.
+    assert call_l1(reward, [(RIGHT, 1000, 2000), (WRONG, 1000, 1000)]) == pytest.approx([2 / 3, 0.0])
 
 
 def test_l1_unusable_gold_is_none_and_a_missing_budget_column_names_it():
@@ -156,6 +163,50 @@ def test_lapo_band_reward_and_its_targets():
     assert reward.targets == {"A": 200.0, "B": 0.0}
     band_call(reward, ["A"] * 4, ["5"] * 4, [10, 10, 20, 20])
     assert reward.targets["A"] == 15.0  # the last recorded value per prompt is kept
+
+
+def test_lapo_band_in_evaluation_groups_by_num_generations_eval_and_records_nothing():
+    reward = LAPOBandReward(StubGrader(), num_generations=4, num_generations_eval=2)
+    band_call(reward, ["A"] * 4, ["5"] * 4, [10, 10, 20, 20])
+    before = dict(reward.targets)
+    rows = dict(
+        prompts=[[{"role": "user", "content": p}] for p in ("A", "A", "B", "B")],
+        completions=["5", "5", "6", "5"],
+        completion_ids=[ids(n) for n in (10, 30, 5, 7)],
+        answer=["5"] * 4,
+    )
+    # Two groups of 2 (groups of 4 would mix A and B). A: band [16, 24], both 6 tokens outside: 1 + 0.7 * 0.94;
+    # B: one correct length, an empty band: accuracy only.
+    out = reward(**rows, generation_mode=["eval"] * 4)
+    assert out == pytest.approx([1 + 0.7 * 0.94, 1 + 0.7 * 0.94, 0.0, 1.0])
+    assert reward.targets == before == {"A": 15.0}  # evaluation prompts are never stage-2 targets
+    with pytest.raises(RuntimeError, match="not contiguous"):  # in training, groups of 4
+        reward(**rows, generation_mode=["train"] * 4)
+
+
+def test_lapo_target_in_evaluation_groups_by_num_generations_eval():
+    reward = LAPOTargetReward(StubGrader(), num_generations=4, num_generations_eval=2)
+    kwargs = dict(generation_mode=["eval"] * 4)
+    # Without targets each pair falls back to its own median: A (150, 270) -> 210, B (30 only) -> 30.
+    out = reward(
+        prompts=["A", "A", "B", "B"],
+        completions=["5", "5", "5", "6"],
+        completion_ids=[ids(n) for n in (150, 270, 30, 150)],
+        answer=["5"] * 4,
+        lapo_target=[None] * 4,
+        **kwargs,
+    )
+    assert out == pytest.approx([1 + 0.8 * math.exp(-0.125), 1 + 0.8 * math.exp(-0.125), 1.8, 0.0])
+
+
+def test_lapo_band_state_reloads_under_newer_targets(tmp_path):
+    first = LAPOBandReward(StubGrader(), num_generations=4)
+    band_call(first, ["A"] * 4 + ["B"] * 4, ["5"] * 8, [10, 10, 20, 20, 30, 30, 40, 40])
+    assert first.save_state(tmp_path) == tmp_path / "lapo_targets.json"
+    resumed = LAPOBandReward(StubGrader(), num_generations=4)
+    band_call(resumed, ["B"] * 4 + ["C"] * 4, ["5"] * 8, [1, 1, 3, 3, 7, 7, 9, 9])  # seen before the load
+    resumed.load_state(tmp_path)
+    assert resumed.targets == {"A": 15.0, "B": 2.0, "C": 8.0}  # A kept; B's newer median wins
 
 
 def test_lapo_groups_must_be_contiguous():
@@ -253,26 +304,83 @@ def test_lapo_target_split_across_processes():
 
 
 def test_dapo_overlong_is_trls_function():
-    run_args = RunArguments(reward_funcs=["accuracy", "dapo_overlong"], overlong_cache=20)
-    reward = REWARDS["dapo_overlong"].factory(run_args, SimpleNamespace(max_completion_length=100))
+    run_args = RunArguments(reward_funcs=["accuracy", "dapo_overlong"], reward_params={"dapo_overlong": {"cache": 20}})
+    [params] = [reward_params(run_args.reward_funcs, run_args.reward_params)["dapo_overlong"]]
+    reward = REWARDS["dapo_overlong"].factory(params, RunContext(max_completion_length=100))
     assert (
         reward.__name__ == "soft_overlong_punishment_reward" and type(reward).__module__ == "trl.rewards.other_rewards"
     )
     assert reward(completion_ids=[ids(80), ids(90), ids(100), ids(101)]) == [0.0, -0.5, -1.0, -1.0]
-    default = REWARDS["dapo_overlong"].factory(RunArguments(), SimpleNamespace(max_completion_length=100))
+    default = REWARDS["dapo_overlong"].factory(DAPOOverlongParams(), RunContext(max_completion_length=100))
     assert default.soft_punish_cache == 20  # a fifth of the cap
 
 
 def test_registry_builds_the_baselines_rewards_from_the_recipe_keys():
     run_args = RunArguments(
         reward_funcs=["accuracy", "l1", "lapo_band"],
+        reward_params={"l1": {"alpha": 0.01, "max_form": "additive"}, "lapo_band": {"margin": 7}},
         prompt_transforms=["l1_budget"],
-        l1_alpha=0.01,
-        l1_max_form="additive",
-        lapo_margin=7.0,
     )
     accuracy, l1, band = get_reward_funcs(run_args, SimpleNamespace(num_generations=6))
     assert (l1.alpha, l1.max_form, band.margin, band.num_generations) == (0.01, "additive", 7.0, 6)
+    assert band.percentiles == (30.0, 70.0) and band.weight == 0.7  # the defaults of the unset parameters
     assert l1.correctness.format == accuracy.format  # the same grading settings: verdicts are shared
     with pytest.raises(ValueError, match="num_generations"):
         get_reward_funcs(run_args, None)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"l1": {"alpha": -1}}, r"reward_params.l1.alpha=-1.0 is not valid; allowed values: > 0"),
+        (
+            {"l1": {"max_form": "product"}},
+            r"reward_params.l1.max_form='product' is not valid; allowed.*multiplicative",
+        ),
+        ({"l1": {"alpha": "big"}}, r"reward_params.l1.alpha: 'big' is not a valid float"),
+        (
+            {"l1": {"alpah": 0.1}},
+            r"unknown parameter reward_params.l1.alpah; did you mean 'alpha'\? .parameters: alpha",
+        ),
+        ({"lapo_bnad": {}}, r"reward_params: unknown reward 'lapo_bnad'; did you mean 'lapo_band'"),
+        ({"lapo_band": {"weight": 1}}, r"reward_params.lapo_band is set but reward_funcs does not list 'lapo_band'"),
+        ({"l1": [0.1]}, r"reward_params.l1 must be a mapping of parameter: value"),
+        ("[1, 2]", r"reward_params must be a mapping"),
+    ],
+)
+def test_reward_params_are_checked_naming_the_key(params, message):
+    with pytest.raises(RecipeError, match=message):
+        RunArguments(reward_funcs=["accuracy", "l1"], prompt_transforms=["l1_budget"], reward_params=params)
+
+
+def test_each_parameter_is_checked_where_it_is_declared():
+    with pytest.raises(RecipeError, match=r"^alpha=0 is not valid; allowed values: > 0$"):
+        L1Params(alpha=0)
+    with pytest.raises(RecipeError, match=r"percentiles=\[70, 30\] is not valid"):
+        LAPOBandParams(percentiles=(70, 30))
+    with pytest.raises(RecipeError, match=r"sigma=-1 is not valid"):
+        LAPOTargetParams(sigma=-1)
+    with pytest.raises(RecipeError, match=r"cache=0 is not valid; allowed values: >= 1"):
+        DAPOOverlongParams(cache=0)
+    with pytest.raises(RecipeError, match=r"cache=33 is not valid; allowed values: <= max_completion_length \(32\)"):
+        DAPOOverlongParams(cache=33).check_context(RunContext(max_completion_length=32))
+
+
+def test_a_reward_registers_once_with_its_parameters():
+    assert (REWARDS["l1"].params, REWARDS["l1"].needs_column, REWARDS["l1"].correctness) == (
+        L1Params,
+        "l1_budget",
+        False,
+    )
+    assert REWARDS["accuracy"].correctness and REWARDS["lapo_target"].needs_column == "lapo_target"
+    with pytest.raises(ValueError, match="'l1' is registered twice"):
+        register_reward("l1", params=L1Params)(lambda params, context: None)
+
+
+def test_the_factories_doctests_hold():
+    import doctest
+
+    from sas_trl.rewards import length
+
+    result = doctest.testmod(length)
+    assert result.attempted >= 4 and result.failed == 0

@@ -420,6 +420,49 @@ def test_sas_clip_ratios_count_only_kept_tokens(tmp_path, tiny_model_dir, loss_t
     assert any(value > 0 for value in expected.values())
 
 
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_sas_clip_ratios_equal_trls_with_sas_off_at_both_levels(tmp_path, tiny_model_dir, level):
+    # TRL weights tokens at token level and rollouts at sequence level; SAS's metric follows it at each level.
+    args = make_args(tmp_path, loss_type="dapo", sas_ratio=0.0, importance_sampling_level=level, epsilon=0.05)
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    inputs["old_per_token_logps"] = logps + 0.3 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(1))
+    loss_and_grads(trainer, inputs)
+    trainer._flush_sas_stats("train")
+    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    for side in ("low", "high", "region"):
+        assert logged[f"sas/clip_ratio/{side}_mean"] == pytest.approx(logged[f"clip_ratio/{side}_mean"], abs=1e-7)
+    valid = inputs["completion_mask"].bool()
+    log_ratio = trainer.probe.detach() - inputs["old_per_token_logps"]
+    if level == "sequence":  # by hand: one ratio per rollout, the fraction of the 4 rollouts clipped
+        ratio = torch.exp((log_ratio * valid).sum(1) / valid.sum(1))
+        advantages = torch.tensor(ADVANTAGES)
+        clipped = ((ratio < 0.95) & (advantages < 0)) | ((ratio > 1.05) & (advantages > 0))
+        assert logged["sas/clip_ratio/region_mean"] == pytest.approx(clipped.sum().item() / 4)
+    else:
+        ratio, advantages = torch.exp(log_ratio), torch.tensor(ADVANTAGES).unsqueeze(1)
+        clipped = (((ratio < 0.95) & (advantages < 0)) | ((ratio > 1.05) & (advantages > 0))) & valid
+        assert logged["sas/clip_ratio/region_mean"] == pytest.approx((clipped.sum() / valid.sum()).item())
+    assert 0 < logged["sas/clip_ratio/region_mean"] < 1
+
+
+def test_sas_clip_ratio_at_sequence_level_counts_rollouts(tmp_path, tiny_model_dir):
+    # cispo keeps SAS on at sequence level: a rollout counts once, with the sign of the advantage it keeps.
+    args = make_args(
+        tmp_path, loss_type="cispo", sas_ratio=0.5, importance_sampling_level="sequence", epsilon_high=1.0
+    )
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    logps = completion_logps(trainer, inputs)
+    inputs["old_per_token_logps"] = logps - 0.1  # every rollout's ratio is e^0.1 > 1.0
+    loss_and_grads(trainer, inputs)
+    trainer._flush_sas_stats("train")
+    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    # Rollouts 0 and 2 have positive advantages and keep tokens (r = 0.5 zeroes half their steps): 2 of 4.
+    assert logged["sas/cispo_clip_ratio"] == pytest.approx(0.5)
+
+
 # --------------------------------------------------------------------------------------------------
 # Which log-probs SAS ranks by, in real runs: TRL's condition for old_per_token_logps
 # --------------------------------------------------------------------------------------------------
@@ -525,3 +568,49 @@ def test_metrics_are_reduced_once_per_logging_step(tmp_path, tiny_model_dir, mon
     assert reduced[:2] == [2, 2]  # one reduction per logging step, over its 2 micro-batches
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 2 and all(0 <= entry["sas/zeroed_frac"] <= 1 for entry in logs)
+
+
+# --------------------------------------------------------------------------------------------------
+# SAS with TRL's overlong filtering (mask_truncated_completions)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_with_overlong_filtering_sas_acts_on_the_rollouts_left_in_the_loss(tmp_path, tiny_model_dir):
+    # TRL zeroes a truncated completion's completion_mask at generation (row 3 here). SAS then zeroes nothing in it,
+    # and the failed-side shield acts on the failed rollout that ended (row 1) only. The loss is exactly SAS's loss
+    # on the batch without the truncated rollout (token-mean: it is out of the denominator too).
+    args = make_args(tmp_path, loss_type="dapo", sas_ratio=0.5, mask_truncated_completions=True)
+    trainer = make_trainer(ProbeTrainer, tiny_model_dir, args)
+    inputs = handmade_inputs(trainer)
+    inputs["completion_mask"] = inputs["completion_mask"].clone()
+    inputs["completion_mask"][3] = 0  # what TRL's mask_truncated_completions does to the truncated row
+    inputs["num_items_in_batch"] = inputs["completion_mask"].sum()
+    inputs["old_per_token_logps"] = completion_logps(trainer, inputs)
+
+    seen = {}
+    original = trainer._apply_sas
+
+    def keep(batch, *rest, **kwargs):
+        original(batch, *rest, **kwargs)
+        seen["advantages"] = batch["advantages"]
+
+    trainer._apply_sas = keep
+    loss, _ = loss_and_grads(trainer, inputs)
+    zeroed = (seen["advantages"] == 0) & inputs["completion_mask"].bool()
+    assert not zeroed[3].any() and zeroed[1].any() and zeroed[0].any()  # shield on row 1, none on the cut row 3
+    steps = segment_steps(inputs["completion_ids"], inputs["completion_mask"], trainer.processing_class)
+    expected = select_zero_mask(steps, inputs["old_per_token_logps"], inputs["sas_is_correct"], 0.5)
+    assert torch.equal(zeroed, expected & inputs["completion_mask"].bool())
+
+    kept_rows = {
+        key: value[:3] if torch.is_tensor(value) and value.dim() >= 1 and value.size(0) == 4 else value
+        for key, value in inputs.items()
+    }
+    without, _ = loss_and_grads(trainer, kept_rows)
+    assert torch.allclose(loss, without, atol=1e-6)
+    # Masking is not zeroing: the same rollout left in the loss with advantage 0 (what SAS does to a step) keeps
+    # its tokens in the denominator, so the loss differs.
+    zeroed_not_masked = dict(handmade_inputs(trainer), old_per_token_logps=inputs["old_per_token_logps"])
+    zeroed_not_masked["advantages"] = torch.tensor(ADVANTAGES[:3] + [0.0])
+    other, _ = loss_and_grads(trainer, zeroed_not_masked)
+    assert not torch.allclose(loss, other, atol=1e-6)

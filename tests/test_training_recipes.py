@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from cli_helpers import CPU_OVERRIDES, RECIPES, ROOT
 
+from sas_trl.errors import RecipeError
 from sas_trl.training.launch import launch_command
-from sas_trl.training.recipe_files import load_recipe
+from sas_trl.training.recipe_files import dump_recipe, load_recipe
 from sas_trl.training.recipes import parse
 
 
@@ -111,3 +113,48 @@ def test_the_recipe_names_are_importable_from_recipes():
 
     assert recipes.RunArguments is arguments.RunArguments and recipes.dataclass_types is arguments.dataclass_types
     assert recipes.load_recipe is recipe_files.load_recipe and recipes.dump_recipe is recipe_files.dump_recipe
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("l1_alpha", "reward_params: {l1: {alpha: ...}}"),
+        ("l1_max_form", "reward_params: {l1: {max_form: ...}}"),
+        ("l1_budget_range", "transform_params: {l1_budget: {budget_range: ...}}"),
+        ("l1_max_fraction", "transform_params: {l1_budget: {max_fraction: ...}}"),
+        ("lapo_percentiles", "reward_params: {lapo_band: {percentiles: ...}}"),
+        ("lapo_margin", "reward_params: {lapo_band: {margin: ...}}"),
+        ("lapo_band_weight", "reward_params: {lapo_band: {weight: ...}}"),
+        ("lapo_target_weight", "reward_params: {lapo_target: {weight: ...}}"),
+        ("lapo_sigma", "reward_params: {lapo_target: {sigma: ...}}"),
+        ("lapo_targets", "transform_params: {lapo_target: {targets: ...}}"),
+        ("overlong_cache", "reward_params: {dapo_overlong: {cache: ...}}"),
+    ],
+)
+def test_an_old_flat_baseline_key_says_where_it_moved(tmp_path, old, new):
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\n{old}: 1\n")
+    with pytest.raises(RecipeError, match=re.escape(f"{old} moved to {new} (in {recipe}")):
+        parse(["--recipe", str(recipe)])
+
+
+def test_reward_and_transform_params_are_recipe_mappings_saved_as_written(tmp_path):
+    recipe = tmp_path / "l1.yaml"
+    recipe.write_text(
+        f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nreward_funcs: [accuracy, l1]\nprompt_transforms: [l1_budget]\n"
+        "reward_params: {l1: {alpha: 0.01}}\ntransform_params: {l1_budget: {budget_range: [8, 32]}}\n"
+    )
+    run_args, _, _, resolved = parse(["--recipe", str(recipe), "--reward_params", '{"l1": {"alpha": 0.02}}'])
+    assert run_args.reward_params == resolved["reward_params"] == {"l1": {"alpha": 0.02}}  # a flag replaces it
+    assert resolved["transform_params"] == {"l1_budget": {"budget_range": [8, 32]}}
+    assert load_recipe_text(dump_recipe(resolved), tmp_path)["reward_params"] == {"l1": {"alpha": 0.02}}
+    with pytest.raises(RecipeError, match=r"reward_params: \[1\] in .* is not a valid"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nreward_params: [1]\n")
+        parse(["--recipe", str(bad)])
+
+
+def load_recipe_text(text: str, folder) -> dict:
+    path = folder / "saved.yaml"
+    path.write_text(text)
+    return load_recipe(path)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from .extraction import check_format, completion_text, extract_answer, gold_strings
 from .grading import safe_grade
 from .grading_pool import GradingPool
+from .params import NoParams, RunContext
 from .registry import register_reward
 
 logger = logging.getLogger(__name__)
@@ -137,5 +138,5 @@ def accuracy_reward(completions: Sequence, **kwargs) -> list[float | None]:
 
 
 @register_reward("accuracy", correctness=True, help="1.0 if the final boxed answer matches the gold answer")
-def _accuracy(run_args, training_args=None) -> MathVerifyReward:
-    return MathVerifyReward(format=run_args.reward_format, answer_key="answer")
+def _accuracy(params: NoParams, context: RunContext) -> MathVerifyReward:
+    return MathVerifyReward(format=context.reward_format, answer_key="answer")

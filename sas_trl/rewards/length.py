@@ -18,17 +18,15 @@ process, score whole groups, and return their own slice (`gather_rollouts`).
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from .correctness import MathVerifyReward
 from .extraction import completion_text
+from .params import ParamError, RunContext
 from .registry import register_reward
 
+LAPO_TARGETS_FILE = "lapo_targets.json"  # stage 1 writes it into its output folder; stage 2 reads it
 L1_BUDGET_COLUMN = "l1_budget"
 LAPO_TARGET_COLUMN = "lapo_target"
 L1_MAX_FORMS = ("multiplicative", "additive")
@@ -97,8 +95,9 @@ def l1_max(correct: bool, budget: float, length: int, alpha: float = 0.002, form
 class L1Reward:
     """L1 / LCPO: the rollout's length against the budget N its prompt asked for (column `l1_budget`).
 
-    As in L1's data, N >= 0 asks for exactly N tokens (`l1_exact`) and N < 0 for at most |N| tokens (`l1_max`).
-    One `alpha` serves both kinds, as in L1's code.
+    As in L1's data, N >= 0 asks for exactly N tokens (`l1_exact`, slope `alpha`) and N < 0 for at most |N| tokens
+    (`l1_max`, slope `max_alpha`): each kind its own alpha, as L1's March 2025 release scores its mixed Max data
+    (1/3000 for Exact rows, 1/500 for Max rows).
     """
 
     __name__ = "l1"
@@ -109,10 +108,12 @@ class L1Reward:
         alpha: float = 0.0003,
         max_form: str = "multiplicative",
         budget_key: str = L1_BUDGET_COLUMN,
+        max_alpha: float = 0.002,
     ):
         if max_form not in L1_MAX_FORMS:
             raise ValueError(f"max_form must be one of {L1_MAX_FORMS}, got {max_form!r}")
         self.correctness, self.alpha, self.max_form, self.budget_key = correctness, alpha, max_form, budget_key
+        self.max_alpha = max_alpha
 
     def __call__(self, completions: Sequence, completion_ids: Sequence[Sequence[int]], **kwargs) -> list[float | None]:
         if self.budget_key not in kwargs:
@@ -126,7 +127,7 @@ class L1Reward:
             elif budget >= 0:
                 rewards.append(l1_exact(verdict == 1.0, budget, len(ids), self.alpha))
             else:
-                rewards.append(l1_max(verdict == 1.0, -budget, len(ids), self.alpha, self.max_form))
+                rewards.append(l1_max(verdict == 1.0, -budget, len(ids), self.max_alpha, self.max_form))
         return rewards
 
     def close(self) -> None:
@@ -138,200 +139,111 @@ class L1Reward:
 # --------------------------------------------------------------------------------------------------
 
 
-def lapo_band_scores(
-    correct: Sequence[bool], lengths: Sequence[int], percentiles=(30.0, 70.0), margin: float = 100.0
-) -> tuple[list[float], float]:
-    """LAPO stage 1 on one group: the length score of each rollout and the median correct length (0 if none).
-
-    The band is the group's `percentiles` of the correct rollouts' lengths (numpy's linear interpolation). A
-    correct rollout scores 1 inside it and `max(0, 1 - d / margin)` outside, d the distance to the nearer bound;
-    wrong rollouts score 0, and so does everyone when the band is empty (fewer than two distinct correct lengths).
-    """
-    good = [n for n, c in zip(lengths, correct, strict=True) if c]
-    if not good:
-        return [0.0] * len(lengths), 0.0
-    low, high = (float(q) for q in np.percentile(good, percentiles))
-    scores = []
-    for n, c in zip(lengths, correct, strict=True):
-        if not c or not low < high:
-            scores.append(0.0)
-        elif low <= n <= high:
-            scores.append(1.0)
-        else:
-            scores.append(max(0.0, 1.0 - min(abs(n - low), abs(n - high)) / margin))
-    return scores, float(statistics.median(good))
-
-
-def lapo_gaussian(length: int, target: float, sigma: float = 120.0) -> float:
-    """LAPO stage 2's length score of a correct rollout: `exp(-(n - T)^2 / (2 sigma^2))`."""
-    return math.exp(-((length - target) ** 2) / (2 * sigma**2))
-
-
-class _GroupReward:
-    """Shared by LAPO's two stages: verdicts and lengths gathered across processes, scored a group at a time."""
-
-    def __init__(self, correctness: MathVerifyReward, num_generations: int, gather=None):
-        if num_generations < 1:
-            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
-        self.correctness, self.num_generations, self.gather = correctness, num_generations, gather
-
-    def __call__(self, prompts, completions, completion_ids, **kwargs) -> list[float | None]:
-        rows = [
-            (prompt_key(p), v, len(ids), *extra)
-            for p, v, ids, *extra in zip(
-                prompts,
-                verdicts(self.correctness, completions, kwargs),
-                completion_ids,
-                *self.columns(kwargs),
-                strict=True,
-            )
-        ]
-        everything, offset = gather_rollouts(rows, self.gather)
-        rewards: list[float | None] = []
-        for group in split_groups(everything, self.num_generations):
-            rewards.extend(self.score_group(group))
-        return rewards[offset : offset + len(rows)]
-
-    def columns(self, kwargs: dict) -> list[Sequence]:
-        """Extra dataset columns each row carries (after key, verdict, length)."""
-        return []
-
-    def score_group(self, group: list[tuple]) -> list[float | None]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self.correctness.close()
-
-
-class LAPOBandReward(_GroupReward):
-    """LAPO stage 1: `acc + weight * band score` (docs/baselines.md); records each prompt's median correct length.
-
-    `targets` maps a prompt (`prompt_key`) to the median correct length of its latest group (0 when none was
-    correct: the last recorded value is kept, as LAPO's code keeps it); `sas_trl.training.lapo` saves it for stage 2.
-    """
-
-    __name__ = "lapo_band"
-
-    def __init__(
-        self,
-        correctness: MathVerifyReward,
-        num_generations: int,
-        percentiles: Sequence[float] = (30.0, 70.0),
-        margin: float = 100.0,
-        weight: float = 0.7,
-        gather=None,
-    ):
-        super().__init__(correctness, num_generations, gather)
-        self.percentiles, self.margin, self.weight = tuple(percentiles), margin, weight
-        self.targets: dict[str, float] = {}
-
-    def score_group(self, group):
-        correct = [v == 1.0 for _, v, _ in group]
-        scores, median = lapo_band_scores(correct, [n for _, _, n in group], self.percentiles, self.margin)
-        self.targets[group[0][0]] = median
-        rows = zip(group, correct, scores, strict=True)
-        return [None if v is None else float(c) + self.weight * s for (_, v, _), c, s in rows]
-
-
-class LAPOTargetReward(_GroupReward):
-    """LAPO stage 2: `acc + weight * exp(-(n - T)^2 / (2 sigma^2))` for a correct rollout, `acc` otherwise.
-
-    T is the prompt's stage-1 median (column `lapo_target`); a prompt without one (None) uses the median correct
-    length of its group, as LAPO's code does for its "no statistic" value.
-    """
-
-    __name__ = "lapo_target"
-
-    def __init__(
-        self,
-        correctness: MathVerifyReward,
-        num_generations: int,
-        sigma: float = 120.0,
-        weight: float = 0.8,
-        target_key: str = LAPO_TARGET_COLUMN,
-        gather=None,
-    ):
-        super().__init__(correctness, num_generations, gather)
-        self.sigma, self.weight, self.target_key = sigma, weight, target_key
-
-    def columns(self, kwargs):
-        if self.target_key not in kwargs:
-            raise KeyError(f"reward 'lapo_target' needs column {self.target_key!r} (prompt_transforms: [lapo_target])")
-        return [kwargs[self.target_key]]
-
-    def score_group(self, group):
-        good = [n for _, v, n, _ in group if v == 1.0]
-        fallback = statistics.median(good) if good else None
-        rewards = []
-        for _, v, n, target in group:
-            if v is None:
-                rewards.append(None)
-            elif v == 1.0:
-                t = target if target is not None else fallback
-                rewards.append(1.0 + self.weight * lapo_gaussian(n, t, self.sigma))
-            else:
-                rewards.append(0.0)
-        return rewards
-
-
-# --------------------------------------------------------------------------------------------------
-# Registered factories: (run_args, training_args) -> reward
-# --------------------------------------------------------------------------------------------------
-
-
-def _grader(run_args) -> MathVerifyReward:
+def grader(context: RunContext) -> MathVerifyReward:
     # The same settings as the "accuracy" reward, so `grade_batch` reuses its verdicts.
-    return MathVerifyReward(format=run_args.reward_format, answer_key="answer")
+    return MathVerifyReward(format=context.reward_format, answer_key="answer")
 
 
-def _num_generations(training_args: Any) -> int:
-    if training_args is None:
-        raise ValueError("group-level rewards need the training arguments (their num_generations is the group size)")
-    return training_args.num_generations
+@dataclass(frozen=True)
+class L1Params:
+    """L1 / LCPO's reward parameters (recipe: `reward_params: {l1: {...}}`)."""
+
+    alpha: float = field(
+        default=0.0003,
+        metadata={
+            "help": "Exact rows (N >= 0): reward per token of distance to the budget (L1-Exact: 0.0003; the Exact "
+            "rows of L1-Max's data: 1/3000)",
+            "was": "l1_alpha",
+        },
+    )
+    max_alpha: float = field(
+        default=0.002,
+        metadata={
+            "help": "Max rows (N < 0): the slope 2 * (alpha / 2) of s = clip(0.5 + (max_alpha / 2) * (N - n)); "
+            "L1-Max's release: 1/500"
+        },
+    )
+    max_form: str = field(
+        default="multiplicative",
+        metadata={
+            "help": "L1-Max: 'multiplicative' (s * 1[correct], the release) or 'additive' (s + 1[correct])",
+            "was": "l1_max_form",
+        },
+    )
+
+    def __post_init__(self):
+        if not self.alpha > 0:
+            raise ParamError("alpha", self.alpha, "> 0")
+        if not self.max_alpha > 0:
+            raise ParamError("max_alpha", self.max_alpha, "> 0")
+        if self.max_form not in L1_MAX_FORMS:
+            raise ParamError("max_form", self.max_form, ", ".join(L1_MAX_FORMS))
 
 
 @register_reward(
     "l1",
+    params=L1Params,
+    needs_column=L1_BUDGET_COLUMN,
     help="L1/LCPO length term vs the prompt's budget (prompt_transforms: [l1_budget]); includes 1[correct]",
 )
-def get_l1_reward(run_args, training_args=None) -> L1Reward:
-    return L1Reward(_grader(run_args), alpha=run_args.l1_alpha, max_form=run_args.l1_max_form)
+def get_l1_reward(params: L1Params, context: RunContext) -> L1Reward:
+    """L1 (Aggarwal & Welleck 2025, "L1: Controlling How Long A Reasoning Model Thinks With Reinforcement Learning").
+
+    Exact prompts (N >= 0): `1[correct] - alpha * |N - n|`; Max prompts (N < 0):
+    `s = clip(0.5 + (max_alpha / 2) * (|N| - n), 0, 1)`, `s * 1[correct]` (or `s + 1[correct]`, `max_form:
+    additive`).
+
+    >>> from sas_trl.rewards.params import RunContext
+    >>> reward = get_l1_reward(L1Params(alpha=0.01, max_alpha=0.02), RunContext(reward_format="plain"))
+    >>> reward(completions=["5", "5"], completion_ids=[[1] * 30, [1] * 30], answer=["5", "5"], l1_budget=[10, -10])
+    [0.8, 0.3]
+    """
+    return L1Reward(grader(context), alpha=params.alpha, max_form=params.max_form, max_alpha=params.max_alpha)
 
 
-@register_reward("lapo_band", help="LAPO stage 1: acc + 0.7 * band score on the group's correct lengths")
-def get_lapo_band_reward(run_args, training_args=None) -> LAPOBandReward:
-    return LAPOBandReward(
-        _grader(run_args),
-        _num_generations(training_args),
-        percentiles=run_args.lapo_percentiles,
-        margin=run_args.lapo_margin,
-        weight=run_args.lapo_band_weight,
+@dataclass(frozen=True)
+class DAPOOverlongParams:
+    """DAPO's soft overlong punishment (recipe: `reward_params: {dapo_overlong: {cache: ...}}`)."""
+
+    cache: int | None = field(
+        default=None,
+        metadata={
+            "help": "the last tokens before max_completion_length over which the reward falls from 0 to -1; unset: "
+            "a fifth of max_completion_length (DAPO's 4096 of 20480)",
+            "was": "overlong_cache",
+        },
     )
+
+    def __post_init__(self):
+        if self.cache is not None and not self.cache >= 1:
+            raise ParamError("cache", self.cache, ">= 1")
+
+    def check_context(self, context: RunContext) -> None:
+        """The cache fits under the generation cap."""
+        cap = context.max_completion_length
+        if self.cache is not None and cap is not None and self.cache > cap:
+            raise ParamError("cache", self.cache, f"<= max_completion_length ({cap})")
+
+    def width(self, max_completion_length: int) -> int:
+        """The punishment's width: `cache`, else DAPO's proportion (a fifth of the cap)."""
+        return self.cache or max(1, max_completion_length // 5)
 
 
 @register_reward(
-    "lapo_target",
-    help="LAPO stage 2: acc + 0.8 * Gaussian around the stage-1 target (transform lapo_target)",
+    "dapo_overlong",
+    params=DAPOOverlongParams,
+    help="DAPO soft overlong punishment (trl.rewards): 0 down to -1 over the last tokens",
 )
-def get_lapo_target_reward(run_args, training_args=None) -> LAPOTargetReward:
-    return LAPOTargetReward(
-        _grader(run_args),
-        _num_generations(training_args),
-        sigma=run_args.lapo_sigma,
-        weight=run_args.lapo_target_weight,
-    )
+def get_dapo_overlong_reward(params: DAPOOverlongParams, context: RunContext):
+    """DAPO (Yu et al. 2025): 0 up to `L - cache` tokens, `(L - cache - n) / cache` up to L, -1 beyond; TRL's own
+    `get_soft_overlong_punishment`.
 
-
-def overlong_cache(run_args, max_completion_length: int) -> int:
-    """DAPO's soft-punishment width: the recipe's `overlong_cache`, else DAPO's proportion (4096 of 20480 tokens)."""
-    return run_args.overlong_cache or max(1, max_completion_length // 5)
-
-
-@register_reward(
-    "dapo_overlong", help="DAPO soft overlong punishment (trl.rewards): 0 down to -1 over the last tokens"
-)
-def get_dapo_overlong_reward(run_args, training_args=None):
+    >>> from sas_trl.rewards.params import RunContext
+    >>> reward = get_dapo_overlong_reward(DAPOOverlongParams(cache=20), RunContext(max_completion_length=100))
+    >>> reward(completion_ids=[[0] * 80, [0] * 90, [0] * 101])
+    [0.0, -0.5, -1.0]
+    """
     from trl.rewards import get_soft_overlong_punishment
 
-    max_length = training_args.max_completion_length
-    return get_soft_overlong_punishment(max_length, overlong_cache(run_args, max_length))
+    max_length = context.need("max_completion_length", "reward 'dapo_overlong'")
+    return get_soft_overlong_punishment(max_length, params.width(max_length))

@@ -34,8 +34,9 @@ class RunArguments:
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
         metadata={
-            "help": "Reward functions by name (sas_trl.rewards.REWARDS), the correctness reward first: it "
-            "defines SAS's 'correct'. Weights: `reward_weights`."
+            "help": "Reward functions by registered name (sas_trl.rewards.REWARDS) or dotted import path "
+            "(my_package.rewards.brevity), the correctness reward first: it defines SAS's 'correct'. Weights: "
+            "`reward_weights`; parameters: `reward_params`."
         },
     )
     reward_format: str = field(
@@ -72,6 +73,13 @@ class RunArguments:
     )
 
     # -- length-aware baselines (docs/baselines.md) ---------------------------------------------------------
+    reward_params: dict | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "Parameters of the rewards in reward_funcs, by reward: {l1: {alpha: 0.0003}} (each reward's "
+            "parameters: docs/baselines.md). On the command line a YAML/JSON mapping, which replaces the recipe's."
+        },
+    )
     prompt_transforms: list[str] = field(
         default_factory=list,
         metadata={
@@ -79,36 +87,11 @@ class RunArguments:
             "thinkprune_system, lapo_target."
         },
     )
-    l1_alpha: float = field(
-        default=0.0003, metadata={"help": "L1: reward per token of distance to the budget (L1-Max's release: 0.002)."}
-    )
-    l1_max_form: str = field(
-        default="multiplicative",
-        metadata={"help": "L1-Max: 'multiplicative' (s * 1[correct], the release) or 'additive' (s + 1[correct])."},
-    )
-    l1_budget_range: list[int] = field(
-        default_factory=lambda: [100, 4000], metadata={"help": "L1: budget N drawn uniformly from [low, high]."}
-    )
-    l1_max_fraction: float = field(
-        default=0.0, metadata={"help": "L1: probability that a prompt asks for 'maximum N' (L1-Max data: 0.5)."}
-    )
-    lapo_percentiles: list[float] = field(
-        default_factory=lambda: [30.0, 70.0], metadata={"help": "LAPO stage 1: percentiles bounding the band."}
-    )
-    lapo_margin: float = field(
-        default=100.0, metadata={"help": "LAPO stage 1: tokens outside the band over which the score falls to 0."}
-    )
-    lapo_band_weight: float = field(default=0.7, metadata={"help": "LAPO stage 1: weight of the band score."})
-    lapo_target_weight: float = field(default=0.8, metadata={"help": "LAPO stage 2: weight of the Gaussian."})
-    lapo_sigma: float = field(default=120.0, metadata={"help": "LAPO stage 2: Gaussian width in tokens."})
-    lapo_targets: str | None = field(
-        default=None, metadata={"help": "LAPO stage 2: the stage-1 output folder (or its lapo_targets.json)."}
-    )
-    overlong_cache: int | None = field(
-        default=None,
+    transform_params: dict | str | None = field(
+        default_factory=dict,
         metadata={
-            "help": "DAPO overlong punishment: the last tokens before max_completion_length over which it falls "
-            "from 0 to -1; unset: a fifth of max_completion_length (DAPO's 4096 of 20480)."
+            "help": "Parameters of the prompt_transforms, by transform: {l1_budget: {budget_range: [100, 4000]}}. "
+            "On the command line a YAML/JSON mapping, which replaces the recipe's."
         },
     )
 
@@ -135,46 +118,11 @@ class RunArguments:
         self._check_baselines()
 
     def _check_baselines(self) -> None:
-        from ..rewards.length import L1_MAX_FORMS
-        from ..transforms import check_transform_names
+        from ..transforms import check_rewards_and_transforms
 
-        check_transform_names(self.prompt_transforms)
-        needs = {"l1": "l1_budget", "lapo_target": "lapo_target"}  # reward -> the transform that adds its column
-        for reward, transform in needs.items():
-            if reward in self.reward_funcs and transform not in self.prompt_transforms:
-                raise RecipeError(f"reward_funcs: {reward!r} needs prompt_transforms to include {transform!r}")
-        if self.l1_max_form not in L1_MAX_FORMS:
-            raise RecipeError(
-                f"l1_max_form={self.l1_max_form!r} is not valid; allowed values: {', '.join(L1_MAX_FORMS)}"
-            )
-        checks = {
-            "l1_alpha": (self.l1_alpha, self.l1_alpha > 0, "> 0"),
-            "l1_max_fraction": (self.l1_max_fraction, 0 <= self.l1_max_fraction <= 1, "in [0, 1]"),
-            "l1_budget_range": (
-                self.l1_budget_range,
-                len(self.l1_budget_range) == 2 and 0 <= self.l1_budget_range[0] <= self.l1_budget_range[1],
-                "[low, high] with 0 <= low <= high",
-            ),
-            "lapo_percentiles": (
-                self.lapo_percentiles,
-                len(self.lapo_percentiles) == 2 and 0 <= self.lapo_percentiles[0] < self.lapo_percentiles[1] <= 100,
-                "[low, high] with 0 <= low < high <= 100",
-            ),
-            "lapo_margin": (self.lapo_margin, self.lapo_margin > 0, "> 0"),
-            "lapo_band_weight": (self.lapo_band_weight, self.lapo_band_weight >= 0, ">= 0"),
-            "lapo_target_weight": (self.lapo_target_weight, self.lapo_target_weight >= 0, ">= 0"),
-            "lapo_sigma": (self.lapo_sigma, self.lapo_sigma > 0, "> 0"),
-            "overlong_cache": (self.overlong_cache, self.overlong_cache is None or self.overlong_cache >= 1, ">= 1"),
-        }
-        for name, (value, ok, allowed) in checks.items():
-            if not ok:
-                raise RecipeError(f"{name}={value} is not valid; allowed values: {allowed}")
-        if "lapo_target" in self.prompt_transforms:
-            from ..transforms import load_lapo_targets
-
-            if self.lapo_targets is None:
-                raise RecipeError("prompt_transforms: 'lapo_target' needs lapo_targets (the stage-1 output folder)")
-            load_lapo_targets(self.lapo_targets)  # exists and parses, before anything loads
+        self.reward_params, self.transform_params = check_rewards_and_transforms(
+            self.reward_funcs, self.reward_params, self.prompt_transforms, self.transform_params
+        )
 
     def builtin_task(self):
         """The built-in task's generator settings."""

@@ -17,10 +17,15 @@ from .arguments import RunArguments, all_fields
 
 def check_keys(keys, source: str) -> None:
     """Unknown keys raise, naming the key and the nearest valid ones."""
+    from ..transforms import moved_key
+
     known = all_fields()
     for key in keys:
         if key == "env" or key in known:
             continue
+        moved = moved_key(key)  # an old flat baseline key: say where it went
+        if moved:
+            raise RecipeError(f"{moved} (in {source}; docs/baselines.md)")
         close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise RecipeError(f"unknown key {key!r} in {source}{hint}")
@@ -108,17 +113,14 @@ def check_settings(run_args: RunArguments, sas_args) -> None:
             f"sas_correct_reward_index={index} is not valid: reward_funcs lists {len(names)} reward(s) "
             f"({', '.join(names)}); allowed values: 0..{len(names) - 1}"
         )
-    from ..rewards import REWARDS
+    from ..rewards import RunContext, reward_spec
+    from ..transforms import check_run_context
 
-    if not REWARDS[names[index]].correctness:
-        correct = [i for i, name in enumerate(names) if REWARDS[name].correctness]
+    if not reward_spec(names[index]).correctness:
+        correct = [i for i, name in enumerate(names) if reward_spec(name).correctness]
         raise RecipeError(
             f"sas_correct_reward_index={index} names reward {names[index]!r}, which does not grade correctness "
             f"(SAS's 'correct' must mean a right answer); correctness rewards in reward_funcs are at: "
             f"{', '.join(map(str, correct))}"
         )
-    if run_args.overlong_cache is not None and run_args.overlong_cache > sas_args.max_completion_length:
-        raise RecipeError(
-            f"overlong_cache={run_args.overlong_cache} is not valid; allowed values: <= max_completion_length "
-            f"({sas_args.max_completion_length})"
-        )
+    check_run_context(run_args, RunContext.of(run_args, sas_args))
