@@ -140,7 +140,7 @@ def sas_advantages(
 
 def _metrics(zero, valid, step_ids, is_correct, is_truncated) -> dict[str, float]:
     """The `sas/*` ratios of the batch's counts (the TRL trainer's `BatchCounts`; verl logs its own clip metrics)."""
-    none = torch.zeros((), dtype=torch.bool)
+    none = torch.zeros_like(valid)  # no clip flags: verl's actor logs its own clip fractions
     counts = BatchCounts.of(zero, valid, step_ids, is_correct, is_truncated, (none, none, none))
     counts = BatchCounts.from_row(counts.stack().tolist())  # one read-back
     return {
