@@ -42,3 +42,28 @@ def truncated_flags(
     last = torch.tensor([ids[-1] if len(ids) else -1 for ids in completion_ids], dtype=torch.long, device=device)
     nonempty = torch.tensor([len(ids) > 0 for ids in completion_ids], dtype=torch.bool, device=device)
     return nonempty & ~torch.isin(last, stop)
+
+
+def truncated_rows(
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    eos_token_ids: int | Iterable[int] | None,
+    pad_token_id: int | None = None,
+) -> torch.BoolTensor:
+    """`is_truncated` for a padded batch, vectorised: the rule applied to each row's last valid token.
+
+    Args:
+        completion_ids: LongTensor (B, T), right-padded.
+        completion_mask: (B, T), nonzero for valid tokens; a row's last nonzero position is its last token.
+
+    Returns:
+        BoolTensor (B,) on the ids' device; a row without a valid token is not truncated.
+    """
+    valid = completion_mask != 0
+    if valid.size(1) == 0:
+        return torch.zeros(valid.size(0), dtype=torch.bool, device=completion_ids.device)
+    # The last valid position: the first one seen from the right (argmax returns the first maximum).
+    last_index = valid.size(1) - 1 - valid.flip(1).to(torch.uint8).argmax(dim=1, keepdim=True)
+    last = completion_ids.gather(1, last_index).squeeze(1)
+    stop = torch.tensor(sorted(_stop_ids(eos_token_ids, pad_token_id)), dtype=torch.long, device=last.device)
+    return valid.any(dim=1) & ~torch.isin(last, stop)

@@ -18,7 +18,7 @@ LAYERS = {
     4: ["evaluation"],
     5: ["training"],
     6: ["compare"],
-    7: ["cli"],
+    7: ["cli", "integrations"],
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -24,7 +24,19 @@ def test_ci_runs_the_readme_test_command():
     bash_blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
     commands = [line for block in bash_blocks for line in block.splitlines() if line and not line.startswith("#")]
     test_command = next(c for c in commands if "pytest" in c)
-    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci_lines
+    # Every test command the README gives (the main suite, then the verl plug-in's) is one CI runs, and back.
+    readme_tests = [c for c in commands if "pytest" in c]
+    assert readme_tests == [line for line in ci_lines if "pytest" in line and not line.startswith("#")]
+    assert any(c.endswith("-m pytest -q tests/verl") for c in readme_tests)
+
+
+def test_the_main_suite_does_not_collect_the_verl_tests():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'testpaths = ["tests"]' in pyproject
+    assert re.search(r'^norecursedirs = \[.*"verl".*\]$', pyproject, flags=re.M)
+    assert (ROOT / "tests" / "verl").is_dir()
 
 
 def test_readme_main_command_is_the_built_in_default():

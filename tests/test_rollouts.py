@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sas_trl.evaluation import Request, SamplingSettings, TransformersBackend
-from sas_trl.rollouts import is_truncated, truncated_flags
+from sas_trl.rollouts import is_truncated, truncated_flags, truncated_rows
 
 EOS, PAD = 1, 0
 
@@ -48,3 +48,29 @@ def test_the_evaluation_backend_counts_what_the_rule_counts(tiny_model_dir):
     rule = [is_truncated(c.token_ids, backend.eos_ids, backend.pad_id) for c in completions]
     assert [c.truncated for c in completions] == rule
     assert 0 < sum(rule) < len(rule)  # both kinds occur, so the comparison means something
+
+
+def test_truncated_rows_applies_the_rule_to_each_padded_row():
+    rows = [[5, 6, EOS], [5, 6, 7], [5, PAD], [], [9], [EOS, 4]]
+    width = max(map(len, rows)) + 2
+    ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    assert truncated_rows(ids, mask, [EOS, 2], PAD).tolist() == [is_truncated(r, [EOS, 2], PAD) for r in rows]
+    assert truncated_rows(ids, mask, EOS, None).tolist() == [is_truncated(r, EOS, None) for r in rows]
+    # A masked-out token inside a row (a tool's output) does not end it: the last valid token does.
+    inner = torch.tensor([[5, EOS, 7, PAD]]), torch.tensor([[1, 1, 0, 0]])
+    assert truncated_rows(*inner, EOS, PAD).tolist() == [False]
+    assert truncated_rows(torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0), EOS, PAD).tolist() == [False, False]
+
+
+def test_truncated_rows_matches_the_list_rule_on_random_batches():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        lengths = torch.randint(0, 7, (9,), generator=generator).tolist()
+        rows = [torch.randint(0, 4, (n,), generator=generator).tolist() for n in lengths]
+        ids = torch.full((9, 8), PAD)
+        mask = torch.zeros(9, 8, dtype=torch.long)
+        for i, row in enumerate(rows):  # building the fixture, not the code under test
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        assert truncated_rows(ids, mask, EOS, PAD).tolist() == truncated_flags(rows, EOS, PAD).tolist()
