@@ -10,11 +10,11 @@ from cli_helpers import QUICK, ROOT
 
 from sas_trl.cli import main
 from sas_trl.errors import RecipeError
+from sas_trl.training.checkpoints import checkpoint_problem
 from sas_trl.training.output_dir import (
     RESUME_LAST,
     RESUME_OFF,
     OutputPlan,
-    checkpoint_problem,
     differing_settings,
     find_resume,
     finished_message,
