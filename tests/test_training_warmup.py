@@ -216,3 +216,14 @@ def test_two_processes_building_one_entry_at_once_build_it_once(tmp_path):
         assert (
             cached_warmup_changes(tmp_path / name / "base_model", {k: settings[k] for k in ("seed", "model")}) is None
         )
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path, capsys, monkeypatch):
+    from sas_trl.errors import UserError
+
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(
+        UserError, match=f"warm-up cache folder {tmp_path / 'a_file' / 'cache' / 'warmup'} .*{CACHE_ENV}"
+    ):
+        prepare_in(tmp_path / "run", capsys, "--sft_warmup_steps", "0")

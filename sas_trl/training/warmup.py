@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import BUILTIN_MODEL
+from ..errors import UserError
 from .arguments import RunArguments
 
 CACHE_ENV = "SAS_TRL_CACHE"  # overrides the cache folder (tests point it at a temporary folder)
@@ -192,7 +193,13 @@ def _replace_folder(new: Path, target: Path) -> None:
 @contextlib.contextmanager
 def _build_lock(entry: Path) -> Iterator[None]:
     """An exclusive lock on one cache entry (a `.lock` file next to it), so that one process builds it."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"the warm-up cache folder {entry.parent} cannot be created ({err.strerror or err}); set {CACHE_ENV} "
+            "to a writable folder"
+        ) from err
     try:
         import fcntl
     except ImportError:  # no POSIX locks (Windows): the renames alone keep the entry whole
