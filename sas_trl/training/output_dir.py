@@ -86,14 +86,6 @@ def find_resume(value: str | None, output_dir: Path, without_optimizer: bool = F
     return None, [f"skipped {'; '.join(skipped)}: no complete checkpoint, starting from step 0"] if skipped else []
 
 
-def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoint-N` folder in `output_dir` that is intact (`checkpoint_problem`), or None."""
-    for _, folder in sorted(checkpoint_folders(output_dir), reverse=True):
-        if checkpoint_problem(folder) is None:
-            return str(folder)
-    return None
-
-
 # --------------------------------------------------------------------------------------------------
 # The plan of a run: resume, finished runs, another recipe's run
 # --------------------------------------------------------------------------------------------------
