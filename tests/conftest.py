@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -9,6 +12,10 @@ torch.set_num_threads(1)
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The built-in model's shared warm-up cache: one temporary folder for the whole session (subprocesses included),
+# never the user's ~/.cache/sas-trl.
+os.environ["SAS_TRL_CACHE"] = tempfile.mkdtemp(prefix="sas-trl-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SAS_TRL_CACHE"], True)
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,15 @@ from cli_helpers import QUICK, ROOT
 
 from sas_trl.cli import main
 from sas_trl.errors import RecipeError
+from sas_trl.training.checkpoints import checkpoint_problem
 from sas_trl.training.output_dir import (
     RESUME_LAST,
     RESUME_OFF,
     OutputPlan,
     differing_settings,
+    find_resume,
     finished_message,
+    keep_earlier_recipe,
     plan_output_dir,
     resolve_resume,
     resume_kind,
@@ -29,6 +32,22 @@ from sas_trl.training.recipes import parse
 @pytest.fixture(autouse=True)
 def run_from_repo_root(monkeypatch):
     monkeypatch.chdir(ROOT)  # recipes name paths relative to the repository
+
+
+def write_checkpoint(folder, step: int, max_steps: int | None = None, optimizer: bool = True):
+    """A whole checkpoint as transformers writes it: weights, optimizer, scheduler, RNG state, trainer state."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({"w": torch.zeros(4, 3)}, str(folder / "model.safetensors"))
+    if optimizer:
+        torch.save({"state": {}}, folder / "optimizer.pt")
+        torch.save({"last_epoch": step}, folder / "scheduler.pt")
+    torch.save({"python": 1}, folder / "rng_state.pth")
+    state = {"global_step": step} if max_steps is None else {"global_step": step, "max_steps": max_steps}
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+    return str(folder)
 
 
 @pytest.mark.parametrize(
@@ -55,11 +74,11 @@ def test_one_reading_of_the_resume_spellings(value, kind):
 
 
 def test_every_resume_spelling_means_the_same_in_the_plan_and_the_resolution(tmp_path):
-    (tmp_path / "checkpoint-3").mkdir()
-    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text(json.dumps({"global_step": 3, "max_steps": 3}))
+    write_checkpoint(tmp_path / "checkpoint-3", 3, 3)
     run_args, args, model_args, recipe = parse(
         ["--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(tmp_path), "--max_steps", "3"]
     )
+    (tmp_path / "resolved_recipe.yaml").write_text(dump_recipe(recipe))
     for spelling in (*RESUME_LAST, "LAST", "True"):
         assert resolve_resume(spelling, tmp_path) == str(tmp_path / "checkpoint-3")
         args.resume_from_checkpoint = spelling  # a finished run resumed: nothing to do
@@ -67,16 +86,22 @@ def test_every_resume_spelling_means_the_same_in_the_plan_and_the_resolution(tmp
         assert plan.resume == str(tmp_path / "checkpoint-3") and "step 3 of max_steps 3" in plan.finished
     for spelling in (*RESUME_OFF, None, "NONE", "False"):
         assert resolve_resume(spelling, tmp_path) is None
-        args.resume_from_checkpoint = spelling  # not resuming, and no finished run in the folder
+        args.resume_from_checkpoint = spelling  # not resuming: the folder's run is not trained over
+        with pytest.raises(RecipeError, match="holds an unfinished run"):
+            plan_output_dir(run_args, args, model_args, recipe, main_process=False)
+    empty = tmp_path / "empty"
+    args.output_dir = str(empty)
+    for spelling in (*RESUME_OFF, None, "NONE", "False"):
+        args.resume_from_checkpoint = spelling  # not resuming, and no run in the folder
         assert plan_output_dir(run_args, args, model_args, recipe, main_process=False) == OutputPlan(None)
 
 
 def test_resume_skips_a_half_written_checkpoint(tmp_path):
     for step, complete in ((2, True), (4, True), (6, False)):
         folder = tmp_path / f"checkpoint-{step}"
-        folder.mkdir()
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
+        write_checkpoint(folder, step)
+        if not complete:
+            (folder / "trainer_state.json").unlink()
     assert resolve_resume("last", tmp_path) == str(tmp_path / "checkpoint-4")
     assert resolve_resume("last", tmp_path / "missing") is None
     assert resolve_resume(None, tmp_path) is None
@@ -117,6 +142,14 @@ def test_a_finished_run_is_neither_trained_again_nor_replaced_by_another_recipe(
         assert (out / "model.safetensors").read_bytes() == weights
         assert {p.name: (p / "model.safetensors").read_bytes() for p in out.glob("checkpoint-*")} == checkpoints
 
+    # The same command again, without resuming: refused, never trained over (naming the folder and the flags).
+    assert main(base) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert f"output_dir {str(out)!r} holds a finished run of this same recipe: nothing to train" in captured.err
+    assert "--resume_from_checkpoint last" in captured.err and "--overwrite_output_dir true" in captured.err
+    assert (out / "model.safetensors").read_bytes() == weights
+
     # Another recipe in the same folder: refused, naming the folder and what differs.
     assert main([*base, "--sas_strategy", "none", "--learning_rate", "0.001"]) == 2
     captured = capsys.readouterr()
@@ -129,14 +162,24 @@ def test_a_finished_run_is_neither_trained_again_nor_replaced_by_another_recipe(
     # Raising max_steps continues the finished run.
     assert main([*base, "--max_steps", "3", "--resume_from_checkpoint", "last"]) == 0
     assert json.loads((out / "run_info.json").read_text())["global_step"] == 3
-    continued = (out / "model.safetensors").read_bytes()
-    assert continued != weights
+    assert (out / "model.safetensors").read_bytes() != weights
     capsys.readouterr()
+
+    # The newest checkpoint damaged (weights cut short): the resume falls back to the newest intact one, saying so.
+    damaged = out / "checkpoint-3" / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    assert main([*base, "--max_steps", "4", "--resume_from_checkpoint", "last"]) == 0
+    printed = capsys.readouterr().out
+    assert f"skipped checkpoint-3 ({damaged} is cut short or damaged" in printed
+    assert f"resuming from {out / 'checkpoint-2'}, the newest intact checkpoint" in printed
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e][-2:] == [3, 4]
+    continued = (out / "model.safetensors").read_bytes()
 
     # --overwrite_output_dir true replaces it: the other recipe's checkpoints go first.
     assert main([*base, "--sas_strategy", "none", "--overwrite_output_dir", "true"]) == 0
     printed = capsys.readouterr().out
-    assert "removed the earlier run's checkpoint-2, checkpoint-3, run_info.json" in printed
+    assert "removed the earlier run's checkpoint-2, checkpoint-3, checkpoint-4, run_info.json" in printed
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     assert (out / "model.safetensors").read_bytes() != continued
     assert yaml.safe_load((out / "resolved_recipe.yaml").read_text())["sas_strategy"] == "none"
@@ -160,3 +203,218 @@ def test_what_counts_as_a_finished_run(tmp_path):
     assert "step 10 of" in finished_message(tmp_path, early, 10)  # `last` found an older one: the final save counts
     assert finished_message(tmp_path, early, 10, latest=False) is None  # an earlier checkpoint named on purpose
     assert "step 10 of" in finished_message(tmp_path, None, 10)  # finished without checkpoints (save_strategy no)
+
+
+# --------------------------------------------------------------------------------------------------
+# Damaged checkpoints and missing optimizer state
+# --------------------------------------------------------------------------------------------------
+
+
+def _cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _index_naming_a_missing_shard(folder):
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    shards = {"w": "model-00001-of-00002.safetensors", "v": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": shards}))
+
+
+# damage -> the file the message must name
+DAMAGE = {
+    "trainer state not JSON": (lambda f: (f / "trainer_state.json").write_text('{"global_step": 4,'), "trainer_state"),
+    "trainer state without a step": (lambda f: (f / "trainer_state.json").write_text("[]"), "trainer_state.json"),
+    "weights cut short": (lambda f: _cut(f / "model.safetensors"), "model.safetensors"),
+    "weights header garbage": (
+        lambda f: (f / "model.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b"not json" * 2),
+        "model.safetensors",
+    ),
+    "weights missing": (lambda f: (f / "model.safetensors").unlink(), "holds no model weights"),
+    "a shard missing": (_index_naming_a_missing_shard, "model-00002-of-00002.safetensors"),
+    "optimizer cut short": (lambda f: _cut(f / "optimizer.pt"), "optimizer.pt"),
+    "RNG state cut short": (lambda f: _cut(f / "rng_state.pth"), "rng_state.pth"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_skipped_for_the_newest_intact_one_or_refused_by_name(tmp_path, damage):
+    apply, named = DAMAGE[damage]
+    intact, newest = write_checkpoint(tmp_path / "checkpoint-2", 2), write_checkpoint(tmp_path / "checkpoint-4", 4)
+    assert checkpoint_problem(tmp_path / "checkpoint-4") is None
+    apply(tmp_path / "checkpoint-4")
+    assert named in checkpoint_problem(tmp_path / "checkpoint-4")
+
+    resume, notes = find_resume("last", tmp_path)  # falls back, and says so naming the file
+    assert resume == intact and len(notes) == 1
+    assert notes[0].startswith("skipped checkpoint-4 (") and named in notes[0]
+    assert f"resuming from {intact}, the newest intact checkpoint" in notes[0]
+
+    with pytest.raises(RecipeError, match=f"{newest}.* is not a complete checkpoint folder: .*{named}"):
+        find_resume(newest, tmp_path)  # named explicitly: no other one to take
+    apply(tmp_path / "checkpoint-2")  # every checkpoint damaged: refused, not restarted from step 0 over them
+    with pytest.raises(RecipeError, match=f"no intact checkpoint in {tmp_path}: checkpoint-4 .*{named}"):
+        find_resume("last", tmp_path)
+
+
+def test_half_written_checkpoints_alone_start_from_step_0_saying_so(tmp_path):
+    write_checkpoint(tmp_path / "checkpoint-2", 2)
+    (tmp_path / "checkpoint-2" / "trainer_state.json").unlink()  # killed during the first save
+    resume, notes = find_resume("last", tmp_path)
+    assert resume is None and "skipped checkpoint-2" in notes[0] and "starting from step 0" in notes[0]
+
+
+@pytest.mark.parametrize("missing", ["optimizer.pt", "scheduler.pt"])
+def test_a_checkpoint_without_its_optimizer_state_is_refused_unless_asked(tmp_path, missing):
+    write_checkpoint(tmp_path / "checkpoint-2", 2)
+    newest = write_checkpoint(tmp_path / "checkpoint-4", 4)
+    (tmp_path / "checkpoint-4" / missing).unlink()
+    for value in ("last", newest):
+        with pytest.raises(RecipeError, match=f"{newest} has no optimizer state .*{missing} is missing"):
+            find_resume(value, tmp_path)
+        with pytest.raises(RecipeError, match="--resume_without_optimizer true"):
+            find_resume(value, tmp_path)
+        resume, notes = find_resume(value, tmp_path, without_optimizer=True)
+        assert resume == newest and notes == [
+            f"resuming {newest} without its optimizer state ({tmp_path / 'checkpoint-4' / missing} is missing): "
+            "the optimizer starts anew"
+        ]
+
+
+def test_deepspeed_and_fsdp_checkpoints_keep_their_state_in_folders(tmp_path):
+    folder = tmp_path / "checkpoint-2"
+    write_checkpoint(folder, 2, optimizer=False)
+    (folder / "global_step2").mkdir()  # DeepSpeed: model, optimizer and scheduler states
+    assert find_resume("last", tmp_path) == (str(folder), [])
+    (folder / "global_step2").rmdir()
+    (folder / "optimizer_0").mkdir()  # FSDP's sharded optimizer; the scheduler is still scheduler.pt
+    with pytest.raises(RecipeError, match="scheduler.pt is missing"):
+        find_resume("last", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# A run in the folder: never trained over, never resumed under other settings without a flag
+# --------------------------------------------------------------------------------------------------
+
+
+def _plan(tmp_path, *flags, saved: dict | None = None, finished: bool = False, checkpoint: bool = True):
+    """The plan for `tiny_cpu` with `flags` in a folder holding a run made with the recipe changed by `saved`."""
+    argv = ["--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(tmp_path), *flags]
+    run_args, args, model_args, recipe = parse(argv)
+    _, _, _, before = parse(["--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(tmp_path)])
+    (tmp_path / "resolved_recipe.yaml").write_text(dump_recipe({**before, **(saved or {})}))
+    if checkpoint and not (tmp_path / "checkpoint-4").exists():
+        write_checkpoint(tmp_path / "checkpoint-4", 4, 100)
+    if finished:
+        (tmp_path / "run_info.json").write_text(json.dumps({"global_step": 100}))
+    return plan_output_dir(run_args, args, model_args, recipe, main_process=True)
+
+
+FOLDER_STATES = {
+    "unfinished, another recipe": (
+        {"learning_rate": 0.001},
+        False,
+        ["holds an unfinished run (saved up to checkpoint-4) of a different recipe", "learning_rate: 0.001 -> 5e-05"],
+    ),
+    "finished, another recipe": (
+        {"sas_ratio": 0.5},
+        True,
+        ["holds a finished run of a different recipe", "sas_ratio: 0.5 -> 0.3"],
+    ),
+    "unfinished, same recipe": (
+        {},
+        False,
+        ["holds an unfinished run (saved up to checkpoint-4) of this same recipe", "--resume_from_checkpoint last"],
+    ),
+    "finished, same recipe": (
+        {},
+        True,
+        ["holds a finished run of this same recipe: nothing to train", "--resume_from_checkpoint last with a higher"],
+    ),
+}
+
+
+@pytest.mark.parametrize("state", list(FOLDER_STATES))
+def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_unless_overwriting(tmp_path, capsys, state):
+    saved, finished, expected = FOLDER_STATES[state]
+    with pytest.raises(RecipeError) as refused:
+        _plan(tmp_path, saved=saved, finished=finished)
+    for piece in [f"output_dir {str(tmp_path)!r}", "--overwrite_output_dir true", *expected]:
+        assert piece in str(refused.value), (piece, str(refused.value))
+    assert (tmp_path / "checkpoint-4").is_dir()  # nothing touched
+
+    assert _plan(tmp_path, "--overwrite_output_dir", "true", saved=saved, finished=finished) == OutputPlan(None)
+    assert not (tmp_path / "checkpoint-4").exists() and not (tmp_path / "run_info.json").exists()
+    assert "removed the earlier run's checkpoint-4" in capsys.readouterr().out
+
+
+def test_resuming_under_changed_settings_is_refused_unless_asked(tmp_path):
+    changed = {"learning_rate": 0.001, "sas_strategy": "none"}
+    with pytest.raises(RecipeError) as refused:
+        _plan(tmp_path, "--resume_from_checkpoint", "last", saved=changed)
+    message = str(refused.value)
+    assert f"resume_from_checkpoint: {tmp_path} was trained with other settings" in message
+    assert "learning_rate: 0.001 -> 5e-05; sas_strategy: 'none' -> 'both'" in message
+    assert "--resume_with_changes true" in message
+
+    plan = _plan(tmp_path, "--resume_from_checkpoint", "last", "--resume_with_changes", "true", saved=changed)
+    assert plan.resume == str(tmp_path / "checkpoint-4") and plan.keep_recipe_as == "resolved_recipe.until_step_4.yaml"
+    assert "resuming under changed settings (learning_rate: 0.001 -> 5e-05" in plan.notes[0]
+    earlier = (tmp_path / "resolved_recipe.yaml").read_text()
+    keep_earlier_recipe(tmp_path, plan)  # the earlier settings are not lost when the new recipe is saved
+    assert (tmp_path / "resolved_recipe.until_step_4.yaml").read_text() == earlier
+
+    # How long to train may change on resume: a finished run is trained further by raising max_steps.
+    plan = _plan(tmp_path, "--resume_from_checkpoint", "last", "--max_steps", "200", saved={"max_steps": 100})
+    assert plan.resume == str(tmp_path / "checkpoint-4") and plan.notes == () and plan.keep_recipe_as is None
+    # A resume with nothing to resume yet (no checkpoint, no finished run) starts the run: nothing to compare.
+    empty = tmp_path / "fresh"
+    empty.mkdir()
+    assert _plan(empty, "--resume_from_checkpoint", "last", saved=changed, checkpoint=False) == OutputPlan(None)
+
+
+@pytest.fixture
+def no_model_work(monkeypatch):
+    """Fail the test if the run gets as far as preparing or loading a model."""
+    from sas_trl.training import run as run_module
+    from sas_trl.training import warmup
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("reached model work before the user error was reported")
+
+    for name in ("prepare_model", "build_trainer", "drop_long_prompts"):
+        monkeypatch.setattr(run_module, name, tripwire)
+    monkeypatch.setattr(warmup, "build_builtin_model", tripwire)
+
+
+# case -> (saved run's learning rate differs, its checkpoint's state: "whole"/"no optimizer"/"damaged", flags, message)
+REFUSALS = {
+    "fresh run over another recipe's unfinished run": (True, "whole", [], ["of a different recipe", "learning_rate"]),
+    "fresh run over this recipe's unfinished run": (
+        False,
+        "whole",
+        [],
+        ["same recipe", "--resume_from_checkpoint last"],
+    ),
+    "resume under changed settings": (True, "whole", ["--resume_from_checkpoint", "last"], ["other settings"]),
+    "resume without optimizer state": (False, "no optimizer", ["--resume_from_checkpoint", "last"], ["optimizer.pt"]),
+    "resume of a damaged checkpoint": (False, "damaged", ["--resume_from_checkpoint", "last"], ["model.safetensors"]),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusals_come_before_any_model_work_as_one_line(tmp_path, capsys, no_model_work, case):
+    changed, checkpoint, flags, expected = REFUSALS[case]
+    out = tmp_path / "run"
+    _, _, _, before = parse(["--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(out)])
+    out.mkdir()
+    (out / "resolved_recipe.yaml").write_text(dump_recipe({**before, **({"learning_rate": 0.001} if changed else {})}))
+    write_checkpoint(out / "checkpoint-4", 4, 100, optimizer=checkpoint != "no optimizer")
+    if checkpoint == "damaged":
+        _cut(out / "checkpoint-4" / "model.safetensors")
+    code = main(["train", "--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(out), *flags])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "FutureWarning" not in line and "warnings.warn(" not in line]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("sas-trl train: error: "), err
+    for piece in expected:
+        assert piece in lines[0], (piece, lines[0])
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-4", "resolved_recipe.yaml"]  # nothing written

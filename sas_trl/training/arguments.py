@@ -49,9 +49,9 @@ class RunArguments:
     sft_warmup_steps: int = field(
         default=0,
         metadata={
-            "help": f"For {BUILTIN_MODEL!r}: supervised steps on the built-in task before RL (cached in "
-            "output_dir/base_model with the settings that made it; rebuilt when seed, sft_warmup_steps or the "
-            "builtin_*_terms differ)."
+            "help": f"For {BUILTIN_MODEL!r}: supervised steps on the built-in task before RL, done once per "
+            "settings (seed, sft_warmup_steps, builtin_*_terms) and cached for all runs in ~/.cache/sas-trl/warmup "
+            "($SAS_TRL_CACHE overrides the folder); each run trains from its copy in output_dir/base_model."
         },
     )
     num_processes: int | None = field(
@@ -67,8 +67,22 @@ class RunArguments:
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
-            "help": "Train even when output_dir holds a finished run of a different recipe (its checkpoints and "
+            "help": "Train from step 0 even when output_dir holds a run, finished or not (its checkpoints and "
             "run_info.json are removed first). Without it, such a folder is refused unless resuming."
+        },
+    )
+    resume_with_changes: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume even when the training settings differ from the saved run's (other than max_steps); "
+            "the earlier resolved recipe is kept as resolved_recipe.until_step_N.yaml. Without it, refused."
+        },
+    )
+    resume_without_optimizer: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume from a checkpoint that holds no optimizer state (save_only_model), starting a new "
+            "optimizer. Without it, such a checkpoint is refused."
         },
     )
 

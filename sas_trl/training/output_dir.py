@@ -1,7 +1,8 @@
 """The output folder's state: what its contents mean for a run, before anything is loaded.
 
 A folder is new, in progress (checkpoints and `resolved_recipe.yaml`), or finished (`run_info.json`, written
-last, after the model). Resuming a finished run is a no-op; a finished run of another recipe is refused unless
+last, after the model). Resuming a finished run is a no-op; resuming checks the checkpoint (falling back to the
+newest intact one) and that the settings are the saved run's; a run in the folder is never trained over without
 `overwrite_output_dir`. Whether two recipes differ is judged on their training settings: every field's effective
 value, less the keys that only say where results are written, logged or uploaded.
 """
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from ..errors import RecipeError
 from .arguments import RunArguments
+from .checkpoints import TRAINER_STATE, checkpoint_folders, checkpoint_problem, optimizer_notes
 from .recipe_files import dump_recipe, load_recipe
 from .recipes import build
 
@@ -42,32 +44,46 @@ def resume_kind(value: str | None) -> Literal["off", "last", "path"]:
     return "last" if spelling in RESUME_LAST else "path"
 
 
-def resolve_resume(value: str | None, output_dir: Path) -> str | None:
-    """`last`/`true` -> the newest complete checkpoint in output_dir (None if there is none); a path must exist.
+def resolve_resume(value: str | None, output_dir: Path, without_optimizer: bool = False) -> str | None:
+    """The checkpoint to resume from (see `find_resume`), or None."""
+    return find_resume(value, output_dir, without_optimizer)[0]
 
-    A run killed while saving leaves a checkpoint folder without `trainer_state.json` (written last); it is
-    skipped, so the run resumes from the save before it.
+
+def find_resume(value: str | None, output_dir: Path, without_optimizer: bool = False) -> tuple[str | None, list[str]]:
+    """The checkpoint a `resume_from_checkpoint` value names, and what to tell the user about it.
+
+    `last`/`true`: the newest intact `checkpoint-N` in output_dir (None if there is none). A folder without
+    `trainer_state.json` (written last: a save cut short) is skipped; a damaged one (unreadable trainer state,
+    weights cut short, a torch file that is not a whole archive) is skipped with a message, and when every
+    checkpoint is damaged the resume is refused, naming them. A folder named explicitly must be intact.
+    A checkpoint without its optimizer state is refused, naming the file, unless `without_optimizer`: resuming
+    it would silently restart the optimizer.
     """
     kind = resume_kind(value)
     if kind == "off":
-        return None
-    if kind == "last":
-        return last_complete_checkpoint(output_dir)
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise RecipeError(f"resume_from_checkpoint: {value!r} is not a complete checkpoint folder")
-    return value
-
-
-def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoint-N` folder in `output_dir` that holds its `trainer_state.json`, or None."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    candidates = []
-    for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        step = path.name.rsplit("-", 1)[-1]
-        if step.isdigit() and (path / "trainer_state.json").is_file():
-            candidates.append((int(step), path))
-    return str(max(candidates)[1]) if candidates else None
+        return None, []
+    if kind == "path":
+        problem = checkpoint_problem(Path(value))
+        if problem is not None:
+            raise RecipeError(f"resume_from_checkpoint: {value!r} is not a complete checkpoint folder: {problem}")
+        return value, optimizer_notes(Path(value), without_optimizer)
+    skipped, damaged = [], []
+    for _, folder in sorted(checkpoint_folders(output_dir), reverse=True):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            notes = optimizer_notes(folder, without_optimizer)
+            if skipped:
+                notes.insert(0, f"skipped {'; '.join(skipped)}; resuming from {folder}, the newest intact checkpoint")
+            return str(folder), notes
+        skipped.append(f"{folder.name} ({problem})")
+        if (folder / TRAINER_STATE).is_file():
+            damaged.append(f"{folder.name} ({problem})")
+    if damaged:
+        raise RecipeError(
+            f"resume_from_checkpoint: no intact checkpoint in {output_dir}: {'; '.join(damaged)}. Move the damaged "
+            "folders away to start over, or pass --overwrite_output_dir true without --resume_from_checkpoint"
+        )
+    return None, [f"skipped {'; '.join(skipped)}: no complete checkpoint, starting from step 0"] if skipped else []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,6 +97,12 @@ class OutputPlan:
 
     resume: str | None  # the checkpoint to resume from
     finished: str | None = None  # set when the run asked to resume has already finished: nothing to do
+    notes: tuple[str, ...] = ()  # what the main process prints before training (a damaged checkpoint skipped...)
+    keep_recipe_as: str | None = None  # resuming under changed settings: the earlier resolved recipe's new name
+
+
+# Resuming may change how long a run trains (raise max_steps to train a finished run further), nothing else.
+RESUME_MAY_CHANGE = frozenset({"max_steps", "num_train_epochs"})
 
 
 def plan_output_dir(
@@ -88,32 +110,85 @@ def plan_output_dir(
 ) -> OutputPlan:
     """Decide what the output folder's contents mean for this run, before anything is loaded.
 
-    * resuming (`--resume_from_checkpoint last` or a folder) a run that already reached its `max_steps`: nothing
-      to do (transformers would train one more step and change the model);
-    * not resuming, and the folder holds a finished run of a different recipe: `RecipeError` naming the folder
-      and the differing keys, unless `--overwrite_output_dir true` (then the earlier run's checkpoints and
-      run_info.json are removed first, so a later resume cannot pick up the other recipe's checkpoints).
+    Resuming (`--resume_from_checkpoint last` or a folder):
+    * the checkpoint must be intact (`find_resume`: `last` falls back to the newest intact one and says so);
+    * the training settings must be the saved run's (less `RESUME_MAY_CHANGE`), else `RecipeError` naming the
+      keys that differ, unless `--resume_with_changes true` (the earlier resolved recipe is then kept as
+      `resolved_recipe.until_step_N.yaml`);
+    * a run that already reached its `max_steps`: nothing to do (transformers would train one more step).
+
+    Not resuming, into a folder that holds a run (finished: `run_info.json`; unfinished: checkpoints):
+    `RecipeError` naming the folder, the keys that differ (if any) and the flags that resume or overwrite,
+    unless `--overwrite_output_dir true` (then that run's checkpoints and run_info.json are removed first, so a
+    later resume cannot pick up the other recipe's checkpoints). A run is never silently trained over.
     """
     output_dir = Path(args.output_dir)
     kind = resume_kind(args.resume_from_checkpoint)
-    resume = resolve_resume(args.resume_from_checkpoint, output_dir)
     if kind != "off":
-        return OutputPlan(resume, finished_message(output_dir, resume, args.max_steps, latest=kind == "last"))
-    info = output_dir / RUN_INFO
-    if not info.is_file():
+        resume, notes = find_resume(args.resume_from_checkpoint, output_dir, run_args.resume_without_optimizer)
+        keep = None
+        run_dir = Path(resume).parent if resume is not None else output_dir
+        if resume is not None or (output_dir / RUN_INFO).is_file():
+            differing = {
+                k: v
+                for k, v in recipe_changes(run_dir, run_args, args, model_args, recipe).items()
+                if k not in RESUME_MAY_CHANGE
+            }
+            if differing and not run_args.resume_with_changes:
+                raise RecipeError(
+                    f"resume_from_checkpoint: {run_dir} was trained with other settings ({describe(differing)}); "
+                    "pass --resume_with_changes true to continue it under the new ones, or another --output_dir "
+                    "for a new run"
+                )
+            if differing:
+                step = _read_json(Path(resume) / TRAINER_STATE) if resume else _read_json(output_dir / RUN_INFO)
+                keep = f"resolved_recipe.until_step_{(step or {}).get('global_step', 0)}.yaml"
+                notes.append(
+                    f"resuming under changed settings ({describe(differing)}); the earlier recipe is kept as "
+                    f"{output_dir / keep}"
+                )
+        finished = finished_message(output_dir, resume, args.max_steps, latest=kind == "last")
+        return OutputPlan(resume, finished, tuple(notes), keep if finished is None else None)
+
+    finished = (output_dir / RUN_INFO).is_file()
+    checkpoints = sorted(checkpoint_folders(output_dir))
+    if not finished and not checkpoints:
+        return OutputPlan(None)
+    if run_args.overwrite_output_dir:
+        if main_process:
+            remove_previous_run(output_dir)
         return OutputPlan(None)
     differing = recipe_changes(output_dir, run_args, args, model_args, recipe)
-    if differing and not run_args.overwrite_output_dir:
-        shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(differing.items())[:8])
-        more = f"; and {len(differing) - 8} more" if len(differing) > 8 else ""
+    what = "a finished run" if finished else f"an unfinished run (saved up to {checkpoints[-1][1].name})"
+    if differing:
         raise RecipeError(
-            f"output_dir {str(output_dir)!r} holds a finished run of a different recipe ({shown}{more}); pass "
+            f"output_dir {str(output_dir)!r} holds {what} of a different recipe ({describe(differing)}); pass "
             "another --output_dir, --resume_from_checkpoint last to continue it, or --overwrite_output_dir true "
             "to replace it"
         )
-    if run_args.overwrite_output_dir and main_process:
-        remove_previous_run(output_dir)
-    return OutputPlan(None)
+    if finished:
+        raise RecipeError(
+            f"output_dir {str(output_dir)!r} holds a finished run of this same recipe: nothing to train. Pass "
+            "--resume_from_checkpoint last with a higher --max_steps to train it further, --overwrite_output_dir "
+            "true to train it again from step 0, or another --output_dir"
+        )
+    raise RecipeError(
+        f"output_dir {str(output_dir)!r} holds {what} of this same recipe; pass --resume_from_checkpoint last to "
+        "continue it, or --overwrite_output_dir true to start it again from step 0"
+    )
+
+
+def describe(differing: dict[str, tuple[Any, Any]], limit: int = 8) -> str:
+    """`key: old -> new; ...` for the first `limit` differing keys."""
+    shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(differing.items())[:limit])
+    return shown + (f"; and {len(differing) - limit} more" if len(differing) > limit else "")
+
+
+def keep_earlier_recipe(output_dir: Path, plan: OutputPlan) -> None:
+    """Resuming under changed settings: rename the earlier `resolved_recipe.yaml` before the new one is saved."""
+    saved = output_dir / RESOLVED_RECIPE
+    if plan.keep_recipe_as is not None and saved.is_file():
+        saved.replace(output_dir / plan.keep_recipe_as)
 
 
 def finished_message(output_dir: Path, checkpoint: str | None, max_steps: int, latest: bool = True) -> str | None:
@@ -124,7 +199,7 @@ def finished_message(output_dir: Path, checkpoint: str | None, max_steps: int, l
     """
     step, target = None, None
     if checkpoint is not None:
-        state = _read_json(Path(checkpoint) / "trainer_state.json") or {}
+        state = _read_json(Path(checkpoint) / TRAINER_STATE) or {}
         step, target = state.get("global_step", 0), state.get("max_steps")
     info = _read_json(output_dir / RUN_INFO) if latest else None
     if info is not None and (step is None or info.get("global_step", 0) >= step):
@@ -155,7 +230,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def recipe_changes(output_dir: Path, run_args, args, model_args, recipe: dict[str, Any]) -> dict:
-    """Training settings that differ between the finished run saved in `output_dir` and this one."""
+    """Training settings that differ between the run saved in `output_dir` (its resolved recipe) and this one."""
     saved = output_dir / RESOLVED_RECIPE
     before = saved_training_settings(saved) if saved.is_file() else None
     if before is None:
@@ -214,6 +289,8 @@ NOT_TRAINING_SETTINGS = frozenset(
         "output_dir",
         "overwrite_output_dir",
         "resume_from_checkpoint",
+        "resume_with_changes",
+        "resume_without_optimizer",
         "run_name",
         "logging_dir",
         "logging_steps",

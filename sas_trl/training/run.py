@@ -14,17 +14,18 @@ from ..errors import UserError
 from . import hub
 from .arguments import RunArguments
 from .datasets import drop_long_prompts, load_train_dataset
-from .output_dir import plan_output_dir, save_recipe, write_run_info
+from .output_dir import keep_earlier_recipe, plan_output_dir, save_recipe, write_run_info
 from .warmup import prepare_model
 
 
 def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Path:
     """Train with `SASGRPOTrainer`; returns the output folder. `args` is the `SASConfig`.
 
-    The steps, in order: the output folder's state (a finished run resumed is a no-op; a finished run of another
-    recipe is refused), Hub access (seconds), the training data loaded and checked, the recipe saved, the model
-    prepared (the built-in one is built and warmed up, or its cached warm-up reused when its settings match), the
-    rewards built, training, then the model, its card and (optionally) the upload. Every user error before
+    The steps, in order: the output folder's state (a finished run resumed is a no-op; a damaged checkpoint,
+    changed settings on resume and a run in the folder trained over are refused), Hub access (seconds), the
+    training data loaded and checked, the recipe saved, the model prepared (the built-in one is built and warmed
+    up once per settings in the shared cache, verified before reuse), the rewards built, training, then the
+    model, its card and (optionally) the upload. Every user error before
     training is raised before anything is written or any model work starts.
     """
     import torch
@@ -37,6 +38,9 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
     state = PartialState()
     output_dir = Path(args.output_dir)
     plan = plan_output_dir(run_args, args, model_args, recipe, main_process=state.is_main_process)
+    if state.is_main_process:
+        for note in plan.notes:  # a damaged checkpoint skipped, an optimizer restarted on request, changed settings
+            print(f"sas-trl: {note}", flush=True)
     if plan.finished is not None:
         if state.is_main_process:
             print(f"sas-trl: {plan.finished}", flush=True)
@@ -47,6 +51,8 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
 
     dataset = load_train_dataset(run_args, args)  # bad data fails here, before anything is written or loaded
     dataset = apply_transforms(dataset, run_args, args)  # the baselines' prompt changes (docs/baselines.md)
+    if state.is_main_process:
+        keep_earlier_recipe(output_dir, plan)
     save_recipe(recipe, output_dir, state)
     model_id = prepare_model(run_args, model_args, args, state)
     if run_args.max_prompt_tokens is not None:

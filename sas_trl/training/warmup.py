@@ -1,24 +1,50 @@
-"""The built-in model's warm-up cache: `builtin:tiny` built and supervised once, reused while its settings match.
+"""The built-in model's warm-up cache: `builtin:tiny` built and supervised once per settings, shared by all runs.
 
-The cache is `output_dir/base_model`, with `sas_trl_warmup.json` (written last, so it also marks the build
-complete) recording the settings that made it; any difference rebuilds it, with a message saying why.
+The cache lives in the user's cache folder (`$SAS_TRL_CACHE`, else `$XDG_CACHE_HOME/sas-trl`, else
+`~/.cache/sas-trl`), one entry per settings: `warmup/<key>/`, where the key is a hash of what makes the model
+(seed, sft_warmup_steps, the built-in task's terms, the model's shape). Each entry holds the model, its tokenizer
+and `sas_trl_warmup.json` (written last, so it also marks the build complete): those settings and every file's
+size and SHA-256. An entry is verified before each reuse and rebuilt, with a message saying why, when a file is
+missing or damaged. Entries are built in a temporary folder and renamed into place under a lock, so two
+processes never see a half-built entry nor build it twice.
+
+Each run gets its own copy in `output_dir/base_model` (0.45M parameters: a few MB), so a run folder stays
+complete when the cache is cleared, and `sas-trl eval --model OUTPUT/base_model` evaluates the run's start.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import shutil
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..constants import BUILTIN_MODEL
+from ..errors import UserError
 from .arguments import RunArguments
 
-WARMUP_KEY = "sas_trl_warmup.json"  # next to the cached built-in model: the settings that made it
+CACHE_ENV = "SAS_TRL_CACHE"  # overrides the cache folder (tests point it at a temporary folder)
+WARMUP_KEY = "sas_trl_warmup.json"  # next to a cached built-in model: the settings that made it, its checksums
+BASE_MODEL = "base_model"  # the run's copy, in output_dir
+
+
+def cache_dir() -> Path:
+    """sas-trl's cache folder: `$SAS_TRL_CACHE`, else `$XDG_CACHE_HOME/sas-trl`, else `~/.cache/sas-trl`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "sas-trl"
 
 
 def warmup_settings(run_args: RunArguments, seed: int) -> dict[str, Any]:
     """Everything the cached warm-up of the built-in model depends on."""
+    from .. import __version__
     from ..task import TASK_MODEL_KWARGS
 
     return {
@@ -28,11 +54,44 @@ def warmup_settings(run_args: RunArguments, seed: int) -> dict[str, Any]:
         "sft_warmup_steps": run_args.sft_warmup_steps,
         "builtin_min_terms": run_args.builtin_min_terms,
         "builtin_max_terms": run_args.builtin_max_terms,
+        "sas_trl_version": __version__,  # the model and its tokenizer are built by this package's code
     }
 
 
+def warmup_key(settings: dict[str, Any]) -> str:
+    """The cache entry's name: a hash of `settings` (16 hex digits)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_entry(settings: dict[str, Any]) -> Path:
+    """The shared cache folder for a warm-up made with `settings`."""
+    return cache_dir() / "warmup" / warmup_key(settings)
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification: the settings and every file's size and checksum, recorded when the model was built
+# --------------------------------------------------------------------------------------------------
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def write_warmup_record(base: Path, settings: dict[str, Any]) -> None:
+    """Write `sas_trl_warmup.json`: `settings` and every file's size and SHA-256 (last: marks `base` complete)."""
+    files = {p.name: _file_record(p) for p in sorted(base.iterdir()) if p.is_file() and p.name != WARMUP_KEY}
+    (base / WARMUP_KEY).write_text(json.dumps({**settings, "files": files}, indent=2) + "\n")
+
+
 def cached_warmup_changes(base: Path, settings: dict[str, Any]) -> str | None:
-    """None when `base` holds a warm-up made with `settings`, else why it must be rebuilt."""
+    """None when `base` holds an intact warm-up made with `settings`, else why it must be rebuilt.
+
+    Intact: every file recorded in `sas_trl_warmup.json` is there with its recorded size and SHA-256.
+    """
     key = base / WARMUP_KEY
     if not (base / "config.json").is_file():
         return "no cached model" if not base.exists() else "an incomplete cached model"
@@ -42,41 +101,120 @@ def cached_warmup_changes(base: Path, settings: dict[str, Any]) -> str | None:
         saved = json.loads(key.read_text())
     except ValueError:
         return f"an unreadable {WARMUP_KEY}"
+    if not isinstance(saved, dict):
+        return f"an unreadable {WARMUP_KEY}"
     changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-    if not changed:
-        return None
-    return (
-        "a cached model made with other settings ("
-        + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        + ")"
-    )
+    if changed:
+        return (
+            "a cached model made with other settings ("
+            + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            + ")"
+        )
+    files = saved.get("files")
+    if not isinstance(files, dict) or "config.json" not in files:
+        return "a cached model without checksums of its files"
+    for name, record in files.items():
+        path = base / name
+        if not path.is_file():
+            return f"a cached model missing its {name}"
+        if not isinstance(record, dict) or _file_record(path) != record:
+            return f"a damaged {name} (its size or checksum differs from the one recorded when it was built)"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared cache and the run's copy
+# --------------------------------------------------------------------------------------------------
 
 
 def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
     """The model to train: a Hub id or folder as given, or the built-in tiny model (built and warmed up once).
 
-    The built-in model is cached in `output_dir/base_model` with the settings that made it
-    (`sas_trl_warmup.json`: seed, sft_warmup_steps, builtin_* terms); it is reused only when they match and
-    rebuilt, with a message saying why, when they differ.
+    The built-in model comes from the shared cache (`cache_entry`), verified before reuse and (re)built when
+    missing or damaged, with a message either way; the run trains from its own copy in `output_dir/base_model`.
     """
     if model_args.model_name_or_path != BUILTIN_MODEL:
         return model_args.model_name_or_path
-    base = Path(args.output_dir) / "base_model"
+    base = Path(args.output_dir) / BASE_MODEL
     settings = warmup_settings(run_args, args.seed)
     with state.main_process_first():  # one process builds it, the others load the saved copy
         if state.is_main_process:
-            reason = cached_warmup_changes(base, settings)
-            if reason is not None:
-                if base.exists():
-                    import shutil
-
-                    print(f"sas-trl: rebuilding {base}: it held {reason}", flush=True)
-                    shutil.rmtree(base)
-                build_builtin_model(base, run_args, args.seed)
-                (base / WARMUP_KEY).write_text(json.dumps(settings, indent=2) + "\n")  # last: marks it complete
-            else:
-                print(f"sas-trl: reusing the warmed-up {BUILTIN_MODEL} in {base} (same settings)", flush=True)
+            entry = cache_entry(settings)
+            with _build_lock(entry):
+                shared_warmup(entry, settings, run_args, args.seed)
+                copy_into_run(entry, base, settings)
     return str(base)
+
+
+def shared_warmup(entry: Path, settings: dict[str, Any], run_args: RunArguments, seed: int) -> None:
+    """Make `entry` hold an intact warm-up made with `settings`: reused when verified, else (re)built atomically."""
+    reason = cached_warmup_changes(entry, settings)
+    if reason is None:
+        print(f"sas-trl: reusing the warmed-up {BUILTIN_MODEL} in {entry} (same settings, files verified)", flush=True)
+        return
+    if entry.exists():
+        print(f"sas-trl: rebuilding {entry}: it held {reason}", flush=True)
+    else:
+        print(f"sas-trl: building the warmed-up {BUILTIN_MODEL} into the shared cache: {entry}", flush=True)
+    staging = entry.with_name(f".{entry.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        build_builtin_model(staging, run_args, seed)
+        write_warmup_record(staging, settings)
+        _replace_folder(staging, entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_into_run(entry: Path, base: Path, settings: dict[str, Any]) -> None:
+    """Copy the verified cache entry to the run's `base_model`, unless that already holds the same intact model."""
+    reason = cached_warmup_changes(base, settings)
+    if reason is None:
+        return
+    if base.exists():
+        print(f"sas-trl: rebuilding {base}: it held {reason}", flush=True)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    staging = base.with_name(f".{base.name}.copying-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copytree(entry, staging)
+        _replace_folder(staging, base)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put the finished folder `new` at `target` by renames (a reader never sees a half-written `target`)."""
+    if target.exists():
+        aside = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.replace(target, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    os.replace(new, target)
+
+
+@contextlib.contextmanager
+def _build_lock(entry: Path) -> Iterator[None]:
+    """An exclusive lock on one cache entry (a `.lock` file next to it), so that one process builds it."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"the warm-up cache folder {entry.parent} cannot be created ({err.strerror or err}); set {CACHE_ENV} "
+            "to a writable folder"
+        ) from err
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): the renames alone keep the entry whole
+        yield
+        return
+    with open(entry.with_name(f"{entry.name}.lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"sas-trl: waiting for another sas-trl process that is preparing {entry}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
