@@ -27,12 +27,15 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..training.recipe_files import load_yaml
+from ..training.settings_checks import SEED, SEED_MAX
 
 KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description")
 REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
 # Recipe keys the study sets for every run: a condition may not override them.
 STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_hub")
 EVAL_OWNED = ("model", "output_dir", "baseline", "overwrite")
+MAX_RUNS = 500  # conditions x seeds: beyond this a study is a typo, and each run is a folder of its own
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -70,10 +73,7 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"study file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as err:
-        raise UserError(f"study {path} is not a readable YAML file: {err}") from err
+    data, lines = load_yaml(path, "study", UserError)  # a key given twice is refused, also 1 against "1"
     if not isinstance(data, dict):
         raise UserError(f"study {path} must be a YAML mapping with keys {', '.join(REQUIRED)}")
     for key in data:
@@ -85,6 +85,9 @@ def load_study(path: str | Path) -> Study:
     if missing:
         raise UserError(f"study {path}: missing {', '.join(missing)}")
 
+    for key in ("base_recipe", "output_dir", "reference", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise UserError(f"study {path}, line {lines[key]}: {key} must be text, got {data[key]!r}")
     base = Path(data["base_recipe"])
     if not base.is_file():
         raise UserError(f"study {path}: base_recipe {str(base)!r} not found")
@@ -94,12 +97,23 @@ def load_study(path: str | Path) -> Study:
         or not seeds
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
-        raise UserError(f"study {path}: seeds must be a non-empty list of integers, got {seeds!r}")
+        raise UserError(f"study {path}: seeds must be a non-empty list of integers, got {_short(seeds)}")
+    bad = [s for s in seeds if not SEED.allows(s)]
+    if bad:  # `sas-trl train` would refuse it, but only after the starting model's warm-up and evaluation
+        raise UserError(
+            f"study {path}, line {lines['seeds']}: seed {bad[0]} is not valid; allowed values: an "
+            f"integer >= 0 and <= {SEED_MAX} (numpy's seed range)"
+        )
     if len(set(seeds)) != len(seeds):
-        raise UserError(f"study {path}: seeds must be distinct, got {seeds!r}")
+        raise UserError(f"study {path}: seeds must be distinct, got {_short(seeds)}")
     conditions = data["conditions"]
     if not isinstance(conditions, dict) or not conditions:
         raise UserError(f"study {path}: conditions must be a mapping of name: {{recipe key: value}}")
+    if len(conditions) * len(seeds) > MAX_RUNS:
+        raise UserError(
+            f"study {path}: {len(conditions)} condition(s) x {len(seeds)} seed(s) = {len(conditions) * len(seeds)} "
+            f"runs, more than {MAX_RUNS}; split it into several studies (each run gets its own folder)"
+        )
     conditions = {str(name): overrides or {} for name, overrides in conditions.items()}
     for name, overrides in conditions.items():
         if not _NAME.match(name):
@@ -134,6 +148,13 @@ def load_study(path: str | Path) -> Study:
         raise UserError(f"study {path}: eval sets {owned[0]!r}, which the study sets for each run")
     check_conditions(study)
     return study
+
+
+def _short(values) -> str:
+    """A value as an error shows it: a study's seeds can be thousands."""
+    if not isinstance(values, list) or len(values) <= 10:
+        return repr(values)
+    return f"{repr(values[:10])[:-1]}, ... ({len(values) - 10} more)]"
 
 
 def run_recipe(study: Study, condition: str, seed: int, run_dir: Path, model: str | None = None) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """Recipe files: a YAML mapping (with an optional `env:` mapping and `base:` include) read and written.
 
 `TrlParser` has no layering, so `base:` includes are resolved here, when the file is read, before validation.
+Every mapping key is checked to be unique (also `1` against `"1"`, which name the same recipe key or condition),
+and the merged recipe remembers which file and line each key came from, so an error names the file that holds
+the value, not the one that includes it.
 """
 
 from __future__ import annotations
@@ -11,36 +14,98 @@ from typing import Any
 
 import yaml
 
-from ..errors import RecipeError
+from ..errors import RecipeError, UserError
+
+MAX_INCLUDE_DEPTH = 32  # a chain of `base:` includes deeper than this is a mistake, not a layering
 
 
-def load_recipe(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+class RepeatedKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping holds one key twice (YAML would keep the last value without a word)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a mapping holding one key twice (compared as text: `1` and `"1"` too)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            text, line = str(key), key_node.start_mark.line + 1
+            if text in seen:
+                raise RepeatedKeyError(None, None, f"key {text!r} appears twice (lines {seen[text]} and {line})")
+            seen[text] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class Recipe(dict):
+    """A recipe's mapping, plus where each key was written (`location(key)`: "FILE, line N")."""
+
+    def __init__(self, values: dict[str, Any] = (), sources: dict[str, str] | None = None):
+        super().__init__(values)
+        self.sources: dict[str, str] = dict(sources or {})
+
+    def location(self, key: str, default: str = "the recipe") -> str:
+        """The file (and line) that holds `key`'s value, or `default` when unknown."""
+        return self.sources.get(key, default)
+
+
+def load_yaml(path: Path, what: str, error: type[UserError] = RecipeError) -> tuple[Any, dict[str, int]]:
+    """A YAML file's content (repeated keys refused) and the line of each key (`KEY`, and `KEY.SUBKEY` one level
+    down); errors name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{what} {path} is not a text file ({err.reason} at byte {err.start})") from err
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except RepeatedKeyError as err:
+        raise error(f"{what} {path}: {err.problem}; each key may appear once") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise error(f"{what} {path} is not valid YAML{where}: {problem}") from err
+    finally:
+        loader.dispose()
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[str(key.value)] = key.start_mark.line + 1
+            if isinstance(value, yaml.MappingNode):  # `env:` entries, study conditions: "env.NAME"
+                lines.update({f"{key.value}.{k.value}": k.start_mark.line + 1 for k, _ in value.value})
+    return data, lines
+
+
+def load_recipe(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> Recipe:
     """The recipe's mapping (with its `env:` mapping, if any), or a `RecipeError` naming the file.
 
     A `base: OTHER.yaml` key (a path relative to the recipe) includes another recipe first; the including
     recipe's keys win, and `env:` mappings merge. Ablations and baselines then hold only what they change.
+    The result's `sources` say which file and line each key (and each `env:` entry, as `env.NAME`) came from.
     """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise RecipeError(f"recipe {path} is not a text file ({err.reason} at byte {err.start})") from err
-    except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from err
+    recipe, lines = load_yaml(path, "recipe")
     if recipe is None:
         raise RecipeError(f"recipe {path} is empty; a recipe is a YAML mapping of field: value")
     if not isinstance(recipe, dict):
         raise RecipeError(f"recipe {path} must be a YAML mapping of field: value, got {type(recipe).__name__}")
+    for key in recipe:
+        if not isinstance(key, str):
+            raise RecipeError(f"recipe {path}, line {lines.get(str(key), '?')}: key {key!r} is not a field name")
+    sources = {key: f"{path}, line {lines[key]}" if key in lines else str(path) for key in recipe}
     env = recipe.get("env", {})
     if not isinstance(env, dict):
         raise RecipeError(f"recipe {path}: 'env' must be a mapping of VARIABLE: value")
     for key, value in env.items():
-        if not isinstance(value, str | int | float | bool):
-            raise RecipeError(f"recipe {path}: env {key!r} must be a string or number, got {type(value).__name__}")
+        line = lines.get(f"env.{key}")
+        sources[f"env.{key}"] = f"{path}, line {line}" if line else sources["env"]
+        _check_env_entry(key, value, sources[f"env.{key}"])
     if "base" not in recipe:
-        return recipe
+        return Recipe(recipe, sources)
     base_name = recipe.pop("base")
     if not isinstance(base_name, str):
         raise RecipeError(f"recipe {path}: 'base' must be the path of another recipe, got {base_name!r}")
@@ -49,13 +114,31 @@ def load_recipe(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> d
         raise RecipeError(f"recipe {path}: 'base: {base_name}' includes itself")
     if not base_path.is_file():
         raise RecipeError(f"recipe {path}: base recipe {base_name!r} not found (looked for {base_path})")
+    if len(_including) + 1 >= MAX_INCLUDE_DEPTH:
+        raise RecipeError(
+            f"recipe {path}: 'base: {base_name}' is more than {MAX_INCLUDE_DEPTH} includes deep (the chain starts "
+            f"at {_including[0] if _including else path}); include the recipe you need directly"
+        )
     base = load_recipe(base_path, (*_including, path.resolve()))
-    merged = {**base, **recipe}
+    merged = Recipe({**base, **recipe}, {**base.sources, **sources})
     if "env" in base or "env" in recipe:
         merged["env"] = {**base.get("env", {}), **recipe.get("env", {})}
     return merged
 
 
+def _check_env_entry(key, value, where: str) -> None:
+    """An `env:` entry the operating system would refuse is a `RecipeError` naming it (not a traceback later)."""
+    if not isinstance(key, str) or not key:
+        raise RecipeError(f"recipe {where}: env key {key!r} is not a variable name (a non-empty string)")
+    if "=" in key or "\0" in key:
+        bad = "'='" if "=" in key else "a NUL character"
+        raise RecipeError(f"recipe {where}: env key {key!r} contains {bad}, which no environment variable name can")
+    if not isinstance(value, str | int | float | bool):
+        raise RecipeError(f"recipe {where}: env {key!r} must be a string or number, got {type(value).__name__}")
+    if "\0" in str(value):
+        raise RecipeError(f"recipe {where}: env {key!r} has a NUL character in its value, which the OS refuses")
+
+
 def dump_recipe(resolved: dict[str, Any]) -> str:
     """YAML text of a resolved recipe (loadable again with --recipe)."""
-    return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
+    return yaml.safe_dump(dict(resolved), sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)

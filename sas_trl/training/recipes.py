@@ -13,12 +13,14 @@ The parts: `recipe_files` (reading, `base:` includes, writing), `arguments` (`Ru
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..errors import RecipeError
 from .arguments import RunArguments, dataclass_types
 from .argv import flag_names, pop_recipe_flag, unescape_flags
-from .recipe_files import dump_recipe, load_recipe
+from .recipe_files import Recipe, dump_recipe, load_recipe
+from .settings_checks import check_values
 from .validation import check_keys, check_local_files, check_settings, check_types
 
 __all__ = ["RunArguments", "build", "dataclass_types", "dump_recipe", "load_recipe", "parse"]
@@ -41,8 +43,12 @@ def parse(argv: list[str]):
     for key, value in recipe.get("env", {}).items():
         os.environ[key] = str(value)
     run_args, sas_args, model_args = build(recipe, argv)
-    check_local_files(run_args, model_args)
-    check_settings(run_args, sas_args)
+    where = locator(recipe, argv)
+    try:
+        check_local_files(run_args, model_args)
+        check_settings(run_args, sas_args, model_args, where)
+    except RecipeError as err:
+        raise RecipeError(with_location(str(err), recipe, argv)) from err
 
     resolved = dict(recipe)
     for key in flag_names(argv):
@@ -51,7 +57,11 @@ def parse(argv: list[str]):
 
 
 def build(recipe: dict[str, Any], argv: list[str]):
-    """The three dataclasses from a recipe mapping and flags (no environment set, no files checked)."""
+    """The three dataclasses from a recipe mapping and flags (no environment set, no files checked).
+
+    Every value is checked against its field's allowed range (`settings_checks`) before the dataclasses are
+    built; an error from their own checks names the file and line of the recipe key it is about.
+    """
     from trl import TrlParser
 
     parser = TrlParser(dataclass_types())
@@ -61,13 +71,44 @@ def build(recipe: dict[str, Any], argv: list[str]):
 
     parser.error = fail
     parser.set_defaults_with_config(**{k: v for k, v in recipe.items() if k != "env"})
+    namespace, _ = parser.parse_known_args(args=argv)  # typed values, before any __post_init__ divides by them
+    check_values(vars(namespace), locator(recipe, argv))
     try:
         run_args, sas_args, model_args = parser.parse_args_into_dataclasses(args=argv)
-    except RecipeError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise RecipeError(str(err)) from err
+    except (ValueError, TypeError) as err:  # RecipeError included: its message gains the value's location
+        raise RecipeError(with_location(str(err), recipe, argv)) from err
     return run_args, sas_args, model_args
+
+
+def locator(recipe: dict[str, Any], argv: list[str]):
+    """key -> " (set in FILE, line N)" for a value that comes from a recipe file, else ""."""
+    flags = set(flag_names(argv))
+
+    def where(key: str) -> str:
+        if key in flags or not isinstance(recipe, Recipe) or key not in recipe.sources:
+            return ""
+        return f" (set in {recipe.sources[key]})"
+
+    return where
+
+
+def with_location(message: str, recipe: dict[str, Any], argv: list[str]) -> str:
+    """`message` plus where the first recipe key it names was set (the included file when it came from a
+    `base:`), unless it names its file already."""
+    if not isinstance(recipe, Recipe) or "(set in " in message:
+        return message
+    where = locator(recipe, argv)
+    found = [
+        (match.start(), key)
+        for key in recipe.sources
+        if "." not in key and (match := re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message))
+    ]
+    for _, key in sorted(found):
+        location = where(key)
+        if location:
+            return message + location
+        break  # the first key named was set on the command line
+    return message
 
 
 def _value_of(key, *objects):

@@ -13,10 +13,13 @@ from typing import Any
 from ..constants import BUILTIN_MODEL
 from ..errors import RecipeError
 from .arguments import RunArguments, all_fields
+from .recipe_files import Recipe
+from .settings_checks import Where, check_model_init_kwargs
 
 
 def check_keys(keys, source: str) -> None:
-    """Unknown keys raise, naming the key and the nearest valid ones."""
+    """Unknown keys raise, naming the key and the nearest valid ones (and, for a loaded `Recipe`, the file and
+    line that holds the key, which may be a `base:` file)."""
     from ..transforms import moved_key
 
     known = all_fields()
@@ -25,10 +28,10 @@ def check_keys(keys, source: str) -> None:
             continue
         moved = moved_key(key)  # an old flat baseline key: say where it went
         if moved:
-            raise RecipeError(f"{moved} (in {source}; docs/baselines.md)")
+            raise RecipeError(f"{moved} (in {_location(keys, key, source)}; docs/baselines.md)")
         close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise RecipeError(f"unknown key {key!r} in {source}{hint}")
+        raise RecipeError(f"unknown key {key!r} in {_location(keys, key, source)}{hint}")
 
 
 def check_types(values: dict[str, Any], source: str) -> None:
@@ -40,7 +43,14 @@ def check_types(values: dict[str, Any], source: str) -> None:
         cls, f = known[key]
         hint = typing.get_type_hints(cls).get(f.name, Any)
         if not _matches(hint, value):
-            raise RecipeError(f"{key}: {value!r} in {source} is not a valid {_type_name(hint)}")
+            raise RecipeError(
+                f"{key}: {value!r} in {_location(values, key, source)} is not a valid {_type_name(hint)}"
+            )
+
+
+def _location(recipe, key: str, source: str) -> str:
+    """The file (and line) that holds `key`: a `Recipe` knows it for each key, even from a `base:` file."""
+    return recipe.location(key, source) if isinstance(recipe, Recipe) else source
 
 
 def _matches(hint, value) -> bool:
@@ -100,12 +110,12 @@ def _looks_local(value: str) -> bool:
     )
 
 
-def check_settings(run_args: RunArguments, sas_args) -> None:
-    """Settings that are valid alone but not together, or that TRL would accept and then misuse."""
-    if sas_args.max_steps == 0:
-        raise RecipeError(
-            "max_steps=0 is not valid (transformers would still train one step); allowed values: an integer >= 1, "
-            "or -1 to train num_train_epochs epochs"
+def check_settings(run_args: RunArguments, sas_args, model_args=None, where: Where = lambda key: "") -> None:
+    """Settings that are valid alone but not together, or that TRL would accept and then misuse (each field's own
+    range is checked earlier, by `settings_checks.check_values`)."""
+    if model_args is not None:
+        check_model_init_kwargs(
+            sas_args.model_init_kwargs, model_args.model_name_or_path, model_args.model_revision, where
         )
     index, names = sas_args.sas_correct_reward_index, run_args.reward_funcs
     if index >= len(names):
