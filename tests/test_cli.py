@@ -73,7 +73,11 @@ BASE = "model_name_or_path: builtin:tiny\ndataset_name: builtin:addition\nuse_cp
         (BASE + "sas_ratio: 1.5\n", [], ["sas_ratio=1.5", "[0, 1]"]),
         (BASE, ["--sas_ratio", "abc"], ["sas_ratio", "abc"]),
         (BASE + "reward_format: latex\n", [], ["reward_format='latex'", "'plain'"]),
-        (BASE + "dataset_name: data/missing.jsonl\n", [], ["dataset_name", "data/missing.jsonl", "does not exist"]),
+        (
+            BASE.replace("builtin:addition", "data/missing.jsonl"),  # a key given twice is refused on its own
+            [],
+            ["dataset_name", "data/missing.jsonl", "does not exist"],
+        ),
         (BASE.replace("builtin:tiny", "./models/missing"), [], ["model_name_or_path", "./models/missing"]),
         (BASE + "accelerate_config: recipes/accelerate/none.yaml\n", [], ["accelerate_config", "none.yaml"]),
         ("- a\n- list\n", [], ["must be a YAML mapping"]),

@@ -11,8 +11,9 @@ import yaml
 from cli_helpers import ROOT
 
 from sas_trl.cli import main
-from sas_trl.compare import build_report, load_study, plan_runs
+from sas_trl.compare import build_report, load_study, plan_runs, runner
 from sas_trl.compare.runner import print_commands
+from sas_trl.compare.study import MAX_RUNS
 from sas_trl.errors import UserError
 from sas_trl.training.recipes import parse
 
@@ -47,6 +48,16 @@ def study_file(tmp_path, **changes) -> str:
         ({"reference": "gpro"}, "reference 'gpro' is not a condition; conditions: grpo, sas"),
         ({"seeds": []}, "seeds must be a non-empty list of integers"),
         ({"seeds": [0, 0]}, "seeds must be distinct"),
+        ({"seeds": [0, -1]}, r"line \d+: seed -1 is not valid; allowed values: an integer >= 0 and <= 4294967295"),
+        ({"seeds": [2**32]}, "seed 4294967296 is not valid"),
+        (
+            {"seeds": list(range(MAX_RUNS))},
+            rf"2 condition\(s\) x {MAX_RUNS} seed\(s\) = {2 * MAX_RUNS} runs, more than",
+        ),
+        ({"seeds": "0, 1"}, "seeds must be a non-empty list of integers, got '0, 1'"),
+        ({"base_recipe": [BASE]}, "base_recipe must be text"),
+        ({"output_dir": ["a", "b"]}, "output_dir must be text"),
+        ({"reference": ["grpo"]}, "reference must be text"),
         ({"base_recipe": "recipes/nope.yaml"}, "base_recipe 'recipes/nope.yaml' not found"),
         ({"conditions": {"grpo": {"sas_ratoi": 0.5}}}, "condition 'grpo': unknown key 'sas_ratoi'.*'sas_ratio'"),
         ({"conditions": {"grpo": {"sas_ratio": 2.0}}}, "condition 'grpo': sas_ratio=2.0 is not valid"),
@@ -67,6 +78,43 @@ def test_bad_study_files_fail_in_one_line_before_anything_runs(tmp_path, capsys,
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert re.search(expected, err), err
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
+
+
+STUDY_TEXT_ERRORS = {
+    "a condition twice": (
+        "conditions:\n  sas: {sas_ratio: 0.3}\n  sas: {sas_ratio: 0.5}\n",
+        "key 'sas' appears twice",
+    ),
+    "1 and '1'": ("conditions:\n  1: {sas_ratio: 0.3}\n  '1': {sas_ratio: 0.5}\n", "key '1' appears twice"),
+    "a top-level key twice": ("seeds: [0]\nseeds: [1]\n", "key 'seeds' appears twice"),
+    "a condition key twice": (
+        "conditions:\n  sas: {sas_ratio: 0.3, sas_ratio: 0.5}\n",
+        "key 'sas_ratio' appears twice",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STUDY_TEXT_ERRORS))
+def test_a_study_file_with_a_repeated_key_is_refused(tmp_path, capsys, case):
+    text, expected = STUDY_TEXT_ERRORS[case]
+    path = tmp_path / "study.yaml"
+    path.write_text(f"base_recipe: {BASE}\nreference: sas\n{text}")
+    assert main(["compare", "--study", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("flag", [[], ["--print_commands"], ["--prepare_only"]])
+def test_a_bad_seed_fails_before_the_warm_up_and_base_evaluation(tmp_path, capsys, monkeypatch, flag):
+    def tripwire(*args, **kwargs):
+        raise AssertionError("reached the starting model before the bad seed was reported")
+
+    monkeypatch.setattr(runner, "prepare_starting_model", tripwire)
+    monkeypatch.setattr(runner, "_run_logged", tripwire)
+    code = main(["compare", "--study", study_file(tmp_path, seeds=[3, 1, -2]), *flag])
+    err = capsys.readouterr().err
+    assert code == 2 and "seed -2 is not valid" in err and "re-run" not in err.lower(), err
+    assert not (tmp_path / "out").exists()
 
 
 def test_print_commands_gives_one_self_contained_line_per_run(tmp_path, capsys):

@@ -194,3 +194,106 @@ def test_an_output_dir_that_is_a_file_is_refused_by_name(tmp_path, capsys, no_mo
     err = one_line_error(capsys)
     assert f"output_dir {str(out)!r}" in err and "existing file, not a folder" in err
     assert taken.read_text() == "a file of the user's"
+
+
+# Settings TRL, transformers, torch or numpy refuse only once training starts (after minutes of warm-up), or
+# accept and then misuse: each is refused while the recipe is parsed, naming the field.
+LATE_SETTINGS = {
+    "max_completion_length 0": (["--max_completion_length", "0"], "max_completion_length=0", "integer >= 1"),
+    "temperature 0": (["--temperature", "0"], "temperature=0.0", "a number > 0"),
+    "temperature NaN": (["--temperature", "nan"], "temperature=nan", "finite"),
+    "top_p 0": (["--top_p", "0"], "top_p=0.0", "> 0 and <= 1"),
+    "top_k negative": (["--top_k", "-1"], "top_k=-1", ">= 0"),
+    "seed negative": (["--seed", "-1"], "seed=-1", "<= 4294967295"),
+    "seed past numpy's range": (["--seed", str(2**32)], "seed=4294967296", "numpy's seed range"),
+    "max_steps -3": (["--max_steps", "-3"], "max_steps=-3", "or -1"),
+    "gradient_accumulation_steps 0": (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps=0", ">= 1"),
+    "batch size 0": (["--per_device_train_batch_size", "0"], "per_device_train_batch_size=0", ">= 1"),
+    "num_generations 0": (["--num_generations", "0"], "num_generations=0", ">= 2"),
+    "num_iterations 0": (["--num_iterations", "0"], "num_iterations=0", ">= 1"),
+    "learning_rate negative": (["--learning_rate=-1e-5"], "learning_rate=-1e-05", ">= 0"),
+    "adam_beta2 1": (["--adam_beta2", "1.0"], "adam_beta2=1.0", "< 1"),
+    "max_grad_norm negative": (["--max_grad_norm", "-1"], "max_grad_norm=-1.0", ">= 0"),
+    "save_steps 0": (["--save_steps", "0"], "save_steps=0.0", "> 0"),
+    "epsilon negative": (["--epsilon", "-0.2"], "epsilon=-0.2", ">= 0"),
+    "beta negative": (["--beta", "-0.1"], "beta=-0.1", ">= 0"),
+    "num_train_epochs 0": (["--max_steps", "-1", "--num_train_epochs", "0"], "num_train_epochs=0.0", "> 0"),
+    "report_to unknown": (["--report_to", "tensorbord"], "report_to='tensorbord'", "'tensorboard'"),
+    "scale_rewards unknown": (["--scale_rewards", "std"], "scale_rewards='std'", "'group'"),
+    "vllm_mode unknown": (["--vllm_mode", "remote"], "vllm_mode='remote'", "'colocate'"),
+    "reward_weights length": (["--reward_weights", "1.0", "0.5"], "reward_weights=[1.0, 0.5]", "one weight per"),
+    "model_init_kwargs typo": (
+        ["--model_init_kwargs", '{"attn_implementaton": "eager"}'],
+        "unknown key 'attn_implementaton'",
+        "did you mean 'attn_implementation'",
+    ),
+    "model_init_kwargs not JSON": (["--model_init_kwargs", "{dtype"], "model_init_kwargs:", "JSON mapping"),
+    "pad_to_multiple_of text": (["--pad_to_multiple_of", "eight"], "pad_to_multiple_of='eight'", "'auto'"),
+}
+
+
+@pytest.mark.parametrize("case", list(LATE_SETTINGS))
+def test_settings_refused_after_the_warm_up_are_refused_while_parsing(tmp_path, capsys, no_model_work, case):
+    flags, named, allowed = LATE_SETTINGS[case]
+    out = tmp_path / "out"
+    code = main(["train", "--recipe", RECIPE, *flags, "--output_dir", str(out)])
+    err = one_line_error(capsys)
+    assert code == 2 and named in err and allowed in err, err
+    assert not out.exists()  # and the tripwire shows no model work started
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("temperature: 0.0\n", "temperature=0.0"),
+        ("optim: adam\n", "optim='adam'"),  # a recipe value skips argparse's choices
+        ("gradient_accumulation_steps: 0\n", "gradient_accumulation_steps=0"),
+        ("sas_ratio: 1.5\n", "sas_ratio=1.5"),  # raised by SASConfig itself
+        ("num_generations: 3\n", "num_generations (3)"),  # raised by TRL's GRPOConfig
+    ],
+)
+def test_a_bad_value_in_a_base_recipe_names_that_file_and_line(tmp_path, capsys, no_model_work, text, named):
+    (tmp_path / "common").mkdir()
+    base = tmp_path / "common" / "base.yaml"
+    base.write_text(f"base: {ROOT / RECIPE}\n# a comment line\n{text}")
+    recipe = tmp_path / "run.yaml"
+    recipe.write_text("base: common/base.yaml\nlogging_steps: 5\n")
+    code = main(["train", "--recipe", str(recipe), "--output_dir", str(tmp_path / "out")])
+    err = one_line_error(capsys)
+    assert code == 2 and named in err and f"(set in {base}, line 3)" in err, err
+    assert str(recipe) not in err
+
+
+def test_a_value_set_on_the_command_line_is_not_blamed_on_the_recipe(tmp_path, capsys):
+    recipe = tmp_path / "run.yaml"
+    recipe.write_text(f"base: {ROOT / RECIPE}\ntemperature: 0.7\n")
+    assert main(["train", "--recipe", str(recipe), "--temperature", "0"]) == 2
+    err = one_line_error(capsys)
+    assert "temperature=0.0" in err and "set in" not in err
+
+
+RECIPE_FILE_ERRORS = {
+    "a key twice": ("seed: 1\nseed: 2\n", "key 'seed' appears twice (lines 2 and 3)"),
+    "an env key with '='": ("env:\n  A=B: x\n", "env key 'A=B' contains '='"),
+    "an env value with NUL": ('env:\n  A: "x\\0y"\n', "env 'A' has a NUL character"),
+    "an empty env key": ("env:\n  '': x\n", "env key '' is not a variable name"),
+}
+
+
+@pytest.mark.parametrize("case", list(RECIPE_FILE_ERRORS))
+def test_recipe_files_the_os_or_yaml_would_misread_fail_in_one_line(tmp_path, capsys, no_model_work, case):
+    text, expected = RECIPE_FILE_ERRORS[case]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"base: {ROOT / RECIPE}\n{text}")
+    code = main(["train", "--recipe", str(recipe), "--output_dir", str(tmp_path / "out")])
+    err = one_line_error(capsys)
+    assert code == 2 and str(recipe) in err and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_deep_include_chain_fails_in_one_line(tmp_path, capsys, no_model_work):
+    for index in range(60):
+        (tmp_path / f"r{index}.yaml").write_text(f"base: r{index + 1}.yaml\n")
+    (tmp_path / "r60.yaml").write_text(f"base: {ROOT / RECIPE}\n")
+    assert main(["train", "--recipe", str(tmp_path / "r0.yaml")]) == 2
+    assert "includes deep" in one_line_error(capsys)

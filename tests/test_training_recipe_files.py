@@ -6,7 +6,7 @@ import pytest
 from cli_helpers import ROOT
 
 from sas_trl.errors import RecipeError
-from sas_trl.training.recipe_files import dump_recipe, load_recipe
+from sas_trl.training.recipe_files import MAX_INCLUDE_DEPTH, dump_recipe, load_recipe
 
 
 def test_base_includes_another_recipe_and_the_includer_wins(tmp_path):
@@ -31,6 +31,19 @@ def test_base_includes_another_recipe_and_the_includer_wins(tmp_path):
         ({"r.yaml": "# only a comment\n"}, "is empty"),
         ({"r.yaml": b"\x89PNG\r\n\x1a\n\xff\xfe"}, "is not a text file"),
         ({"r.yaml": "env:\n  A: [1, 2]\n"}, "env 'A' must be a string or number, got list"),
+        # A key given twice: YAML would keep the last value without a word.
+        ({"r.yaml": "sas_ratio: 0.3\nseed: 1\nsas_ratio: 0.5\n"}, r"key 'sas_ratio' appears twice \(lines 1 and 3\)"),
+        ({"r.yaml": "env:\n  A: '1'\n  A: '2'\n"}, r"key 'A' appears twice \(lines 2 and 3\)"),
+        ({"r.yaml": "reward_params:\n  1: {}\n  '1': {}\n"}, "key '1' appears twice"),  # 1 and "1" collapse
+        ({"r.yaml": "base: q.yaml\n", "q.yaml": "seed: 1\nseed: 2\n"}, r"q\.yaml: key 'seed' appears twice"),
+        # env entries the operating system refuses, named with their line.
+        ({"r.yaml": "seed: 1\nenv:\n  A=B: x\n"}, r"r\.yaml, line 3: env key 'A=B' contains '='"),
+        ({"r.yaml": "env:\n  '': x\n"}, "env key '' is not a variable name"),
+        ({"r.yaml": 'env:\n  "A\\0B": x\n'}, "contains a NUL character"),
+        ({"r.yaml": 'env:\n  A: "x\\0y"\n'}, "env 'A' has a NUL character in its value"),
+        ({"r.yaml": "env:\n  1: x\n"}, "env key 1 is not a variable name"),
+        ({"r.yaml": "1: x\n"}, "line 1: key 1 is not a field name"),
+        ({"r.yaml": "seed: [1\n"}, r"is not valid YAML, line 2, column 1"),
     ],
 )
 def test_bad_recipe_files_name_the_problem(tmp_path, files, expected):
@@ -51,3 +64,27 @@ def test_a_dumped_recipe_loads_back_unchanged(tmp_path):
     (tmp_path / "r.yaml").write_text(dump_recipe(resolved))
     assert load_recipe(tmp_path / "r.yaml") == resolved
     assert list(load_recipe(tmp_path / "r.yaml")) == list(resolved)  # the recipe's order is kept
+
+
+def test_include_chains_are_bounded_with_a_clear_error(tmp_path):
+    for index in range(MAX_INCLUDE_DEPTH + 5):
+        (tmp_path / f"r{index}.yaml").write_text(f"base: r{index + 1}.yaml\n")
+    (tmp_path / f"r{MAX_INCLUDE_DEPTH + 5}.yaml").write_text("seed: 1\n")
+    with pytest.raises(
+        RecipeError, match=rf"more than {MAX_INCLUDE_DEPTH} includes deep \(the chain starts at .*r0\.yaml\)"
+    ):
+        load_recipe(tmp_path / "r0.yaml")
+    assert load_recipe(tmp_path / f"r{MAX_INCLUDE_DEPTH - 1}.yaml") == {"seed": 1}  # a chain within the bound
+
+
+def test_each_key_remembers_the_file_and_line_that_holds_it(tmp_path):
+    (tmp_path / "parent.yaml").write_text("# parent\nsas_ratio: 0.3\nseed: 1\nenv:\n  A: '1'\n  B: '2'\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: parent.yaml\nseed: 2\nenv:\n  B: '3'\n")
+    recipe = load_recipe(child)
+    assert recipe == {"sas_ratio": 0.3, "seed": 2, "env": {"A": "1", "B": "3"}}
+    assert recipe.location("sas_ratio") == f"{tmp_path / 'parent.yaml'}, line 2"
+    assert recipe.location("seed") == f"{child}, line 2"  # the includer's value wins, and its place
+    assert recipe.sources["env.A"] == f"{tmp_path / 'parent.yaml'}, line 5"
+    assert recipe.sources["env.B"] == f"{child}, line 4"
+    assert recipe.location("learning_rate", "nowhere") == "nowhere"

@@ -147,6 +147,17 @@ RANGES: dict[str, Range] = {
     "lora_dropout": Range(0, 1, high_open=True),
 }
 
+# Numeric fields without a range here: checked by their own dataclass (`RunArguments`, `SASConfig` and its
+# `SASRule`), set by the launcher (`local_rank`), or signed by design (the adaptive entropy bonus may push either
+# way). `pad_to_multiple_of` (int or "auto") has its own check below. tests/test_training_settings_checks.py
+# holds every numeric field of the three dataclasses to be in `RANGES` or here.
+CHECKED_ELSEWHERE = (
+    "max_train_samples", "max_prompt_tokens", "builtin_num_problems", "builtin_min_terms", "builtin_max_terms",
+    "sft_warmup_steps", "num_processes", "sas_ratio", "sas_min_steps", "sas_correct_reward_index",
+    "sas_correct_threshold", "local_rank", "pad_to_multiple_of", "entropy_coef", "entropy_coef_delta",
+    "entropy_target",
+)  # fmt: skip
+
 # Text fields whose values TRL lists only in its help (transformers' enums and argparse choices are read from the
 # fields themselves, see `_choices`).
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -354,4 +365,5 @@ def _config_class(model: str | None, revision: str | None):
         return None  # the loader reports a damaged config itself, naming the file
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    return CONFIG_MAPPING.get(model_type)  # None: a remote-code model, whose config we cannot know
+    # None: a remote-code model, whose config we cannot know. (The lazy mapping's .get() skips its loading.)
+    return CONFIG_MAPPING[model_type] if model_type in CONFIG_MAPPING else None  # noqa: SIM401
