@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import inspect
 import json
 import math
@@ -215,27 +216,32 @@ def _check_finite(key: str, value, where: Where) -> None:
             raise RecipeError(f"{key}={value!r} is not valid; allowed values: finite numbers{where(key)}")
 
 
+@functools.cache
+def _fields() -> dict[str, tuple[Any, dict]]:
+    """Every recipe field -> (its type hint, its metadata), read once (type hints are slow to evaluate)."""
+    hints = {cls: typing.get_type_hints(cls) for cls in {cls for cls, _ in all_fields().values()}}
+    return {key: (hints[cls].get(f.name), dict(f.metadata)) for key, (cls, f) in all_fields().items()}
+
+
 def _is_int(key: str) -> bool:
-    cls, f = all_fields()[key]
-    return typing.get_type_hints(cls).get(f.name) in (int, int | None)
+    return _fields()[key][0] in (int, int | None)
 
 
+@functools.cache
 def _choices(key: str) -> tuple[Any, ...] | None:
     """The values a text field allows: ours, argparse's `choices`, or the values of the enum in its type."""
     if key in CHOICES:
         return CHOICES[key]
-    if key not in all_fields():
-        return None
-    cls, f = all_fields()[key]
-    if "choices" in f.metadata:
-        return tuple(f.metadata["choices"])
-    hint = typing.get_type_hints(cls).get(f.name)
-    args = typing.get_args(hint)
     if key == "report_to":
         from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
         return ("all", "none", *INTEGRATION_TO_CALLBACK)
-    for arg in (hint, *args):
+    if key not in _fields():
+        return None
+    hint, metadata = _fields()[key]
+    if "choices" in metadata:
+        return tuple(metadata["choices"])
+    for arg in (hint, *typing.get_args(hint)):
         if isinstance(arg, type) and issubclass(arg, enum.Enum):
             return tuple(member.value for member in arg)
     return None
