@@ -82,3 +82,13 @@ def test_flags_are_made_from_the_rule_and_escapes_are_read_safely():
     for f in SASRule.fields():
         assert f"--sas_{f.name}" in text
     assert unescape("\\n\\n") == "\n\n" and unescape("§\\t§") == "§\t§" and unescape("a\\q\\\\n") == "a\\q\\n"
+
+
+def test_recipe_values_out_of_range_are_refused_as_training_refuses_them(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base: " + str(ROOT / "recipes" / "tiny_cpu.yaml") + "\nnum_generations: 0\n")
+    with pytest.raises(RecipeError, match="num_generations") as inspect_error:
+        sas_rule_from(options("--recipe", str(recipe)))
+    with pytest.raises(RecipeError, match="num_generations") as train_error:
+        parse(["--recipe", str(recipe)])
+    assert str(inspect_error.value) == str(train_error.value)

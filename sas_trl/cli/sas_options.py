@@ -34,6 +34,8 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
     from ..config import SASConfig
     from ..training.argv import unescape_flags
     from ..training.recipe_files import load_recipe
+    from ..training.recipes import locator, with_location
+    from ..training.settings_checks import check_values
     from ..training.validation import check_keys, check_types
 
     recipe: dict[str, Any] = {}
@@ -56,10 +58,10 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
     values = {key: value for key, value in recipe.items() if key in SASConfig.__dataclass_fields__}
     # Only the rule is wanted here: the run's precision and device settings must not refuse a GPU recipe on a CPU.
     parser.set_defaults_with_config(**{**values, "bf16": False, "fp16": False, "use_cpu": True})
+    namespace, _ = parser.parse_known_args(args=argv)
+    check_values(vars(namespace), locator(recipe, argv))  # the ranges `sas-trl train` checks, before TRL's own
     try:
         (config,) = parser.parse_args_into_dataclasses(args=argv)
-    except RecipeError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise RecipeError(str(err)) from err
+    except (ValueError, TypeError) as err:  # RecipeError included: its message gains the value's location
+        raise RecipeError(with_location(str(err), recipe, argv)) from err
     return config.sas_rule, recipe

@@ -195,11 +195,18 @@ def build_named_params(
     Every name in the mapping must take parameters and be listed in `names`.
     """
     mapping = parse_mapping(mapping, key)
-    for name in mapping:
-        if params_of(name) is None:
+    built = {}
+    for name, values in mapping.items():  # each entry checked first: its values are what the user is editing
+        params = params_of(name)
+        if params is None:
             raise RecipeError(f"{key}.{name}: a dotted-path {kind} takes no parameters")
+        built[name] = build_params(params, values, f"{key}.{name}")
+    for name in mapping:
         if name not in names:
             raise RecipeError(
                 f"{key}.{name} is set but {listed_in} does not list {name!r} ({', '.join(names) or 'none'})"
             )
-    return {name: build_params(params_of(name) or NoParams, mapping.get(name, {}), f"{key}.{name}") for name in names}
+    for name in names:
+        if name not in built:
+            built[name] = build_params(params_of(name) or NoParams, {}, f"{key}.{name}")
+    return {name: built[name] for name in names}
