@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import RecipeError
+from ..typecheck import matches, type_name
 
 
 class ParamError(RecipeError):
@@ -133,38 +133,13 @@ def build_params(cls: type, values: Mapping[str, Any] | None, prefix: str):
                 raise RecipeError(f"{prefix}.{name} is required" + (f" ({help_text})" if help_text else ""))
             continue
         hint = hints[name]
-        if not _matches(hint, values[name]):
-            raise RecipeError(f"{prefix}.{name}: {values[name]!r} is not a valid {_type_name(hint)}")
+        if not matches(hint, values[name]):
+            raise RecipeError(f"{prefix}.{name}: {values[name]!r} is not a valid {type_name(hint)}")
         values[name] = _convert(hint, values[name])
     try:
         return cls(**values)
     except ParamError as err:
         raise err.at(prefix) from None
-
-
-def _matches(hint, value) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(a, value) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(args[0], v) for v in value)
-        return len(value) == len(args) and all(_matches(a, v) for a, v in zip(args, value, strict=True))
-    return True
 
 
 def _convert(hint, value):
@@ -176,10 +151,6 @@ def _convert(hint, value):
         if float in allowed and int not in allowed:
             return float(value)
     return value
-
-
-def _type_name(hint) -> str:
-    return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint).replace("typing.", "")
 
 
 def build_named_params(

@@ -5,13 +5,13 @@ and settings that are valid alone but not together. Each failure is a `RecipeErr
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from ..constants import BUILTIN_MODEL
 from ..errors import RecipeError
+from ..typecheck import matches, type_name
 from .arguments import RunArguments, all_fields
 from .recipe_files import Recipe
 from .settings_checks import Where, check_model_init_kwargs
@@ -42,46 +42,13 @@ def check_types(values: dict[str, Any], source: str) -> None:
             continue
         cls, f = known[key]
         hint = typing.get_type_hints(cls).get(f.name, Any)
-        if not _matches(hint, value):
-            raise RecipeError(
-                f"{key}: {value!r} in {_location(values, key, source)} is not a valid {_type_name(hint)}"
-            )
+        if not matches(hint, value):
+            raise RecipeError(f"{key}: {value!r} in {_location(values, key, source)} is not a valid {type_name(hint)}")
 
 
 def _location(recipe, key: str, source: str) -> str:
     """The file (and line) that holds `key`: a `Recipe` knows it for each key, even from a `base:` file."""
     return recipe.location(key, source) if isinstance(recipe, Recipe) else source
-
-
-def _matches(hint, value) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(a, value) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in args
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (list, tuple):
-        return isinstance(value, list | tuple) and all(_matches(args[0], v) for v in value) if args else True
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    if isinstance(hint, type) and issubclass(hint, str):  # str-valued enums (e.g. IntervalStrategy)
-        return isinstance(value, str)
-    return True  # anything more exotic is left to the parser
-
-
-def _type_name(hint) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def check_local_files(run_args: RunArguments, model_args) -> None:
