@@ -21,6 +21,8 @@ import yaml
 
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
+from . import jobs as parallel
+from . import trajectory
 from .study import Study, run_recipe
 
 EVAL_RESULTS = "eval_results.json"
@@ -112,17 +114,21 @@ def base_eval_command(study: Study, program: list[str]) -> list[str]:
 
 
 def print_commands(study: Study) -> list[str]:
-    """One self-contained line per run (train, then eval), after the starting model's own lines."""
+    """One self-contained line per run (train, eval, then its trajectory's evaluations), after the starting
+    model's own lines."""
     program = ["sas-trl"]
     lines = []
     model, built = starting_model(study)
     if built:
         lines.append(f"sas-trl compare --study {shlex.quote(str(study.path))} --prepare_only")
     lines.append(shlex.join(base_eval_command(study, program)))
+    if study.trajectory is not None:
+        lines.append(shlex.join(trajectory.base_command(study, model, program)))
     for run in plan_runs(study):
         write_run_recipe(study, run)
         train, evaluate = commands(study, run, program)
-        lines.append(f"{shlex.join(train)} && {shlex.join(evaluate)}")
+        steps = [command for _, command in trajectory.eval_commands(study, run, program)]
+        lines.append(" && ".join(shlex.join(c) for c in (train, evaluate, *steps)))
     return lines
 
 
@@ -141,45 +147,81 @@ def prepare_starting_model(study: Study) -> str:
     return prepare_model(run_args, model_args, args, PartialState())
 
 
-def _run_logged(command: list[str], log: Path, what: str) -> None:
+def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         raise UserError(f"{what} failed (exit {code}); see {log}. Re-run the same command to resume")
 
 
-def run_study(study: Study, echo: Callable[[str], None] = print) -> list[Run]:
-    """Prepare the starting model, evaluate it, then train and evaluate every run not finished yet."""
+def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) -> list[Run]:
+    """Prepare the starting model, evaluate it, then train and evaluate every run not finished yet, `jobs` at a
+    time (`compare/jobs.py`: each with its own GPU(s) or CPU threads)."""
     program = [sys.executable, "-m", "sas_trl.cli"]
     runs = plan_runs(study)
+    envs = parallel.job_envs(jobs) if jobs > 1 else [{}]
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
+        trajectory.check_settings(study, run.dir / "trajectory")
+    trajectory.check_settings(study, trajectory.base_dir(study))
     study.output_dir.mkdir(parents=True, exist_ok=True)
-    prepare_starting_model(study)
+    model = prepare_starting_model(study)
     if not (base_eval_dir(study) / EVAL_RESULTS).is_file():
         echo("compare: evaluating the starting model")
         _run_logged(
             base_eval_command(study, program), base_eval_dir(study) / "eval.log", "evaluating the starting model"
         )
+    if study.trajectory is not None and not (trajectory.base_dir(study) / EVAL_RESULTS).is_file():
+        echo("compare: evaluating the starting model (trajectory step 0)")
+        command = trajectory.base_command(study, model, program)
+        _run_logged(command, trajectory.base_dir(study) / "eval.log", "evaluating the starting model (step 0)")
 
-    durations: list[float] = []
+    todo = []
     for index, run in enumerate(runs, start=1):
-        if run.trained() and run.evaluated():
+        if run.trained() and run.evaluated() and trajectory.done(study, run):
             echo(f"compare: run {index}/{len(runs)} ({run.name}): done earlier, skipped")
-            continue
+        else:
+            todo.append(run)
+    if jobs > 1:
+        parallel.run_all(
+            todo,
+            lambda run, env: run_one(study, run, program, env),
+            envs,
+            lambda run: run.name,
+            echo,
+            total=len(runs),
+            done_before=len(runs) - len(todo),
+        )
+        return runs
+    durations: list[float] = []
+    for run in todo:
+        index = runs.index(run) + 1
         left = len(runs) - index + 1
         eta = f", about {_minutes(left * sum(durations) / len(durations))} left" if durations else ""
         echo(f"compare: run {index}/{len(runs)} ({run.name}){eta}")
         start = time.perf_counter()
-        train, evaluate = commands(study, run, program)
-        if not run.trained():
-            _run_logged(train, run.dir / "train.log", f"training {run.name}")
-        _run_logged(evaluate, run.eval_dir / "eval.log", f"evaluating {run.name}")
+        run_one(study, run, program)
         durations.append(time.perf_counter() - start)
     return runs
+
+
+def run_one(study: Study, run: Run, program: list[str], env: dict[str, str] | None = None) -> None:
+    """Train (resumed), evaluate, and evaluate the trajectory's checkpoints: whatever of it is not done yet."""
+    train, evaluate = commands(study, run, program)
+    if not run.trained():
+        _run_logged(train, run.dir / "train.log", f"training {run.name}", env)
+    if not run.evaluated():
+        _run_logged(evaluate, run.eval_dir / "eval.log", f"evaluating {run.name}", env)
+    for step, command in trajectory.eval_commands(study, run, program):
+        folder = trajectory.step_dir(run, step)
+        if not (folder / EVAL_RESULTS).is_file():
+            checkpoint = run.dir / f"checkpoint-{step}"
+            if not (checkpoint / "trainer_state.json").is_file():
+                raise UserError(f"{checkpoint} is missing: the trajectory evaluates every saved checkpoint")
+            _run_logged(command, folder / "eval.log", f"evaluating {run.name} at step {step}", env)
 
 
 def _minutes(seconds: float) -> str:

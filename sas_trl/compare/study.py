@@ -27,8 +27,10 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from .power import PowerSpec, parse_power
+from .trajectory import TrajectorySpec, parse_trajectory, with_steps
 
-KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description")
+KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description", "trajectory", "power")
 REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
 # Recipe keys the study sets for every run: a condition may not override them.
 STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_hub")
@@ -46,6 +48,8 @@ class Study:
     conditions: dict[str, dict[str, Any]]
     eval_options: dict[str, Any]
     description: str = ""
+    trajectory: TrajectorySpec | None = None  # checkpoints evaluated along training (compare/trajectory.py)
+    power: PowerSpec | None = None  # the effect the study is sized for (compare/power.py)
 
     def eval_argv(self) -> list[str]:
         """The eval options as `sas-trl eval` flags."""
@@ -128,12 +132,14 @@ def load_study(path: str | Path) -> Study:
         conditions=conditions,
         eval_options=dict(eval_options),
         description=str(data.get("description") or ""),
+        trajectory=parse_trajectory(path, data.get("trajectory")),
+        power=parse_power(path, data.get("power"), list(conditions), reference),
     )
     owned = sorted(set(study.eval_options) & set(EVAL_OWNED))
     if owned:
         raise UserError(f"study {path}: eval sets {owned[0]!r}, which the study sets for each run")
     check_conditions(study)
-    return study
+    return with_steps(study)
 
 
 def run_recipe(study: Study, condition: str, seed: int, run_dir: Path, model: str | None = None) -> dict[str, Any]:
