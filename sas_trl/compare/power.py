@@ -195,7 +195,9 @@ def _points(x: float | None, metric: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], metric: str) -> list[str]:
-    """The report's power section (80% power, alpha 0.05, paired t-test)."""
+    """The report's power section (80% power, alpha 0.05, paired t-test); empty without comparisons."""
+    if not rows:
+        return []
     unit = " (points)" if metric.startswith(("pass@", "truncated")) else ""
     effects = sorted({float(e) for r in rows for e in r["needed"]})
     lines = [

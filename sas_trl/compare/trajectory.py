@@ -156,15 +156,22 @@ def check_settings(study: Study, folder: Path) -> None:
     """Record the trajectory evaluation in `folder`, refusing one made with other settings (never mixed in)."""
     if study.trajectory is None:
         return
-    text = json.dumps({"eval": eval_options(study), "every": study.trajectory.every}, sort_keys=True)
+    _refuse_other_settings(study, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SETTINGS).write_text(_settings(study))
+
+
+def _settings(study: Study) -> str:
+    return json.dumps({"eval": eval_options(study), "every": study.trajectory.every}, sort_keys=True)
+
+
+def _refuse_other_settings(study: Study, folder: Path) -> None:
     file = folder / SETTINGS
-    if file.is_file() and file.read_text() != text:
+    if file.is_file() and file.read_text() != _settings(study):
         raise UserError(
             f"{folder} was evaluated with other trajectory settings (the study file changed); delete that folder "
             "or choose another output_dir"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    file.write_text(text)
 
 
 def done(study: Study, run: Run) -> bool:
@@ -178,6 +185,8 @@ def collect(study: Study, run: Run, read: Callable[[Path], dict[str, float] | No
     """The run's trajectory as [{step, metrics}], step 0 first, only the evaluations that exist."""
     if study.trajectory is None:
         return []
+    _refuse_other_settings(study, run.dir / "trajectory")  # --report_only too: never an old evaluation
+    _refuse_other_settings(study, base_dir(study))
     points = [(0, base_dir(study))] + [(s, step_dir(run, s)) for s in study.trajectory.steps[run.condition]]
     out = []
     for step, folder in points:
