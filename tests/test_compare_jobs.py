@@ -58,3 +58,39 @@ def test_a_failed_run_starts_no_new_one_lets_running_ones_finish_and_is_raised()
         run_all([0, 1, 2, 3], work, [{}, {}], str, lines.append, total=4)
     assert finished == [1]  # 1 was running when 0 failed and finished; 2 and 3 never started
     assert any(line.startswith("compare: 0 failed") for line in lines)
+
+
+def test_a_study_that_trains_on_the_cpu_splits_threads_even_where_gpus_are_visible(monkeypatch):
+    from cli_helpers import ROOT
+
+    from sas_trl.compare import load_study
+    from sas_trl.compare.runner import job_envs as study_job_envs
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # one GPU visible: a GPU split would refuse 2 jobs
+    study = load_study("recipes/studies/tiny_smoke.yaml")  # use_cpu: true
+    assert all("OMP_NUM_THREADS" in env for env in study_job_envs(study, 2))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+        (["--jobs", "2", "--print_commands"], "--jobs runs the study; it has no effect with --print_commands"),
+    ],
+)
+def test_bad_jobs_fail_in_one_line_before_any_work(tmp_path, monkeypatch, capsys, flags, expected):
+    import yaml
+    from cli_helpers import ROOT
+
+    from sas_trl.cli import main
+
+    monkeypatch.chdir(ROOT)
+    study = yaml.safe_load((ROOT / "recipes" / "studies" / "tiny_smoke.yaml").read_text())
+    study["output_dir"] = str(tmp_path / "out")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["compare", "--study", str(path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

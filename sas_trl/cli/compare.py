@@ -42,9 +42,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from ..compare import build_report, load_study, run_study, trajectory
-    from ..compare.jobs import job_envs
     from ..compare.power import planned_power
-    from ..compare.runner import prepare_starting_model, print_commands
+    from ..compare.runner import job_envs, prepare_starting_model, print_commands
     from ..compare.study import eval_flags
     from .eval import parse_config
 
@@ -63,7 +62,7 @@ def main(argv: list[str]) -> int:
             "--jobs runs the study; it has no effect with --print_commands, --prepare_only or --report_only"
         )
     if args.jobs != 1:
-        job_envs(args.jobs)  # fewer than 1 job, or more jobs than GPUs, fails here before any work
+        job_envs(study, args.jobs)  # fewer than 1 job, or more jobs than GPUs, fails here before any work
 
     if args.print_commands:
         print("\n".join(print_commands(study)))

@@ -1,6 +1,8 @@
 """The study's report: per condition and metric the mean over seeds with its spread and 95% interval, the
 paired difference from the reference condition with its interval and p-value, training curves averaged over
-seeds with a band, and accuracy against length. Written from whatever results exist (`--report_only`)."""
+seeds with a band, and accuracy against length; the power of each paired comparison, stability along training
+(with a trajectory) and the learning signal, with a warning for a condition that learned nothing. Written from
+whatever results exist (`--report_only`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Running a study: one shared starting model, then every (condition, seed) trained and evaluated in turn.
+"""Running a study: one shared starting model, then every (condition, seed) trained and evaluated, in turn or
+`--jobs N` at once (`jobs.py`), and with a trajectory each run's checkpoints evaluated too (`trajectory.py`).
 
 Every run goes through the same commands a user types, `sas-trl train --recipe RUN/study_recipe.yaml` and
 `sas-trl eval`, each in its own process (so a run's launch settings, several processes or an accelerate
@@ -71,6 +72,14 @@ def starting_model(study: Study) -> tuple[str, bool]:
     if model == BUILTIN_MODEL:
         return str(study.output_dir.resolve() / "base_model"), True
     return model, False
+
+
+def job_envs(study: Study, jobs: int) -> list[dict[str, str]]:
+    """Each job's share of the machine: CPU threads when every condition trains on the CPU (`use_cpu`), even on a
+    GPU machine; else its own GPU(s)."""
+    base = base_recipe_values(study)
+    cpu_only = all({**base, **overrides}.get("use_cpu", False) for overrides in study.conditions.values())
+    return parallel.job_envs(jobs, gpus=[] if cpu_only else None)
 
 
 def base_eval_dir(study: Study) -> Path:
@@ -162,7 +171,7 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     time (`compare/jobs.py`: each with its own GPU(s) or CPU threads)."""
     program = [sys.executable, "-m", "sas_trl.cli"]
     runs = plan_runs(study)
-    envs = parallel.job_envs(jobs) if jobs > 1 else [{}]
+    envs = job_envs(study, jobs) if jobs > 1 else [{}]
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
         trajectory.check_settings(study, run.dir / "trajectory")
