@@ -262,3 +262,34 @@ def test_a_second_compare_on_the_same_study_folder_says_who_holds_it(tmp_path, c
         assert other.returncode == 2 and holder in other.stderr and "Traceback" not in other.stderr
         assert not (tmp_path / "out" / "runs").exists()  # the second process wrote nothing
     assert main(["compare", "--study", path, "--print_commands"]) == 0  # released with the first
+
+
+def test_the_decisive_studies_state_their_design_before_running():
+    for regime, extra in (("B", {"sas_overlong_filter", "dapo_overlong"}), ("A", set())):
+        study = load_study(f"recipes/studies/decisive_{regime}.yaml")
+        assert len(study.seeds) >= 10 and study.reference == "grpo_short"
+        assert set(study.conditions) == {"grpo_long", "grpo_short", "grpo_overlong_filter", "sas"} | extra
+        assert study.conditions["grpo_overlong_filter"]["mask_truncated_completions"] is True
+        assert study.power.effect == 0.02 and study.power.metric == "pass@1"
+        assert study.power.primary == (("sas", "grpo_short"), ("sas", "grpo_overlong_filter"))
+        assert study.trajectory is not None and len(study.trajectory.steps["sas"]) >= 5  # enough to see a late drop
+        pilot = load_study(f"recipes/studies/decisive_{regime}_pilot.yaml")
+        assert study.power.pilot == pilot.output_dir  # the main study plans from this pilot's results
+        # The pilot measures what the study will run: same base, conditions, evaluation and trajectory.
+        assert (pilot.base_recipe, pilot.conditions, pilot.eval_options) == (
+            study.base_recipe,
+            study.conditions,
+            study.eval_options,
+        )
+        assert pilot.trajectory == study.trajectory and not set(pilot.seeds) & set(study.seeds)
+    dapo = load_study("recipes/studies/decisive_B.yaml").conditions["dapo_overlong"]
+    assert dapo["reward_funcs"] == ["accuracy", "dapo_overlong"] and dapo["reward_weights"] == [2.0, 1.0]
+
+
+def test_the_smoke_study_starts_from_a_model_with_something_to_learn():
+    # Greedy accuracy of the warmed-up model is ~0.9 on its 2-addend problems but rollouts at temperature 0.7
+    # disagree within groups; a 0% model (the old setting) left every group's rewards equal.
+    run_args, args, _, _ = parse(["--recipe", BASE])
+    assert run_args.builtin_max_terms == 2 and run_args.sft_warmup_steps >= 100 and args.temperature < 1.0
+    study = load_study("recipes/studies/tiny_smoke.yaml")
+    assert study.eval_options["addition_terms"] == [2, 2] and study.trajectory.steps["grpo"] == (4, 8, 12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import UserError
 
@@ -22,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--prepare_only", action="store_true", help="only build the shared starting model (the built-in one)"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once: each gets its own GPU(s) (CUDA_VISIBLE_DEVICES) or cores // N CPU threads (default 1)",
+    )
     return parser
 
 
@@ -34,8 +41,10 @@ def main(argv: list[str]) -> int:
     parser.error = fail
     args = parser.parse_args(argv)
 
-    from ..compare import build_report, load_study, run_study
-    from ..compare.runner import prepare_starting_model, print_commands, study_lock
+    from ..compare import build_report, load_study, run_study, trajectory
+    from ..compare.power import planned_power
+    from ..compare.runner import job_envs, prepare_starting_model, print_commands, study_lock
+    from ..compare.study import eval_flags
     from ..evaluation.config import check_output_folder
     from .eval import parse_config
 
@@ -45,16 +54,37 @@ def main(argv: list[str]) -> int:
         parse_config(["--model", "starting-model", "--output_dir", str(study.output_dir), *study.eval_argv()])
     except UserError as err:
         raise UserError(f"study {study.path}: eval: {err}") from err
+    if study.trajectory is not None:
+        try:
+            parse_config(
+                [
+                    "--model",
+                    "starting-model",
+                    "--output_dir",
+                    str(study.output_dir),
+                    *eval_flags(trajectory.eval_options(study)),
+                ]
+            )
+        except UserError as err:
+            raise UserError(f"study {study.path}: trajectory.eval: {err}") from err
+    if args.jobs != 1 and (args.print_commands or args.prepare_only or args.report_only):
+        raise UserError(
+            "--jobs runs the study; it has no effect with --print_commands, --prepare_only or --report_only"
+        )
+    if args.jobs != 1:
+        job_envs(study, args.jobs)  # fewer than 1 job, or more jobs than GPUs, fails here before any work
 
     with study_lock(study):  # one process at a time writes into a study folder
         if args.print_commands:
             print("\n".join(print_commands(study)))
+            if study.power is not None:  # on stderr: stdout stays one command per line for a scheduler
+                print("\n".join(f"# {line}" for line in planned_power(study)), file=sys.stderr)
             return 0
         if args.prepare_only:
             print(f"sas-trl compare: starting model ready: {prepare_starting_model(study)}")
             return 0
         if not args.report_only:
-            run_study(study)
+            run_study(study, jobs=args.jobs)
         build_report(study)
     out = study.output_dir
     print((out / "report.md").read_text())

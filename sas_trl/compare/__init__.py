@@ -2,8 +2,11 @@
 their uncertainty.
 
 - `study`: the study file (base recipe, conditions as recipe overrides, seeds, eval options), checked first;
-- `runner`: the runs, one after another through `sas-trl train` and `sas-trl eval` (or their command lines);
+- `runner`: the runs through `sas-trl train` and `sas-trl eval` (or their command lines); `jobs`: N at once;
+- `trajectory`: checkpoints evaluated along training and the stability figures;
 - `stats`: means, confidence intervals and paired differences over seeds (scipy);
+- `power`: the paired t-test's minimum detectable effect and the seeds an effect needs (scipy);
+- `signal`: the share of training steps without learning signal;
 - `report`: results.json, report.md and the plots.
 """
 

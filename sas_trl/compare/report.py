@@ -1,6 +1,8 @@
 """The study's report: per condition and metric the mean over seeds with its spread and 95% interval, the
 paired difference from the reference condition with its interval and p-value, training curves averaged over
-seeds with a band, and accuracy against length. Written from whatever results exist (`--report_only`)."""
+seeds with a band, and accuracy against length; the power of each paired comparison, stability along training
+(with a trajectory) and the learning signal, with a warning for a condition that learned nothing. Written from
+whatever results exist (`--report_only`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from . import power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs
 from .stats import CONFIDENCE, paired_difference, summarize
 from .study import Study
@@ -18,6 +21,7 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 CURVES_PLOT = "training_curves.png"
 TRADEOFF_PLOT = "accuracy_vs_length.png"
+TRAJECTORY_PLOT = "trajectory.png"
 # (logged metric, label) of the training curves; a metric a run did not log is left out.
 CURVES = (
     ("reward", "reward"),
@@ -26,7 +30,9 @@ CURVES = (
     ("sas/zeroed_frac_correct", "zeroed fraction, correct rollouts"),
     ("sas/zeroed_frac_failed", "zeroed fraction, failed rollouts"),
     ("entropy", "policy entropy"),
+    ("frac_reward_zero_std", "groups with equal rewards (no signal)"),
 )
+MARKERS = "osD^v<>ph*"
 RATES = ("pass@", "truncated")
 
 
@@ -93,6 +99,7 @@ def collect(study: Study) -> dict[str, Any]:
     metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
     reference = [per_run[(study.reference, s)] for s in study.seeds]
     conditions = {}
+    histories = {(r.condition, r.seed): log_history(r) for r in runs}
     for condition in study.conditions:
         values = {k: [(per_run[(condition, s)] or {}).get(k) for s in study.seeds] for k in metrics}
         ref = {k: [(r or {}).get(k) for r in reference] for k in metrics}
@@ -103,8 +110,16 @@ def collect(study: Study) -> dict[str, Any]:
             "vs_reference": {}
             if condition == study.reference
             else {k: paired_difference(values[k], ref[k]) for k in metrics},
+            "learning_signal": signal.condition_signal(
+                {str(s): signal.run_signal(histories[(condition, s)]) for s in study.seeds}
+            ),
         }
-    return {
+        if study.trajectory is not None:  # per seed: [{step, metrics}], step 0 the starting model
+            paths = {str(r.seed): r for r in runs if r.condition == condition}
+            traj = {seed: trajectory.collect(study, r, eval_metrics) for seed, r in paths.items()}
+            conditions[condition]["trajectory"] = traj
+            conditions[condition]["stability"] = trajectory.stability(traj, study.trajectory.last)
+    results = {
         "study": str(study.path),
         "base_recipe": str(study.base_recipe),
         "seeds": list(study.seeds),
@@ -114,7 +129,18 @@ def collect(study: Study) -> dict[str, Any]:
         "metrics": metrics,
         "conditions": conditions,
         "missing": [r.name for r in runs if per_run[(r.condition, r.seed)] is None],
+        "trajectory": None
+        if study.trajectory is None
+        else {"every": study.trajectory.every, "last": study.trajectory.last, "eval": trajectory.eval_options(study)},
     }
+    spec = study.power or power.PowerSpec()
+    results["power"] = {
+        "metric": spec.metric,
+        "effect": spec.effect,
+        "comparisons": power.power_table(results, power.comparisons(study), spec.metric, effect=spec.effect),
+    }
+    results["warnings"] = signal.warnings(results)
+    return results
 
 
 def _metric_order(key: str) -> tuple[int, int]:
@@ -150,6 +176,7 @@ def markdown(results: dict[str, Any]) -> str:
         "(n = seeds with results).",
         "",
     ]
+    lines += [line for w in results.get("warnings", []) for line in (f"**{w}**", "")]
     start = results["starting_model"]
     if start:
         cells = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in start.items() if k != "aes")
@@ -197,6 +224,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results["missing"]:
         lines += ["", f"Runs without results yet ({len(results['missing'])}): " + ", ".join(results["missing"])]
+    for section in (
+        power.markdown(results["power"]["comparisons"], results["power"]["metric"]),
+        trajectory.markdown(results),
+        signal.markdown(results),
+    ):
+        lines += ["", *section] if section else []
+    figures = results.get("figures", [])
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
 
 
@@ -212,9 +248,13 @@ def plot_curves(study: Study, path: Path) -> Path | None:
     shown = [(k, label) for k, label in CURVES if any(k in e for h in histories.values() for e in h)]
     if not shown:
         return None
-    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
-    for ax, (key, label) in zip(axes[0], shown, strict=True):
-        for condition in study.conditions:
+    columns = min(3, len(shown))
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[len(shown) :]:
+        ax.set_visible(False)
+    for ax, (key, label) in zip(axes.flat, shown, strict=False):
+        for index, condition in enumerate(study.conditions):
             series = [
                 {e["step"]: e[key] for e in h if key in e and "step" in e}
                 for r, h in histories.items()
@@ -226,14 +266,20 @@ def plot_curves(study: Study, path: Path) -> Path | None:
             steps = sorted(set.intersection(*(set(s) for s in series)))
             values = np.array([[s[t] for t in steps] for s in series], dtype=float)
             mean = values.mean(axis=0)
-            (line,) = ax.plot(steps, mean, label=f"{condition} (n={len(series)})")
+            marker = MARKERS[index % len(MARKERS)]
+            (line,) = ax.plot(steps, mean, marker=marker, ms=3, markevery=max(1, len(steps) // 10))
+            line.set_label(f"{condition} (n={len(series)})")
             if len(series) > 1:
                 std = values.std(axis=0, ddof=1)
-                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("step")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend_rows = -(-len(labels) // 4)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle("training curves: mean over seeds, band ±1 std", fontsize=9)
+    fig.tight_layout(rect=(0, 0.25 * legend_rows / (3.0 * rows + 0.6), 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -246,25 +292,37 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
     drawn = False
-    for name, c in results["conditions"].items():
-        acc, tok = c["summary"].get("pass@1"), c["summary"].get("mean_tokens")
-        if not acc or acc["mean"] is None:
-            continue
+    points = [
+        (name, c["summary"].get("pass@1"), c["summary"].get("mean_tokens"))
+        for name, c in results["conditions"].items()
+        if c["summary"].get("pass@1")
+        and c["summary"]["pass@1"]["mean"] is not None
+        and c["summary"].get("mean_tokens")
+        and c["summary"]["mean_tokens"]["mean"] is not None
+    ]
+    span = max((t["mean"] for _, _, t in points), default=1.0) - min((t["mean"] for _, _, t in points), default=0.0)
+    for index, (name, acc, tok) in enumerate(points):
 
         def err(s):
             return None if s["ci_low"] is None else [[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]]
 
+        # Conditions at the same length (a shared budget) would hide each other: a small horizontal offset,
+        # its own marker, and the name next to the point keep each one readable; the offset is not data.
+        same = [i for i, (_, _, t) in enumerate(points) if abs(t["mean"] - tok["mean"]) <= 0.01 * max(span, 1.0)]
+        offset = (same.index(index) - (len(same) - 1) / 2) * 0.015 * max(span, 1.0) if len(same) > 1 else 0.0
+        x, y = tok["mean"] + offset, 100 * acc["mean"]
         ax.errorbar(
-            tok["mean"],
-            100 * acc["mean"],
+            x,
+            y,
             xerr=err(tok),
             yerr=_scaled(err(acc)),
-            fmt="o",
+            fmt=MARKERS[index % len(MARKERS)],
             capsize=3,
             label=f"{name} (n={acc['n']})",
         )
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
         drawn = True
     start = results["starting_model"]
     if start:
@@ -275,7 +333,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("mean response tokens")
     ax.set_ylabel("Pass@1 (%)")
     ax.set_title(f"accuracy vs length ({int(100 * results['confidence'])}% intervals over seeds)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -291,8 +349,12 @@ def build_report(study: Study) -> dict[str, Any]:
     out = study.output_dir
     out.mkdir(parents=True, exist_ok=True)
     results = collect(study)
+    plots = (
+        plot_curves(study, out / CURVES_PLOT),
+        plot_tradeoff(results, out / TRADEOFF_PLOT),
+        trajectory.plot(results, out / TRAJECTORY_PLOT),
+    )
+    results["figures"] = [p.name for p in plots if p is not None]  # report.md links them, relative to itself
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     (out / REPORT_FILE).write_text(markdown(results))
-    plot_curves(study, out / CURVES_PLOT)
-    plot_tradeoff(results, out / TRADEOFF_PLOT)
     return results

@@ -1,4 +1,5 @@
-"""Running a study: one shared starting model, then every (condition, seed) trained and evaluated in turn.
+"""Running a study: one shared starting model, then every (condition, seed) trained and evaluated, in turn or
+`--jobs N` at once (`jobs.py`), and with a trajectory each run's checkpoints evaluated too (`trajectory.py`).
 
 Every run goes through the same commands a user types, `sas-trl train --recipe RUN/study_recipe.yaml` and
 `sas-trl eval`, each in its own process (so a run's launch settings, several processes or an accelerate
@@ -33,6 +34,8 @@ import yaml
 
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
+from . import jobs as parallel
+from . import trajectory
 from .study import Study, run_recipe
 
 EVAL_RESULTS = "eval_results.json"
@@ -87,6 +90,14 @@ def starting_model(study: Study) -> tuple[str, bool]:
     if model == BUILTIN_MODEL:
         return str(study.output_dir.resolve() / "base_model"), True
     return model, False
+
+
+def job_envs(study: Study, jobs: int) -> list[dict[str, str]]:
+    """Each job's share of the machine: CPU threads when every condition trains on the CPU (`use_cpu`), even on a
+    GPU machine; else its own GPU(s)."""
+    base = base_recipe_values(study)
+    cpu_only = all({**base, **overrides}.get("use_cpu", False) for overrides in study.conditions.values())
+    return parallel.job_envs(jobs, gpus=[] if cpu_only else None)
 
 
 def base_eval_dir(study: Study) -> Path:
@@ -195,7 +206,12 @@ def eval_changes(folder: Path, record: dict[str, Any]) -> list[str]:
 
 
 def run_eval_step(
-    command: list[str], folder: Path, record: dict[str, Any], what: str, echo: Callable[[str], None]
+    command: list[str],
+    folder: Path,
+    record: dict[str, Any],
+    what: str,
+    echo: Callable[[str], None],
+    env: dict[str, str] | None = None,
 ) -> None:
     """Evaluate unless `folder` holds results made from `record`; results made from something else are made
     again (their samples discarded when the options or the model changed, kept when only the baseline did)."""
@@ -211,7 +227,7 @@ def run_eval_step(
         echo(f"compare: {what}: {why}: evaluating again")
         if changes != ["the baseline's results"]:
             command = [*command, "--overwrite"]
-    _run_logged(command, folder / "eval.log", what)
+    _run_logged(command, folder / "eval.log", what, env)
     write_made_from(folder, record)
 
 
@@ -245,17 +261,21 @@ def study_lock(study: Study) -> Iterator[None]:
 
 
 def print_commands(study: Study) -> list[str]:
-    """One self-contained line per run (train, then eval), after the starting model's own lines."""
+    """One self-contained line per run (train, eval, then its trajectory's evaluations), after the starting
+    model's own lines."""
     program = ["sas-trl"]
     lines = []
     model, built = starting_model(study)
     if built:
         lines.append(f"sas-trl compare --study {shlex.quote(str(study.path))} --prepare_only")
     lines.append(shlex.join(base_eval_command(study, program)))
+    if study.trajectory is not None:
+        lines.append(shlex.join(trajectory.base_command(study, model, program)))
     for run in plan_runs(study):
         write_run_recipe(study, run)
         train, evaluate = commands(study, run, program)
-        lines.append(f"{shlex.join(train)} && {shlex.join(evaluate)}")
+        steps = [command for _, command in trajectory.eval_commands(study, run, program)]
+        lines.append(" && ".join(shlex.join(c) for c in (train, evaluate, *steps)))
     return lines
 
 
@@ -274,22 +294,26 @@ def prepare_starting_model(study: Study) -> str:
     return prepare_model(run_args, model_args, args, PartialState())
 
 
-def _run_logged(command: list[str], log: Path, what: str) -> None:
+def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     if code != 0:
         raise UserError(f"{what} failed (exit {code}); see {log}. Re-run the same command to resume")
 
 
-def run_study(study: Study, echo: Callable[[str], None] = print) -> list[Run]:
-    """Prepare the starting model, evaluate it, then train and evaluate every run not finished yet."""
+def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) -> list[Run]:
+    """Prepare the starting model, evaluate it, then train and evaluate every run not finished yet, `jobs` at a
+    time (`compare/jobs.py`: each with its own GPU(s) or CPU threads)."""
     program = [sys.executable, "-m", "sas_trl.cli"]
     runs = plan_runs(study)
+    envs = job_envs(study, jobs) if jobs > 1 else [{}]
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
+        trajectory.check_settings(study, run.dir / "trajectory")
+    trajectory.check_settings(study, trajectory.base_dir(study))
     for run in runs:
         check_training_record(run)
     study.output_dir.mkdir(parents=True, exist_ok=True)
@@ -301,24 +325,63 @@ def run_study(study: Study, echo: Callable[[str], None] = print) -> list[Run]:
         base_eval_command(study, program), base, eval_record(study, model, None), "evaluating the starting model", echo
     )
     baseline = base / EVAL_RESULTS
+    if study.trajectory is not None and not (trajectory.base_dir(study) / EVAL_RESULTS).is_file():
+        echo("compare: evaluating the starting model (trajectory step 0)")
+        command = trajectory.base_command(study, model, program)
+        _run_logged(command, trajectory.base_dir(study) / "eval.log", "evaluating the starting model (step 0)")
 
-    durations: list[float] = []
+    todo = []
     for index, run in enumerate(runs, start=1):
-        record = eval_record(study, str(run.dir), baseline) if run.trained() else None
-        if run.trained() and run.evaluated() and not eval_changes(run.eval_dir, record):
+        done = run.trained() and run.evaluated() and trajectory.done(study, run)
+        if done and not eval_changes(run.eval_dir, eval_record(study, str(run.dir), baseline)):
             echo(f"compare: run {index}/{len(runs)} ({run.name}): done earlier, skipped")
-            continue
+        else:
+            todo.append(run)
+    if jobs > 1:
+        parallel.run_all(
+            todo,
+            lambda run, env: run_one(study, run, program, baseline, echo, env),
+            envs,
+            lambda run: run.name,
+            echo,
+            total=len(runs),
+            done_before=len(runs) - len(todo),
+        )
+        return runs
+    durations: list[float] = []
+    for run in todo:
+        index = runs.index(run) + 1
         left = len(runs) - index + 1
         eta = f", about {_minutes(left * sum(durations) / len(durations))} left" if durations else ""
         echo(f"compare: run {index}/{len(runs)} ({run.name}){eta}")
         start = time.perf_counter()
-        train, evaluate = commands(study, run, program)
-        if not run.trained():
-            _run_logged(train, run.dir / "train.log", f"training {run.name}")
-            record = eval_record(study, str(run.dir), baseline)
-        run_eval_step(evaluate, run.eval_dir, record, f"evaluating {run.name}", echo)
+        run_one(study, run, program, baseline, echo)
         durations.append(time.perf_counter() - start)
     return runs
+
+
+def run_one(
+    study: Study,
+    run: Run,
+    program: list[str],
+    baseline: Path,
+    echo: Callable[[str], None] = print,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Train (resumed), evaluate, and evaluate the trajectory's checkpoints: whatever of it is not done yet, or was
+    made from something else (`run_eval_step`)."""
+    train, evaluate = commands(study, run, program)
+    if not run.trained():
+        _run_logged(train, run.dir / "train.log", f"training {run.name}", env)
+    record = eval_record(study, str(run.dir), baseline)
+    run_eval_step(evaluate, run.eval_dir, record, f"evaluating {run.name}", echo, env)
+    for step, command in trajectory.eval_commands(study, run, program):
+        folder = trajectory.step_dir(run, step)
+        if not (folder / EVAL_RESULTS).is_file():
+            checkpoint = run.dir / f"checkpoint-{step}"
+            if not (checkpoint / "trainer_state.json").is_file():
+                raise UserError(f"{checkpoint} is missing: the trajectory evaluates every saved checkpoint")
+            _run_logged(command, folder / "eval.log", f"evaluating {run.name} at step {step}", env)
 
 
 def _minutes(seconds: float) -> str:

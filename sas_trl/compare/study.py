@@ -29,8 +29,10 @@ import yaml
 from ..errors import UserError
 from ..training.recipe_files import load_yaml
 from ..training.settings_checks import SEED, SEED_MAX
+from .power import PowerSpec, parse_power
+from .trajectory import TrajectorySpec, parse_trajectory, with_steps
 
-KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description")
+KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description", "trajectory", "power")
 REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
 # Recipe keys the study sets for every run: a condition may not override them.
 STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_hub")
@@ -49,6 +51,8 @@ class Study:
     conditions: dict[str, dict[str, Any]]
     eval_options: dict[str, Any]
     description: str = ""
+    trajectory: TrajectorySpec | None = None  # checkpoints evaluated along training (compare/trajectory.py)
+    power: PowerSpec | None = None  # the effect the study is sized for (compare/power.py)
 
     def eval_argv(self) -> list[str]:
         """The eval options as `sas-trl eval` flags."""
@@ -142,12 +146,14 @@ def load_study(path: str | Path) -> Study:
         conditions=conditions,
         eval_options=dict(eval_options),
         description=str(data.get("description") or ""),
+        trajectory=parse_trajectory(path, data.get("trajectory")),
+        power=parse_power(path, data.get("power"), list(conditions), reference),
     )
     owned = sorted(set(study.eval_options) & set(EVAL_OWNED))
     if owned:
         raise UserError(f"study {path}: eval sets {owned[0]!r}, which the study sets for each run")
     check_conditions(study)
-    return study
+    return with_steps(study)
 
 
 def _short(values) -> str:

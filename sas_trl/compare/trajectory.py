@@ -1,0 +1,285 @@
+"""Accuracy along training: each run's saved checkpoints evaluated every `every` steps, and how stable it was.
+
+```yaml
+trajectory:
+  every: 10                    # evaluate checkpoint-10, -20, ...: a multiple of every condition's save_steps
+  eval: {limit: 50, n: 2}      # changes to the study's `eval:` for these evaluations (a smaller set is fine)
+  last: 3                      # the stability spread is taken over the last 3 evaluations
+```
+
+Step 0 is the starting model under the same evaluation, shared by all runs. Each evaluation is a `sas-trl eval`
+of `RUN/checkpoint-N` into `RUN/trajectory/step-N` (resumed from its samples file like any evaluation);
+`RUN/trajectory/settings.json` records the evaluation it was made with, and a study whose trajectory evaluation
+changed is refused rather than mixed in. Stability per run: final minus peak accuracy (0 when the last evaluation
+is the best) and the standard deviation of the last `last` evaluations; the report gives each with its interval
+over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from ..errors import UserError
+from .stats import summarize
+
+if TYPE_CHECKING:
+    from .runner import Run
+    from .study import Study
+
+KEYS = ("every", "eval", "last")
+SETTINGS = "settings.json"
+# (metric, label, scale) of the trajectory figure's panels.
+PANELS = (
+    ("pass@1", "Pass@1 (%)", 100.0),
+    ("mean_tokens", "response tokens", 1.0),
+    ("truncated", "truncated (%)", 100.0),
+)
+
+
+@dataclass(frozen=True)
+class TrajectorySpec:
+    """The study file's `trajectory:`; `steps` (per condition, the checkpoints evaluated) is filled in from the
+    conditions' recipes when the study is loaded."""
+
+    every: int
+    eval: dict[str, Any] = field(default_factory=dict)
+    last: int = 3
+    steps: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def parse_trajectory(path: Path, data: Any) -> TrajectorySpec | None:
+    """The `trajectory:` section, checked (its steps come later, from the recipes); None when absent."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise UserError(f"study {path}: trajectory must be a mapping with keys {', '.join(KEYS)}")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise UserError(f"study {path}: trajectory: unknown key {unknown[0]!r}; known keys: {', '.join(KEYS)}")
+    every, last = data.get("every"), data.get("last", 3)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise UserError(f"study {path}: trajectory.every must be a whole number of steps >= 1, got {every!r}")
+    if isinstance(last, bool) or not isinstance(last, int) or last < 2:
+        raise UserError(f"study {path}: trajectory.last must be a whole number >= 2, got {last!r}")
+    options = data.get("eval") or {}
+    if not isinstance(options, dict):
+        raise UserError(f"study {path}: trajectory.eval must be a mapping of `sas-trl eval` options")
+    return TrajectorySpec(every=every, eval=dict(options), last=last)
+
+
+def with_steps(study: Study) -> Study:
+    """The study with each condition's evaluated checkpoint steps, read from its recipe as `sas-trl train` parses
+    it: every condition must save a checkpoint at each multiple of `every` and keep them all."""
+    spec = study.trajectory
+    if spec is None:
+        return study
+    from ..errors import RecipeError
+    from ..training.recipes import parse
+    from .study import run_recipe
+
+    steps = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in study.conditions:
+            file = Path(tmp) / f"{name}.yaml"
+            file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
+            try:
+                _, args, _, _ = parse(["--recipe", str(file)])
+            except RecipeError as err:  # check_conditions reports these first; kept for a direct call
+                raise UserError(f"study {study.path}: condition {name!r}: {err}") from err
+            where = f"study {study.path}: trajectory.every={spec.every} with condition {name!r}"
+            if str(getattr(args.save_strategy, "value", args.save_strategy)) != "steps":
+                raise UserError(f"{where}: the condition must save checkpoints (save_strategy: steps)")
+            if spec.every % args.save_steps != 0:
+                raise UserError(f"{where}: every must be a multiple of its save_steps ({args.save_steps})")
+            if args.save_total_limit is not None:
+                raise UserError(f"{where}: save_total_limit={args.save_total_limit} would delete the checkpoints")
+            if args.max_steps < spec.every:
+                raise UserError(f"{where}: the run trains only {args.max_steps} steps")
+            steps[name] = tuple(range(spec.every, args.max_steps + 1, spec.every))
+    return replace(study, trajectory=replace(spec, steps=steps))
+
+
+def eval_options(study: Study) -> dict[str, Any]:
+    """The study's evaluation with the trajectory's changes."""
+    return {**study.eval_options, **(study.trajectory.eval if study.trajectory else {})}
+
+
+def base_dir(study: Study) -> Path:
+    """Step 0: the starting model under the trajectory's evaluation, shared by every run."""
+    return study.output_dir.resolve() / "base_eval" / "trajectory"
+
+
+def step_dir(run: Run, step: int) -> Path:
+    return run.dir / "trajectory" / f"step-{step}"
+
+
+def eval_commands(study: Study, run: Run, program: list[str]) -> list[tuple[int, list[str]]]:
+    """(step, `sas-trl eval` command) for each checkpoint of the run's trajectory."""
+    from .study import eval_flags
+
+    if study.trajectory is None:
+        return []
+    flags = eval_flags(eval_options(study))
+    return [
+        (
+            step,
+            [
+                *program,
+                "eval",
+                "--model",
+                str(run.dir / f"checkpoint-{step}"),
+                "--output_dir",
+                str(step_dir(run, step)),
+                *flags,
+            ],
+        )
+        for step in study.trajectory.steps[run.condition]
+    ]
+
+
+def base_command(study: Study, model: str, program: list[str]) -> list[str]:
+    from .study import eval_flags
+
+    return [*program, "eval", "--model", model, "--output_dir", str(base_dir(study)), *eval_flags(eval_options(study))]
+
+
+def check_settings(study: Study, folder: Path) -> None:
+    """Record the trajectory evaluation in `folder`, refusing one made with other settings (never mixed in)."""
+    if study.trajectory is None:
+        return
+    _refuse_other_settings(study, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SETTINGS).write_text(_settings(study))
+
+
+def _settings(study: Study) -> str:
+    return json.dumps({"eval": eval_options(study), "every": study.trajectory.every}, sort_keys=True)
+
+
+def _refuse_other_settings(study: Study, folder: Path) -> None:
+    file = folder / SETTINGS
+    if file.is_file() and file.read_text() != _settings(study):
+        raise UserError(
+            f"{folder} was evaluated with other trajectory settings (the study file changed); delete that folder "
+            "or choose another output_dir"
+        )
+
+
+def done(study: Study, run: Run) -> bool:
+    """Every trajectory evaluation of the run has its results (True without a trajectory)."""
+    if study.trajectory is None:
+        return True
+    return all((step_dir(run, s) / "eval_results.json").is_file() for s in study.trajectory.steps[run.condition])
+
+
+def collect(study: Study, run: Run, read: Callable[[Path], dict[str, float] | None]) -> list[dict[str, Any]]:
+    """The run's trajectory as [{step, metrics}], step 0 first, only the evaluations that exist."""
+    if study.trajectory is None:
+        return []
+    _refuse_other_settings(study, run.dir / "trajectory")  # --report_only too: never an old evaluation
+    _refuse_other_settings(study, base_dir(study))
+    points = [(0, base_dir(study))] + [(s, step_dir(run, s)) for s in study.trajectory.steps[run.condition]]
+    out = []
+    for step, folder in points:
+        metrics = read(folder / "eval_results.json")
+        if metrics is not None:
+            out.append({"step": step, "metrics": metrics})
+    return out
+
+
+def run_stability(trajectory: list[dict[str, Any]], last: int, metric: str = "pass@1") -> dict[str, float | None]:
+    """Final minus peak of `metric` along the trajectory (<= 0) and the std of its last `last` values."""
+    values = [p["metrics"].get(metric) for p in trajectory if p["step"] > 0]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return {"final_minus_peak": None, "last_spread": None}
+    tail = values[-last:]
+    return {
+        "final_minus_peak": float(values[-1] - max(values)),
+        "last_spread": float(np.std(tail, ddof=1)) if len(tail) >= 2 else None,
+    }
+
+
+def stability(trajectories: dict[str, list[dict[str, Any]]], last: int) -> dict[str, Any]:
+    """Per seed and summarized over seeds (mean, std, t-interval): final minus peak and the last spread."""
+    per_seed = {seed: run_stability(t, last) for seed, t in trajectories.items()}
+    return {
+        "runs": per_seed,
+        "final_minus_peak": summarize([s["final_minus_peak"] for s in per_seed.values()]),
+        "last_spread": summarize([s["last_spread"] for s in per_seed.values()]),
+    }
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    """The report's stability section (Pass@1 points); empty without trajectories."""
+    if not results.get("trajectory"):
+        return []
+    last = results["trajectory"]["last"]
+    lines = [
+        "## Stability along training (Pass@1, trajectory evaluation)",
+        "",
+        f"Per run: final minus peak accuracy (0 = the last evaluation is the best; negative = it degraded late) and "
+        f"the standard deviation of the last {last} evaluations; mean [95% t-interval] over seeds (n).",
+        "",
+        "| condition | final minus peak (points) | spread of the last evaluations (points) |",
+        "|---|---:|---:|",
+    ]
+    for name, c in results["conditions"].items():
+        cells = []
+        for key, sign in (("final_minus_peak", "+"), ("last_spread", "")):  # a spread has no sign
+            s = c["stability"][key]
+            if s["mean"] is None:
+                cells.append("n/a (n=0)")
+            elif s["ci_low"] is None:
+                cells.append(f"{100 * s['mean']:{sign}.2f} (n=1, no interval)")
+            else:
+                low, high = 100 * s["ci_low"], 100 * s["ci_high"]
+                cells.append(f"{100 * s['mean']:{sign}.2f} [{low:{sign}.2f}, {high:{sign}.2f}] (n={s['n']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(results: dict[str, Any], path: Path) -> Path | None:
+    """Pass@1, length and truncation against training step: per condition the mean over seeds, band ±1 std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conditions = {
+        n: c["trajectory"] for n, c in results["conditions"].items() if any(c.get("trajectory", {}).values())
+    }
+    if not conditions:
+        return None
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), squeeze=False)
+    markers = "osD^v<>ph*"
+    for index, (name, runs) in enumerate(conditions.items()):
+        for ax, (metric, label, scale) in zip(axes[0], PANELS, strict=True):
+            series = [{p["step"]: p["metrics"].get(metric) for p in t} for t in runs.values() if t]
+            steps = sorted(set.intersection(*(set(s) for s in series)))
+            values = np.array([[s[t] for t in steps] for s in series], dtype=float) * scale
+            mean = np.nanmean(values, axis=0)
+            (line,) = ax.plot(
+                steps, mean, marker=markers[index % len(markers)], ms=4, label=f"{name} (n={len(series)})"
+            )
+            if len(series) > 1:
+                std = np.nanstd(values, axis=0, ddof=1)
+                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+            ax.set_title(label, fontsize=9)
+            ax.set_xlabel("training step")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+    fig.suptitle("evaluation along training: mean over seeds, band ±1 std", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 4), 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
