@@ -1,6 +1,7 @@
 """The `sas-trl` command line: one module per command, each a thin argparse layer over the library.
 
-sas-trl train --recipe recipes/deepscaler_4k.yaml [--any_field value ...]
+sas-trl train --recipe recipes/deepscaler_4k.yaml [--any_field value ...]   (or --recipe deepscaler_4k)
+sas-trl recipes
 sas-trl push --output_dir DIR --hub_model_id NAME
 sas-trl eval --model PATH_OR_HUB_ID [--benchmarks aime24,aime25,amc,math500,olympiad_bench] [--baseline RESULTS.json]
 sas-trl analyze-truncation --model PATH_OR_HUB_ID --benchmarks math500 [--long_tokens 8192 --short_tokens 4096]
@@ -25,6 +26,7 @@ COMMANDS = {
     "analyze-truncation": "analyze_truncation",
     "compare": "compare",
     "inspect": "inspect",
+    "recipes": "recipes",
 }
 
 

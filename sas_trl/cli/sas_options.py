@@ -33,6 +33,7 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
 
     from ..config import SASConfig
     from ..training.argv import unescape_flags
+    from ..training.packaged import resolve_recipe
     from ..training.recipe_files import load_recipe
     from ..training.recipes import locator, with_location
     from ..training.settings_checks import check_values
@@ -40,7 +41,7 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
 
     recipe: dict[str, Any] = {}
     if args.recipe:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe(resolve_recipe(args.recipe))
         check_keys(recipe, args.recipe)
         check_types(recipe, args.recipe)
     argv = []

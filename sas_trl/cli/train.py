@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
-    run_args, sas_args, model_args, recipe = parse(argv)
+    run_args, sas_args, model_args, recipe = parse(argv, this_machine=True)
     from pathlib import Path
 
     from ..evaluation.config import check_output_folder

@@ -29,6 +29,7 @@ import yaml
 from ..errors import UserError
 from ..training.recipe_files import load_yaml
 from ..training.settings_checks import SEED, SEED_MAX
+from ..training.packaged import resolve_path
 from .power import PowerSpec, parse_power
 from .trajectory import TrajectorySpec, parse_trajectory, with_steps
 
@@ -74,7 +75,7 @@ def eval_flags(options: dict[str, Any]) -> list[str]:
 
 def load_study(path: str | Path) -> Study:
     """Read and check a study file; every problem is a `UserError` naming the file and the key."""
-    path = Path(path)
+    path = Path(resolve_path(str(path)))  # `recipes/studies/...`: the packaged study when not here
     if not path.is_file():
         raise UserError(f"study file not found: {path}")
     data, lines = load_yaml(path, "study", UserError)  # a key given twice is refused, also 1 against "1"
@@ -92,7 +93,7 @@ def load_study(path: str | Path) -> Study:
     for key in ("base_recipe", "output_dir", "reference", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise UserError(f"study {path}, line {lines[key]}: {key} must be text, got {data[key]!r}")
-    base = Path(data["base_recipe"])
+    base = Path(resolve_path(data["base_recipe"]))  # `recipes/...`: the packaged file when not here
     if not base.is_file():
         raise UserError(f"study {path}: base_recipe {str(base)!r} not found")
     seeds = data["seeds"]

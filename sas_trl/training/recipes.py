@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
 from .arguments import RunArguments, dataclass_types
 from .argv import flag_names, pop_recipe_flag, unescape_flags
+from .launch import is_launched_child
+from .packaged import resolve_path, resolve_recipe
+from .preflight import check_machine
 from .recipe_files import Recipe, dump_recipe, load_recipe
 from .settings_checks import check_values
 from .validation import check_keys, check_local_files, check_settings, check_types
@@ -26,23 +30,33 @@ from .validation import check_keys, check_local_files, check_settings, check_typ
 __all__ = ["RunArguments", "build", "dataclass_types", "dump_recipe", "load_recipe", "parse"]
 
 
-def parse(argv: list[str]):
+def parse(argv: list[str], *, this_machine: bool = False):
     """`--recipe FILE` plus `--field value` overrides -> (RunArguments, SASConfig, ModelConfig, recipe dict).
 
-    The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe).
+    The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe). FILE is a
+    path, or the name of a packaged recipe (`packaged.py`). With `this_machine`, settings this machine cannot
+    run are refused too (`preflight.py`: a GPU recipe on a CPU, vLLM or wandb that cannot start, ...).
     """
     argv, source = pop_recipe_flag(list(argv))
     argv = unescape_flags(argv)
     recipe: dict[str, Any] = {}
     if source is not None:
-        recipe = load_recipe(source)
+        path = resolve_recipe(source)
+        if this_machine and path != Path(source) and not is_launched_child():
+            print(f"sas-trl: recipe {source} is the packaged {path}", flush=True)
+        recipe = load_recipe(path)
         check_keys(recipe, source)
         check_types(recipe, source)
     check_keys(flag_names(argv), "the command line")
 
     for key, value in recipe.get("env", {}).items():
         os.environ[key] = str(value)
+    if this_machine:
+        check_machine(recipe, argv)
     run_args, sas_args, model_args = build(recipe, argv)
+    # `recipes/...` paths a recipe names: the packaged files when the current folder has no such file
+    run_args.accelerate_config = resolve_path(run_args.accelerate_config)
+    run_args.dataset_name = resolve_path(run_args.dataset_name)
     where = locator(recipe, argv)
     try:
         check_local_files(run_args, model_args)

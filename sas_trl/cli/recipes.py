@@ -1,0 +1,31 @@
+"""`sas-trl recipes`: the recipes, studies and launch configs that ship with the package, each with its line."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list the packaged recipes (sas-trl train --recipe NAME), studies and accelerate configs"
+
+
+def main(argv: list[str]) -> int:
+    from .. import __version__
+    from ..training.packaged import PACKAGED, other_files, training_recipes
+
+    parser = argparse.ArgumentParser(prog="sas-trl recipes", description=HELP)
+    parser.parse_args(argv)
+    recipes = training_recipes()
+    width = max(len(name) for name, _ in recipes) + 2
+    sections = [
+        (
+            f"recipes in sas-trl {__version__} (sas-trl train --recipe NAME; a local file of that path wins):",
+            recipes,
+        ),
+        ("studies (sas-trl compare --study recipes/NAME.yaml):", other_files("studies")),
+        ("accelerate configs (accelerate_config: recipes/NAME.yaml):", other_files("accelerate")),
+    ]
+    for index, (title, entries) in enumerate(sections):
+        print(("\n" if index else "") + title)
+        for name, description in entries:
+            print(f"  {name:<{width}}{description}".rstrip())
+    print(f"\nfolder: {PACKAGED} (copy a recipe to change it: sas-trl train --recipe my_copy.yaml)")
+    return 0

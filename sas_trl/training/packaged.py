@@ -1,0 +1,118 @@
+"""The recipes that ship inside the package (`sas_trl/recipes`, the repository's `recipes/` folder in the wheel).
+
+A recipe is named by its path, as in a clone: `recipes/deepscaler_4k.yaml`. When that file does not exist where
+the command runs (an installed package, any folder), the same path is looked up in the packaged folder, so the
+README's commands work anywhere. A short name works too: `deepscaler_4k`, `baselines/l1_max`,
+`ablations/only_correct.yaml` (relative to the recipes folder, `.yaml` optional). A local file always wins.
+
+Paths written inside a recipe or a study (`accelerate_config: recipes/accelerate/zero2.yaml`, a study's
+`base_recipe`, a `dataset_name` file under `recipes/`) are relative to the current folder, as before; when such a
+path starts with `recipes/` and does not exist here, it is mapped to the packaged folder the same way. A
+recipe's `base:` include is relative to the recipe file itself, so it stays inside the package.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import RecipeError
+
+# In the source tree `sas_trl/recipes` is a symbolic link to the repository's `recipes/` (one copy in git);
+# the wheel holds the files themselves (pyproject.toml's package-data).
+PACKAGED = Path(__file__).resolve().parents[1] / "recipes"
+PREFIX = "recipes/"
+# Folders of the packaged recipes that hold something other than `sas-trl train` recipes.
+NOT_TRAINING = ("accelerate", "studies", "verl")
+
+
+def packaged_path(value: str) -> Path | None:
+    """The packaged file `value` names (`recipes/X.yaml`, or `X` / `X.yaml` relative to the recipes folder).
+
+    None when there is none. Only relative names inside the folder are looked up (no `..`, no absolute path).
+    """
+    text = value.replace("\\", "/")
+    posix = PurePosixPath(text)
+    if posix.is_absolute() or ".." in posix.parts or not text.strip():
+        return None
+    if text.startswith(PREFIX):
+        text = text[len(PREFIX) :]
+    candidates = [text] if text.endswith((".yaml", ".yml", ".py", ".jsonl", ".json")) else [f"{text}.yaml", text]
+    for candidate in candidates:
+        path = PACKAGED / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_recipe(source: str | os.PathLike) -> Path:
+    """The recipe file `--recipe SOURCE` reads: SOURCE itself when it exists, else the packaged recipe it names.
+
+    A name that is neither raises a `RecipeError` naming it, the nearest packaged names and `sas-trl recipes`.
+    """
+    path = Path(source)
+    if path.exists():  # a local path always wins (a folder is reported by `load_recipe`)
+        return path
+    found = packaged_path(str(source))
+    if found is not None:
+        return found
+    names = [name for name, _ in training_recipes()]
+    typed = str(source).replace("\\", "/").removeprefix(PREFIX).removesuffix(".yaml")
+    close = difflib.get_close_matches(typed, names, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise RecipeError(
+        f"recipe not found: {source} (no such file here, nor a packaged recipe of that name; {hint}"
+        "`sas-trl recipes` lists them)"
+    )
+
+
+def resolve_path(value: str | None) -> str | None:
+    """A path written in a recipe or study: itself when it exists here, else the packaged file a `recipes/...`
+    path names (unchanged when there is none: the usual checks then report it)."""
+    if not value or not value.replace("\\", "/").startswith(PREFIX) or Path(value).exists():
+        return value
+    found = packaged_path(value)
+    return str(found) if found is not None else value
+
+
+def describe(path: Path) -> str:
+    """A recipe's one-line description: its first comment line ('' when it has none)."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            return stripped.lstrip("#").strip()
+        if stripped:
+            return ""
+    return ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One packaged file: its name (relative to the recipes folder, without `.yaml`) and description."""
+
+    name: str
+    description: str
+    path: Path
+
+
+def _entries(folder: Path, keep) -> list[Entry]:
+    found = []
+    for path in sorted(folder.rglob("*.yaml")):
+        name = path.relative_to(PACKAGED).with_suffix("").as_posix()
+        if keep(name):
+            found.append(Entry(name, describe(path), path))
+    return found
+
+
+def training_recipes() -> list[tuple[str, str]]:
+    """(name, description) of every packaged `sas-trl train` recipe, top-level recipes first."""
+    entries = _entries(PACKAGED, lambda name: name.split("/", 1)[0] not in NOT_TRAINING)
+    entries.sort(key=lambda e: (e.name.count("/"), e.name))
+    return [(e.name, e.description) for e in entries]
+
+
+def other_files(folder: str) -> list[tuple[str, str]]:
+    """(name, description) of the packaged files in `folder` (`studies`, `accelerate`)."""
+    return [(e.name, e.description) for e in _entries(PACKAGED / folder, lambda name: True)]

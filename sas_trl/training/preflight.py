@@ -1,0 +1,286 @@
+"""Settings this machine cannot run, refused in seconds, before any model work (`sas-trl train` only).
+
+A GPU recipe on a CPU, vLLM that is not installed, wandb without credentials, a launch config with more
+processes than GPUs, DeepSpeed or flash-attention without their packages, a `report_to` integration that is not
+installed: each would otherwise fail after the model is loaded (minutes for the paper's 1.5B model), with a long
+traceback. Each is a `RecipeError`: one line naming the setting and the fix.
+
+The checks read the recipe's values with the command line's flags applied, before the settings are built:
+transformers itself refuses bf16 on a CPU while the settings are built, with a message that does not say what to
+pass. `check_machine` is the one entry point; `parse(argv, this_machine=True)` calls it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from ..errors import RecipeError
+from .packaged import resolve_path
+
+# Settings read from the recipe and the flags (each flag's last value wins, as argparse does).
+KEYS = (
+    "bf16",
+    "fp16",
+    "tf32",
+    "use_cpu",
+    "use_vllm",
+    "report_to",
+    "accelerate_config",
+    "num_processes",
+    "attn_implementation",
+    "load_in_4bit",
+    "load_in_8bit",
+    "use_liger_kernel",
+)
+FLASH_ATTENTION = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+NO_WANDB_MODES = ("offline", "disabled", "dryrun")
+# transformers' `report_to` names -> the module it needs (wandb has its own check: credentials too).
+REPORTERS = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "mlflow": ("mlflow",),
+    "comet_ml": ("comet_ml",),
+    "clearml": ("clearml",),
+    "trackio": ("trackio",),
+    "swanlab": ("swanlab",),
+    "neptune": ("neptune",),
+    "dvclive": ("dvclive",),
+    "codecarbon": ("codecarbon",),
+    "aim": ("aim",),
+}
+
+
+def cuda_devices() -> int:
+    """The CUDA (or ROCm) devices this process sees (0 on a CPU-only machine)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it: vLLM's import alone takes seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def effective_values(recipe: dict[str, Any], argv: list[str]) -> dict[str, Any]:
+    """The `KEYS` settings as the run will see them: the recipe's values, then the flags' (still text)."""
+    values = {key: recipe[key] for key in KEYS if key in recipe}
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if not arg.startswith("--"):
+            continue
+        name, sep, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if sep:
+            given: list[str] = [value]
+        else:
+            given = []
+            while index < len(argv) and not argv[index].startswith("--"):
+                given.append(argv[index])
+                index += 1
+        if name in KEYS:
+            values[name] = given[0] if len(given) == 1 else (given or True)
+    return values
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "true", "t", "y", "1")
+    return bool(value)
+
+
+def _none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", ""))
+
+
+def _reporters(value: Any) -> list[str]:
+    if _none(value):
+        return []
+    names = value if isinstance(value, list | tuple) else str(value).replace(",", " ").split()
+    names = [str(n).strip() for n in names if str(n).strip() and str(n).strip() != "none"]
+    if "all" in names:
+        from transformers.integrations import get_available_reporting_integrations
+
+        names = [n for n in names if n != "all"] + list(get_available_reporting_integrations())
+    return names
+
+
+def _launch_config(value: Any) -> tuple[str, dict]:
+    """The accelerate config's path (packaged `recipes/...` mapped) and mapping ({} when absent/unreadable)."""
+    if _none(value):
+        return "", {}
+    path = resolve_path(str(value))
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return str(value), {}  # reported where the file is read (validation, launch)
+    return str(value), config if isinstance(config, dict) else {}
+
+
+def check_machine(recipe: dict[str, Any], argv: list[str]) -> None:
+    """Refuse (`RecipeError`, one line) settings this machine cannot run; see the module's docstring."""
+    values = effective_values(recipe, argv)
+    gpus = cuda_devices()
+    if gpus == 0:
+        _check_cpu_machine(values)
+    else:
+        _check_gpu_machine(values, gpus)
+    _check_packages(values)
+    _check_reporters(values)
+
+
+def _check_cpu_machine(values: dict[str, Any]) -> None:
+    """A GPU recipe on a machine without CUDA: every GPU-only setting named at once, with the flags that fix it."""
+    needs: list[str] = []
+    fixes: list[str] = []
+    use_cpu = _bool(values.get("use_cpu", False))
+    if _bool(values.get("bf16", False)) and not use_cpu:
+        needs.append("bf16")
+        fixes += ["--use_cpu true", "--bf16 false"]
+    if _bool(values.get("fp16", False)):
+        needs.append("fp16")
+        fixes.append("--fp16 false")
+    if _bool(values.get("tf32", False)):
+        needs.append("tf32")
+        fixes.append("--tf32 false")
+    if _bool(values.get("use_vllm", False)):
+        needs.append("use_vllm")
+        fixes.append("--use_vllm false")
+    for key in ("load_in_4bit", "load_in_8bit"):
+        if _bool(values.get(key, False)):
+            needs.append(key)
+            fixes.append(f"--{key} false")
+    attn = values.get("attn_implementation")
+    if not _none(attn) and str(attn) in FLASH_ATTENTION:
+        needs.append(f"attn_implementation {attn}")
+        fixes.append("--attn_implementation sdpa")
+    path, config = _launch_config(values.get("accelerate_config"))
+    kind = str(config.get("distributed_type", "")).upper()
+    if kind in ("DEEPSPEED", "FSDP", "MULTI_GPU", "XLA"):
+        needs.append(f"accelerate_config {path} ({kind})")
+        fixes.append("--accelerate_config null")
+    if not needs:
+        return
+    raise RecipeError(
+        f"this recipe is written for GPUs and this machine has no CUDA device ({', '.join(needs)} need one); "
+        f"for a CPU run pass {' '.join(fixes)}"
+    )
+
+
+def _check_gpu_machine(values: dict[str, Any], gpus: int) -> None:
+    """On GPUs: a launch config asking for more processes than there are GPUs."""
+    path, config = _launch_config(values.get("accelerate_config"))
+    kind = str(config.get("distributed_type", "")).upper()
+    flag = values.get("num_processes")
+    try:
+        processes = int(flag) if not _none(flag) else int(config.get("num_processes", 1))
+    except (TypeError, ValueError):
+        return  # not a number: the settings' own check names it
+    if processes > gpus and kind != "MULTI_CPU":
+        where = "num_processes" if not _none(flag) else f"accelerate_config {path}"
+        raise RecipeError(
+            f"{where} starts {processes} processes, one per GPU, but this machine has {gpus} GPU(s); pass "
+            f"--num_processes {gpus} (and raise gradient_accumulation_steps to keep the recipe's batch size)"
+        )
+
+
+def _check_packages(values: dict[str, Any]) -> None:
+    """Settings that need a package that is not installed."""
+    if _bool(values.get("use_vllm", False)) and not installed("vllm"):
+        raise RecipeError(
+            "use_vllm: true needs vLLM, which is not installed: pip install 'sas-trl[vllm]' (a CUDA machine), "
+            "or pass --use_vllm false to generate with transformers (slower)"
+        )
+    path, config = _launch_config(values.get("accelerate_config"))
+    if str(config.get("distributed_type", "")).upper() == "DEEPSPEED" and not installed("deepspeed"):
+        raise RecipeError(
+            f"accelerate_config {path} uses DeepSpeed, which is not installed: pip install 'sas-trl[deepspeed]', "
+            "or pass --accelerate_config recipes/accelerate/ddp.yaml (or null for one process)"
+        )
+    attn = values.get("attn_implementation")
+    if not _none(attn) and str(attn) in FLASH_ATTENTION and not installed(FLASH_ATTENTION[str(attn)]):
+        raise RecipeError(
+            f"attn_implementation {attn} needs the {FLASH_ATTENTION[str(attn)]} package, which is not installed: "
+            "pip install flash-attn --no-build-isolation, or pass --attn_implementation sdpa"
+        )
+    for key in ("load_in_4bit", "load_in_8bit"):
+        if _bool(values.get(key, False)) and not installed("bitsandbytes"):
+            raise RecipeError(f"{key}: true needs bitsandbytes: pip install bitsandbytes, or pass --{key} false")
+    if _bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
+        raise RecipeError(
+            "use_liger_kernel: true needs liger-kernel: pip install liger-kernel, or pass --use_liger_kernel false"
+        )
+
+
+def _check_reporters(values: dict[str, Any]) -> None:
+    """`report_to` integrations: installed, and wandb logged in (or offline)."""
+    for name in _reporters(values.get("report_to")):
+        if name == "wandb":
+            _check_wandb()
+        elif name in REPORTERS and not any(installed(m) for m in REPORTERS[name]):
+            raise RecipeError(
+                f"report_to {name}: {REPORTERS[name][0]} is not installed: pip install {REPORTERS[name][0]}, "
+                "or pass --report_to none"
+            )
+
+
+def _check_wandb() -> None:
+    if not installed("wandb"):
+        raise RecipeError("report_to wandb: wandb is not installed: pip install wandb, or pass --report_to none")
+    if wandb_mode() in NO_WANDB_MODES or wandb_logged_in():
+        return
+    raise RecipeError(
+        "report_to wandb: no wandb credentials (no WANDB_API_KEY, no netrc entry for "
+        f"{wandb_host()}); run `wandb login`, or set WANDB_MODE=offline to log locally, or pass --report_to none"
+    )
+
+
+def wandb_host() -> str:
+    """The host wandb authenticates against (WANDB_BASE_URL, else api.wandb.ai)."""
+    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE, else the mode `wandb offline` / `wandb disabled` saved (this folder's, then the user's)."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"].strip().lower()
+    config_dir = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb")
+    for settings in (Path(os.environ.get("WANDB_DIR", ".")) / "wandb" / "settings", config_dir / "settings"):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(settings, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if parser.has_option("default", "mode"):
+            return parser.get("default", "mode").strip().lower()
+    return ""
+
+
+def wandb_logged_in() -> bool:
+    """An API key in the environment, an identity token file, or a netrc entry for the wandb host."""
+    if os.environ.get("WANDB_API_KEY", "").strip() or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    files = [Path(os.environ["NETRC"])] if os.environ.get("NETRC") else []
+    files += [Path.home() / ".netrc", Path.home() / "_netrc"]
+    for file in files:
+        if not file.is_file():
+            continue
+        try:
+            entry = netrc.netrc(str(file)).authenticators(wandb_host())
+        except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
+            continue
+        if entry and entry[2]:
+            return True
+    return False
