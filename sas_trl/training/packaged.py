@@ -3,7 +3,8 @@
 A recipe is named by its path, as in a clone: `recipes/deepscaler_4k.yaml`. When that file does not exist where
 the command runs (an installed package, any folder), the same path is looked up in the packaged folder, so the
 README's commands work anywhere. A short name works too: `deepscaler_4k`, `baselines/l1_max`,
-`ablations/only_correct.yaml` (relative to the recipes folder, `.yaml` optional). A local file always wins.
+`ablations/only_correct.yaml` (relative to the recipes folder, `.yaml` optional). A local file always wins
+(`--recipe NAME` also reads a local `NAME.yaml` before the packaged one).
 
 Paths written inside a recipe or a study (`accelerate_config: recipes/accelerate/zero2.yaml`, a study's
 `base_recipe`, a `dataset_name` file under `recipes/`) are relative to the current folder, as before; when such a
@@ -55,6 +56,8 @@ def resolve_recipe(source: str | os.PathLike) -> Path:
     path = Path(source)
     if path.exists():  # a local path always wins (a folder is reported by `load_recipe`)
         return path
+    if path.suffix not in (".yaml", ".yml") and path.with_name(f"{path.name}.yaml").is_file():
+        return path.with_name(f"{path.name}.yaml")  # `--recipe my_run` for a local my_run.yaml
     found = packaged_path(str(source))
     if found is not None:
         return found

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
 from .arguments import RunArguments, dataclass_types
 from .argv import flag_names, pop_recipe_flag, unescape_flags
 from .launch import is_launched_child
-from .packaged import resolve_path, resolve_recipe
+from .packaged import PACKAGED, resolve_path, resolve_recipe
 from .preflight import check_machine
 from .recipe_files import Recipe, dump_recipe, load_recipe
 from .settings_checks import check_values
@@ -42,7 +41,7 @@ def parse(argv: list[str], *, this_machine: bool = False):
     recipe: dict[str, Any] = {}
     if source is not None:
         path = resolve_recipe(source)
-        if this_machine and path != Path(source) and not is_launched_child():
+        if this_machine and path.is_relative_to(PACKAGED) and not is_launched_child():
             print(f"sas-trl: recipe {source} is the packaged {path}", flush=True)
         recipe = load_recipe(path)
         check_keys(recipe, source)

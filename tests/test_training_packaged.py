@@ -1,0 +1,177 @@
+"""Packaged recipes: `--recipe NAME` from any folder, a local file first, `sas-trl recipes`, and the wheel.
+
+The slow test builds the wheel, installs it without the source tree and trains the tiny recipe by name from an
+empty folder, as a user who ran `pip install sas-trl` would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_helpers import CPU_OVERRIDES, QUICK, ROOT
+
+from sas_trl import __version__
+from sas_trl.cli import main
+from sas_trl.compare import load_study
+from sas_trl.errors import RecipeError
+from sas_trl.training.packaged import PACKAGED, describe, resolve_path, resolve_recipe, training_recipes
+from sas_trl.training.recipes import load_recipe, parse
+
+NAMES = {
+    "deepscaler_4k": "deepscaler_4k.yaml",
+    "baselines/l1_max": "baselines/l1_max.yaml",
+    "ablations/only_correct.yaml": "ablations/only_correct.yaml",
+    "tiny_cpu": "tiny_cpu.yaml",
+    "recipes/grpo_4k.yaml": "grpo_4k.yaml",  # the path the README uses, from a folder without it
+}
+
+
+@pytest.fixture
+def empty_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_the_package_holds_the_repositorys_recipes_as_one_copy():
+    # In the source tree sas_trl/recipes is a link to recipes/: git holds each file once.
+    assert (ROOT / "sas_trl" / "recipes").is_symlink()
+    assert (ROOT / "sas_trl" / "recipes").resolve() == (ROOT / "recipes").resolve()
+    assert PACKAGED.resolve() == (ROOT / "recipes").resolve()
+
+
+@pytest.mark.parametrize("name", list(NAMES))
+def test_a_recipe_name_resolves_to_the_packaged_recipe(empty_folder, name):
+    path = resolve_recipe(name)
+    assert path == PACKAGED / NAMES[name] and path.is_file()
+
+
+def test_a_packaged_recipe_parses_with_its_includes_and_launch_config(empty_folder):
+    run_args, args, _, resolved = parse(["--recipe", "baselines/l1_max", *CPU_OVERRIDES])
+    # base: l1_exact.yaml -> ../grpo_4k.yaml -> deepscaler_4k.yaml, all inside the package
+    assert resolved["run_name"] == "l1_max" and args.sas_strategy == "none" and args.max_completion_length == 4096
+    # the recipe's `recipes/accelerate/zero2.yaml` is the packaged file: this folder has none
+    assert Path(run_args.accelerate_config) == PACKAGED / "accelerate" / "zero2.yaml"
+    assert yaml.safe_load(Path(run_args.accelerate_config).read_text())["num_processes"] == 8
+    assert resolved["accelerate_config"] == "recipes/accelerate/zero2.yaml"  # the saved recipe keeps its text
+    assert args.output_dir == "outputs/baselines/l1_max"  # outputs go to the current folder, never the package
+
+
+def test_a_local_file_always_wins(empty_folder):
+    (empty_folder / "recipes").mkdir()
+    local = empty_folder / "recipes" / "tiny_cpu.yaml"
+    local.write_text("# mine\nbase: " + str(PACKAGED / "tiny_cpu.yaml") + "\nmax_steps: 3\n")
+    assert resolve_recipe("recipes/tiny_cpu.yaml") == Path("recipes/tiny_cpu.yaml")
+    _, args, _, _ = parse(["--recipe", "recipes/tiny_cpu.yaml"])
+    assert args.max_steps == 3
+    (empty_folder / "tiny_cpu.yaml").write_text("base: " + str(PACKAGED / "tiny_cpu.yaml") + "\nmax_steps: 4\n")
+    assert resolve_recipe("tiny_cpu") == Path("tiny_cpu.yaml")  # `--recipe NAME` reads a local NAME.yaml first
+    _, args, _, _ = parse(["--recipe", "tiny_cpu"])
+    assert args.max_steps == 4
+    # a local accelerate config of the packaged recipe's path wins too
+    (empty_folder / "recipes" / "accelerate").mkdir()
+    (empty_folder / "recipes" / "accelerate" / "zero2.yaml").write_text("num_processes: 2\n")
+    assert resolve_path("recipes/accelerate/zero2.yaml") == "recipes/accelerate/zero2.yaml"
+    assert resolve_path("recipes/accelerate/zero3.yaml") == str(PACKAGED / "accelerate" / "zero3.yaml")
+    assert resolve_path("data/train.jsonl") == "data/train.jsonl"  # only recipes/... paths are mapped
+
+
+def test_an_unknown_name_is_refused_with_the_nearest_ones(empty_folder):
+    with pytest.raises(
+        RecipeError, match=r"recipe not found: deepscaler_4 .*did you mean deepscaler_4k.*sas-trl recipes"
+    ):
+        resolve_recipe("deepscaler_4")
+    for outside in ("../tiny_cpu", "/tiny_cpu"):  # never a file outside the recipes folder
+        with pytest.raises(RecipeError, match="recipe not found"):
+            resolve_recipe(outside)
+
+
+def test_a_packaged_study_and_its_base_recipe_load_from_any_folder(empty_folder):
+    study = load_study("recipes/studies/tiny_smoke.yaml")
+    assert study.base_recipe == PACKAGED / "studies" / "tiny_smoke_base.yaml"
+    assert study.output_dir == Path("outputs/studies/tiny_smoke")  # relative to the current folder
+
+
+def test_recipes_command_lists_each_recipe_with_its_first_comment_line(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    for name in ("deepscaler_4k", "baselines/l1_max", "ablations/only_correct", "tiny_cpu", "grpo_4k"):
+        first = next(line for line in (PACKAGED / f"{name}.yaml").read_text().splitlines() if line.startswith("#"))
+        assert first.lstrip("# ").strip() in lines[name], name
+    assert lines["studies/tiny_smoke"] and lines["accelerate/zero2"]
+    assert "deepscaler_4k_common" not in out  # verl's configs are not sas-trl train recipes
+    names = [name for name, _ in training_recipes()]
+    assert names.index("tiny_cpu") < names.index("ablations/only_correct")  # top-level recipes first
+    assert f"sas-trl {__version__}" in out
+
+
+def test_describe_reads_the_first_comment_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("\n# First line.\n# second\nmax_steps: 1\n")
+    assert describe(recipe) == "First line."
+    recipe.write_text("max_steps: 1\n# later\n")
+    assert describe(recipe) == ""
+
+
+def _source_copy(tmp_path: Path) -> Path:
+    """The tracked source tree without build leftovers (the wheel is built from a copy, never in place)."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv*", "outputs", "build", "dist", "*.egg-info", "__pycache__", ".*cache", "wandb", "notebooks"
+    )
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=ignore)
+    return source
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_trains_the_tiny_recipe_by_name_from_an_empty_folder(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("PYTHONPATH", None)
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    subprocess.run([*build, str(_source_copy(tmp_path))], check=True, capture_output=True, env=env, timeout=300)
+    (wheel,) = wheels.glob("sas_trl-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = {n.removeprefix("sas_trl/recipes/") for n in archive.namelist() if n.startswith("sas_trl/recipes/")}
+    shipped = {p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*") if p.is_file()}
+    assert packaged == shipped  # every recipe, study, accelerate and verl file, and nothing else
+
+    target = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, env=env, timeout=300)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # The wheel's package, the main environment's dependencies; the source tree nowhere on the path.
+    env = {**env, "PYTHONPATH": str(target), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    where = subprocess.run(
+        [sys.executable, "-c", "import sas_trl; print(sas_trl.__file__)"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(target)
+    script = target / "bin" / "sas-trl"
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "sas_trl.cli"]
+
+    listing = subprocess.run([*command, "recipes"], cwd=empty, env=env, capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0 and "baselines/l1_max" in listing.stdout and str(target) in listing.stdout
+
+    train = [*command, "train", "--recipe", "tiny_cpu", *QUICK, "--output_dir", "run"]
+    result = subprocess.run(train, cwd=empty, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"recipe tiny_cpu is the packaged {target}" in result.stdout
+    assert (empty / "run" / "run_info.json").is_file()
+    saved = load_recipe(empty / "run" / "resolved_recipe.yaml")
+    assert saved["run_name"] == "tiny_cpu" and saved["max_steps"] == 2
+    assert sorted(p.name for p in empty.iterdir()) == ["run"]  # nothing written elsewhere in the folder
