@@ -20,6 +20,7 @@ from sas_trl.training.recipes import parse
 PAPER = "recipes/deepscaler_4k.yaml"  # bf16, vLLM, wandb, DeepSpeed ZeRO-2 on 8 GPUs
 CPU_RUN = ["--use_cpu", "true", "--bf16", "false", "--use_vllm", "false", "--accelerate_config", "null"]
 TINY = "recipes/tiny_cpu.yaml"
+PAPER_LAUNCH = "recipes/accelerate/zero2.yaml"  # DeepSpeed ZeRO-2, 8 processes
 
 
 @pytest.fixture(autouse=True)
@@ -127,6 +128,14 @@ def test_a_launch_config_with_more_processes_than_gpus(tmp_path, capsys, no_mode
     assert "this machine has 1 GPU" in line and "--num_processes 1" in line
     line = refused(capsys, ["--recipe", PAPER, "--num_processes", "2"], tmp_path)
     assert line.split("error: ")[1].startswith("num_processes starts 2 processes")
+    gpus(monkeypatch, 1, present=("vllm", "deepspeed"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    preflight.check_machine({"accelerate_config": PAPER_LAUNCH}, ["--num_processes", "1"])  # the fix passes
+    nodes = tmp_path / "two_nodes.yaml"
+    nodes.write_text("distributed_type: MULTI_GPU\nnum_machines: 2\nnum_processes: 2\n")
+    preflight.check_machine({"accelerate_config": str(nodes)}, [])  # 2 processes over 2 nodes: 1 per node
+    monkeypatch.setenv("SAS_TRL_LAUNCHED", "1")
+    preflight.check_machine({"accelerate_config": PAPER_LAUNCH}, [])  # a launched process: launched already
 
 
 def test_deepspeed_not_installed(tmp_path, capsys, no_model_work, monkeypatch):

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ..errors import RecipeError
+from .launch import is_launched_child
 from .packaged import resolve_path
 
 # Settings read from the recipe and the flags (each flag's last value wins, as argparse does).
@@ -180,9 +181,11 @@ def _check_cpu_machine(values: dict[str, Any]) -> None:
 
 
 def _check_gpu_machine(values: dict[str, Any], gpus: int) -> None:
-    """On GPUs: a launch config asking for more processes than there are GPUs."""
+    """On GPUs: a launch config asking for more processes than there are GPUs (on this one node)."""
     path, config = _launch_config(values.get("accelerate_config"))
     kind = str(config.get("distributed_type", "")).upper()
+    if is_launched_child() or str(config.get("num_machines", 1)).strip() not in ("1", "None", ""):
+        return  # already launched, or processes counted over several nodes
     flag = values.get("num_processes")
     try:
         processes = int(flag) if not _none(flag) else int(config.get("num_processes", 1))
