@@ -84,6 +84,21 @@ def test_a_local_file_always_wins(empty_folder):
     assert resolve_path("data/train.jsonl") == "data/train.jsonl"  # only recipes/... paths are mapped
 
 
+def test_a_recipe_of_ones_own_includes_a_packaged_one(empty_folder):
+    (empty_folder / "mine.yaml").write_text("base: recipes/tiny_cpu.yaml\nmax_steps: 5\n")
+    (empty_folder / "by_name.yaml").write_text("base: ablations/only_correct\nsas_ratio: 0.4\n")
+    mine = load_recipe(empty_folder / "mine.yaml")
+    assert mine["max_steps"] == 5 and mine["model_name_or_path"] == "builtin:tiny"
+    by_name = load_recipe(empty_folder / "by_name.yaml")  # and its own includes, inside the package
+    assert by_name["sas_strategy"] == "correct_only" and by_name["sas_ratio"] == 0.4 and by_name["bf16"] is True
+    (empty_folder / "recipes").mkdir()
+    (empty_folder / "recipes" / "tiny_cpu.yaml").write_text("max_steps: 9\n")  # a local base still wins
+    assert load_recipe(empty_folder / "mine.yaml") == {"max_steps": 5}
+    (empty_folder / "typo.yaml").write_text("base: recipes/tiny_cpuu.yaml\n")
+    with pytest.raises(RecipeError, match="base recipe 'recipes/tiny_cpuu.yaml' not found"):
+        load_recipe(empty_folder / "typo.yaml")
+
+
 def test_an_unknown_name_is_refused_with_the_nearest_ones(empty_folder):
     with pytest.raises(
         RecipeError, match=r"recipe not found: deepscaler_4 .*did you mean deepscaler_4k.*sas-trl recipes"

@@ -9,7 +9,8 @@ README's commands work anywhere. A short name works too: `deepscaler_4k`, `basel
 Paths written inside a recipe or a study (`accelerate_config: recipes/accelerate/zero2.yaml`, a study's
 `base_recipe`, a `dataset_name` file under `recipes/`) are relative to the current folder, as before; when such a
 path starts with `recipes/` and does not exist here, it is mapped to the packaged folder the same way. A
-recipe's `base:` include is relative to the recipe file itself, so it stays inside the package.
+recipe's `base:` include is relative to the recipe file itself, so it stays inside the package; a `base:` that
+does not exist there names a packaged recipe (`base: recipes/tiny_cpu.yaml` in a recipe of one's own).
 """
 
 from __future__ import annotations
@@ -78,6 +79,17 @@ def resolve_path(value: str | None) -> str | None:
         return value
     found = packaged_path(value)
     return str(found) if found is not None else value
+
+
+def resolve_base(recipe: Path, base: str) -> Path:
+    """The file a recipe's `base: BASE` includes: BASE relative to the recipe's folder when it exists there,
+    else the packaged recipe BASE names (`recipes/deepscaler_4k.yaml`, `deepscaler_4k`), so a recipe of one's
+    own can include a packaged one without a clone."""
+    local = (recipe.parent / base).resolve()
+    if local.exists():
+        return local
+    found = packaged_path(base)
+    return found.resolve() if found is not None else local
 
 
 def describe(path: Path) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import RecipeError, UserError
+from .packaged import resolve_base
 
 MAX_INCLUDE_DEPTH = 32  # a chain of `base:` includes deeper than this is a mistake, not a layering
 
@@ -109,7 +110,7 @@ def load_recipe(path: str | os.PathLike, _including: tuple[Path, ...] = ()) -> R
     base_name = recipe.pop("base")
     if not isinstance(base_name, str):
         raise RecipeError(f"recipe {path}: 'base' must be the path of another recipe, got {base_name!r}")
-    base_path = (path.parent / base_name).resolve()
+    base_path = resolve_base(path, base_name)  # relative to this recipe; else a packaged recipe of that name
     if base_path in (*_including, path.resolve()):
         raise RecipeError(f"recipe {path}: 'base: {base_name}' includes itself")
     if not base_path.is_file():
