@@ -109,6 +109,17 @@ def test_an_unknown_name_is_refused_with_the_nearest_ones(empty_folder):
             resolve_recipe(outside)
 
 
+def test_inspect_reads_a_packaged_recipe_by_name(empty_folder):
+    import argparse
+
+    from sas_trl.cli.sas_options import add_sas_options, sas_rule_from
+
+    parser = argparse.ArgumentParser()
+    add_sas_options(parser, "recipe")
+    rule, recipe = sas_rule_from(parser.parse_args(["--recipe", "ablations/only_correct"]))
+    assert rule.strategy == "correct_only" and recipe["run_name"] == "ablation_only_correct"
+
+
 def test_a_packaged_study_and_its_base_recipe_load_from_any_folder(empty_folder):
     study = load_study("recipes/studies/tiny_smoke.yaml")
     assert study.base_recipe == PACKAGED / "studies" / "tiny_smoke_base.yaml"
