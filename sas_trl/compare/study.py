@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..training.packaged import resolve_path
 from ..training.recipe_files import load_yaml
 from ..training.settings_checks import SEED, SEED_MAX
-from ..training.packaged import resolve_path
 from .power import PowerSpec, parse_power
 from .trajectory import TrajectorySpec, parse_trajectory, with_steps
 
