@@ -43,11 +43,11 @@ from datasets import Dataset
 try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.gpu_step
     from machine import machine_info
     from masks import floor_reduction, make_batch, vectorized_mask
-    from train_step import StepTimer, _timed
+    from train_step import timed_trainer
 except ImportError:  # pragma: no cover
     from benchmarks.machine import machine_info
     from benchmarks.masks import floor_reduction, make_batch, vectorized_mask
-    from benchmarks.train_step import StepTimer, _timed
+    from benchmarks.train_step import timed_trainer
 
 TINY_ARCHITECTURE = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4}
 PROBLEMS = [
@@ -104,26 +104,10 @@ def config_fields(output_dir: str, cuda: bool, batch: int, generations: int, per
 
 def run_once(kind: str, model_dir: Path, fields: dict, dataset: Dataset, cuda: bool) -> dict:
     """One run of "grpo" (trl.GRPOTrainer) or "sas" (SASGRPOTrainer): its step times, tokens, SAS time, peak memory."""
-    from transformers import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from sas_trl import SASConfig, SASGRPOTrainer
-
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    timer, sas_seconds = StepTimer(), []
-    if kind == "grpo":
-        trainer = GRPOTrainer(
-            str(model_dir), [hash_verifier], args=GRPOConfig(**fields), train_dataset=dataset, callbacks=[timer]
-        )
-    else:
-        trainer = SASGRPOTrainer(
-            str(model_dir), [hash_verifier], args=SASConfig(**fields), train_dataset=dataset, callbacks=[timer]
-        )
-        for name in ("_apply_sas", "_flush_sas_stats"):
-            setattr(trainer, name, _timed(getattr(trainer, name), sas_seconds))
-    trainer.remove_callback(PrinterCallback)
+    trainer, timer, sas_seconds = timed_trainer(kind, model_dir, fields, dataset, hash_verifier)
     trainer.train()
     seconds = timer.seconds
     result = {

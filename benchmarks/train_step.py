@@ -82,6 +82,26 @@ def config_fields(output_dir: str, steps: int, batch: int, generations: int, com
     }
 
 
+def timed_trainer(kind: str, model_dir: Path, fields: dict, dataset: Dataset, reward):
+    """A "grpo" (trl.GRPOTrainer) or "sas" (SASGRPOTrainer) trainer that times its steps, and, for SAS, the seconds
+    inside SAS's own code (`_apply_sas`, `_flush_sas_stats`). Returns (trainer, StepTimer, SAS seconds list)."""
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sas_trl import SASConfig, SASGRPOTrainer
+
+    timer, sas_seconds = StepTimer(), []
+    trainer_class, config_class = (GRPOTrainer, GRPOConfig) if kind == "grpo" else (SASGRPOTrainer, SASConfig)
+    trainer = trainer_class(
+        str(model_dir), [reward], args=config_class(**fields), train_dataset=dataset, callbacks=[timer]
+    )
+    if kind == "sas":
+        for name in ("_apply_sas", "_flush_sas_stats"):
+            setattr(trainer, name, _timed(getattr(trainer, name), sas_seconds))
+    trainer.remove_callback(PrinterCallback)
+    return trainer, timer, sas_seconds
+
+
 def run_once(kind: str, model_dir: Path, fields: dict, dataset: Dataset) -> tuple[list[float], int, float]:
     """Train with "grpo" (trl.GRPOTrainer) or "sas" (SASGRPOTrainer).
 
@@ -89,23 +109,7 @@ def run_once(kind: str, model_dir: Path, fields: dict, dataset: Dataset) -> tupl
     the masks and metric counts; `_flush_sas_stats`: their one reduction per logging step), a direct measure of the
     overhead that machine noise cannot hide.
     """
-    from transformers import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from sas_trl import SASConfig, SASGRPOTrainer
-
-    timer, sas_seconds = StepTimer(), []
-    if kind == "grpo":
-        trainer = GRPOTrainer(
-            str(model_dir), [hash_verifier], args=GRPOConfig(**fields), train_dataset=dataset, callbacks=[timer]
-        )
-    else:
-        trainer = SASGRPOTrainer(
-            str(model_dir), [hash_verifier], args=SASConfig(**fields), train_dataset=dataset, callbacks=[timer]
-        )
-        for name in ("_apply_sas", "_flush_sas_stats"):
-            setattr(trainer, name, _timed(getattr(trainer, name), sas_seconds))
-    trainer.remove_callback(PrinterCallback)
+    trainer, timer, sas_seconds = timed_trainer(kind, model_dir, fields, dataset, hash_verifier)
     trainer.train()
     own = sum(sas_seconds) / len(timer.seconds)
     return timer.seconds, int(trainer.state.num_input_tokens_seen), own
