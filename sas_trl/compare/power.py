@@ -29,6 +29,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from ..errors import UserError
+from .sections import check_section
 
 if TYPE_CHECKING:
     from .study import Study
@@ -114,11 +115,7 @@ def parse_power(path: Path, data: Any, conditions: Sequence[str], reference: str
     """The study file's `power:` section, checked; None when absent."""
     if data is None:
         return None
-    if not isinstance(data, dict):
-        raise UserError(f"study {path}: power must be a mapping with keys {', '.join(KEYS)}")
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise UserError(f"study {path}: power: unknown key {unknown[0]!r}; known keys: {', '.join(KEYS)}")
+    check_section(path, "power", data, KEYS)
     effect = data.get("effect")
     if effect is not None and (isinstance(effect, bool) or not isinstance(effect, int | float) or effect <= 0):
         raise UserError(f"study {path}: power.effect must be a number > 0 (0.02 = 2 points of a rate), got {effect!r}")

@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from ..errors import UserError
+from .sections import check_section
 from .stats import summarize
 
 if TYPE_CHECKING:
@@ -60,11 +61,7 @@ def parse_trajectory(path: Path, data: Any) -> TrajectorySpec | None:
     """The `trajectory:` section, checked (its steps come later, from the recipes); None when absent."""
     if data is None:
         return None
-    if not isinstance(data, dict):
-        raise UserError(f"study {path}: trajectory must be a mapping with keys {', '.join(KEYS)}")
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise UserError(f"study {path}: trajectory: unknown key {unknown[0]!r}; known keys: {', '.join(KEYS)}")
+    check_section(path, "trajectory", data, KEYS)
     every, last = data.get("every"), data.get("last", 3)
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise UserError(f"study {path}: trajectory.every must be a whole number of steps >= 1, got {every!r}")
