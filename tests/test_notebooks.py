@@ -11,7 +11,13 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 EXPECTED = {
     "sas_vs_grpo_tiny.ipynb": ["accuracy", "step 0: mean log-prob"],
     "what_sas_does.ipynb": ["[x]", "only correct", "failed   zeroed steps [0]", "release counting"],
-    "short_context_study.ipynb": ["mislabel rate", "regime B:", "sas                    Pass@1"],
+    "short_context_study.ipynb": [
+        "mislabel rate",
+        "regime B:",
+        "sas                    Pass@1",
+        "final-peak",
+        "power: sas vs grpo_short",
+    ],
 }
 QUICK = {"what_sas_does.ipynb"}
 
