@@ -10,12 +10,14 @@ from cli_helpers import ROOT
 
 from sas_trl.cli import main
 from sas_trl.compare.power import (
+    markdown,
     minimum_detectable_effect,
     paired_power,
     paired_sd,
     power_table,
     seeds_needed,
 )
+from sas_trl.compare.stats import paired_difference
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +71,20 @@ def test_power_table_from_per_run_values():
     assert row["power"] == pytest.approx(paired_power(sd, 4, 0.02))
     (planned,) = power_table(results, [("sas", "grpo")], "pass@1", n=20)
     assert planned["seeds"] == 20 and planned["mde"] < row["mde"]
+
+
+def test_power_table_states_each_comparisons_observed_difference():
+    # A primary comparison that is not against the reference still gets its difference, interval and p.
+    results = results_with({"filter": [0.30, 0.41, 0.38, 0.35], "sas": [0.43, 0.51, 0.49, None]})
+    (row,) = power_table(results, [("sas", "filter")], "pass@1")
+    expected = paired_difference([0.43, 0.51, 0.49], [0.30, 0.41, 0.38])
+    assert row["difference"] == pytest.approx(expected) and row["difference"]["n"] == row["pairs"] == 3
+    assert row["difference"]["ci_low"] > 0  # this toy difference excludes 0
+    line = next(x for x in markdown([row], "pass@1") if x.startswith("| sas vs filter"))
+    d = expected
+    assert f"+{100 * d['mean']:.2f} [+{100 * d['ci_low']:.2f}, +{100 * d['ci_high']:.2f}] p={d['p']:.3f}" in line
+    (lone,) = power_table(results_with({"a": [0.5], "b": [0.4]}), [("a", "b")], "pass@1")
+    assert "no interval (n=1)" in next(x for x in markdown([lone], "pass@1") if x.startswith("| a vs b"))
 
 
 def study_file(tmp_path, power) -> str:

@@ -30,6 +30,7 @@ from scipy import optimize, stats
 
 from ..errors import UserError
 from .sections import check_section
+from .stats import paired_difference
 
 if TYPE_CHECKING:
     from .study import Study
@@ -161,19 +162,22 @@ def power_table(
     n: int | None = None,
     effect: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Per comparison, from the per-run values in `results` (a study's results.json): the paired spread, the
-    minimum detectable effect with `n` seeds (default: the pairs observed), the power for `effect`, and the seeds
-    a 1- or 2-point effect (and `effect`) would need."""
+    """Per comparison, from the per-run values in `results` (a study's results.json): the observed paired
+    difference (mean, t-interval, p), the paired spread, the minimum detectable effect with `n` seeds (default:
+    the pairs observed), the power for `effect`, and the seeds a 1- or 2-point effect (and `effect`) would need."""
     rows = []
     for condition, against in pairs:
         runs = results["conditions"].get(condition, {}).get("runs", {})
         ref_runs = results["conditions"].get(against, {}).get("runs", {})
         seeds = sorted(set(runs) & set(ref_runs), key=str)
-        pairs_n, sd = paired_sd(
-            [(runs[s] or {}).get(metric) for s in seeds], [(ref_runs[s] or {}).get(metric) for s in seeds]
-        )
+        values = [(runs[s] or {}).get(metric) for s in seeds]
+        reference = [(ref_runs[s] or {}).get(metric) for s in seeds]
+        pairs_n, sd = paired_sd(values, reference)
         planned = n if n is not None else pairs_n
         row: dict[str, Any] = {"condition": condition, "against": against, "pairs": pairs_n, "sd": sd}
+        row["difference"] = paired_difference(
+            [v if _number(v) else None for v in values], [v if _number(v) else None for v in reference]
+        )
         row["seeds"] = planned
         row["mde"] = None if sd is None else minimum_detectable_effect(sd, planned)
         row["needed"] = {str(e): (None if sd is None else seeds_needed(sd, e)) for e in POINTS}
@@ -191,6 +195,16 @@ def _points(x: float | None, metric: str) -> str:
     return f"{100 * x:.2f}" if metric.startswith(("pass@", "truncated")) else f"{x:.3f}"
 
 
+def _difference(d: dict[str, Any] | None, metric: str) -> str:
+    """`+1.23 [-0.50, +2.96] p=0.150`; never a bare difference: without an interval, only the pair count."""
+    if not d or d["ci_low"] is None:
+        return f"no interval (n={d['n'] if d else 0})"
+    scale = 100 if metric.startswith(("pass@", "truncated")) else 1
+    digits = 2 if scale == 100 else 3
+    low, mean, high = (f"{scale * d[k]:+.{digits}f}" for k in ("ci_low", "mean", "ci_high"))
+    return f"{mean} [{low}, {high}] p={d['p']:.3f}"
+
+
 def markdown(rows: list[dict[str, Any]], metric: str) -> list[str]:
     """The report's power section (80% power, alpha 0.05, paired t-test); empty without comparisons."""
     if not rows:
@@ -200,20 +214,22 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> list[str]:
     lines = [
         f"## Power: what these seeds can see ({metric})",
         "",
-        f"Paired t-test at alpha {ALPHA}, {int(100 * POWER)}% power, from the observed standard deviation of the "
-        "paired differences (scipy's noncentral t). A difference below the minimum detectable effect can be missed "
-        "even when it is real.",
+        f"Per comparison: the observed paired difference [95% t-interval] and paired t-test p-value; then, at alpha "
+        f"{ALPHA} and {int(100 * POWER)}% power, from the observed standard deviation of the paired differences "
+        "(scipy's noncentral t), the minimum detectable effect and the seeds an effect would need. A difference "
+        "below the minimum detectable effect can be missed even when it is real.",
         "",
-        f"| comparison | pairs | sd of differences{unit} | minimum detectable effect{unit} | "
+        f"| comparison | pairs | difference{unit} | sd of differences{unit} | minimum detectable effect{unit} | "
         + " | ".join(f"seeds for {_points(e, metric)}{' points' if unit else ''}" for e in effects)
         + " |",
-        "|---|---:|---:|---:|" + "---:|" * len(effects),
+        "|---|---:|---:|---:|---:|" + "---:|" * len(effects),
     ]
     for r in rows:
         needed = [r["needed"].get(str(e)) for e in effects]
         cells = [f"{n}" if n is not None else ("n/a" if r["sd"] is None else f"> {MAX_SEEDS}") for n in needed]
         lines.append(
-            f"| {r['condition']} vs {r['against']} | {r['pairs']} | {_points(r['sd'], metric)} | "
+            f"| {r['condition']} vs {r['against']} | {r['pairs']} | {_difference(r.get('difference'), metric)} | "
+            f"{_points(r['sd'], metric)} | "
             f"{_points(r['mde'], metric)} | " + " | ".join(cells) + " |"
         )
     return lines
