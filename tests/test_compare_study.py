@@ -265,7 +265,7 @@ def test_a_second_compare_on_the_same_study_folder_says_who_holds_it(tmp_path, c
 
 
 def test_the_decisive_studies_state_their_design_before_running():
-    # Regime A runs without a pilot of its own and without the long-budget ceiling (the budget went to B's).
+    # Regime A runs without a pilot, a trajectory or the long-budget ceiling of its own (the budget went to B's).
     for regime, extra in (("B", {"grpo_long", "sas_overlong_filter", "dapo_overlong"}), ("A", set())):
         study = load_study(f"recipes/studies/decisive_{regime}.yaml")
         assert len(study.seeds) >= 10 and study.reference == "grpo_short"
@@ -273,10 +273,10 @@ def test_the_decisive_studies_state_their_design_before_running():
         assert study.conditions["grpo_overlong_filter"]["mask_truncated_completions"] is True
         assert study.power.effect == 0.02 and study.power.metric == "pass@1"
         assert study.power.primary == (("sas", "grpo_short"), ("sas", "grpo_overlong_filter"))
-        assert study.trajectory is not None and len(study.trajectory.steps["sas"]) >= 5  # enough to see a late drop
         if regime == "A":
-            assert study.power.pilot is None
+            assert study.power.pilot is None and study.trajectory is None
             continue
+        assert study.trajectory is not None and len(study.trajectory.steps["sas"]) >= 5  # enough to see a late drop
         pilot = load_study(f"recipes/studies/decisive_{regime}_pilot.yaml")
         assert study.power.pilot == pilot.output_dir  # the main study plans from this pilot's results
         # The pilot measures what the study will run: same base, conditions, evaluation and trajectory.
