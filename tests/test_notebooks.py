@@ -17,6 +17,7 @@ EXPECTED = {
         "sas                    Pass@1",
         "final-peak",
         "power: sas vs grpo_short",
+        "final_minus_peak vs grpo_short",
     ],
 }
 QUICK = {"what_sas_does.ipynb"}
