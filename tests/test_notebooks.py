@@ -16,7 +16,7 @@ EXPECTED = {
         "regime B:",
         "sas                    Pass@1",
         "final-peak",
-        "power: sas vs grpo_short",
+        "primary: sas vs grpo_short",
         "final_minus_peak vs grpo_short",
     ],
 }
