@@ -30,7 +30,7 @@ from scipy import optimize, stats
 
 from ..errors import UserError
 from .sections import check_section
-from .stats import paired_difference
+from .stats import difference_cell, paired_difference
 
 if TYPE_CHECKING:
     from .study import Study
@@ -195,16 +195,6 @@ def _points(x: float | None, metric: str) -> str:
     return f"{100 * x:.2f}" if metric.startswith(("pass@", "truncated")) else f"{x:.3f}"
 
 
-def _difference(d: dict[str, Any] | None, metric: str) -> str:
-    """`+1.23 [-0.50, +2.96] p=0.150`; never a bare difference: without an interval, only the pair count."""
-    if not d or d["ci_low"] is None:
-        return f"no interval (n={d['n'] if d else 0})"
-    scale = 100 if metric.startswith(("pass@", "truncated")) else 1
-    digits = 2 if scale == 100 else 3
-    low, mean, high = (f"{scale * d[k]:+.{digits}f}" for k in ("ci_low", "mean", "ci_high"))
-    return f"{mean} [{low}, {high}] p={d['p']:.3f}"
-
-
 def markdown(rows: list[dict[str, Any]], metric: str) -> list[str]:
     """The report's power section (80% power, alpha 0.05, paired t-test); empty without comparisons."""
     if not rows:
@@ -228,7 +218,7 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> list[str]:
         needed = [r["needed"].get(str(e)) for e in effects]
         cells = [f"{n}" if n is not None else ("n/a" if r["sd"] is None else f"> {MAX_SEEDS}") for n in needed]
         lines.append(
-            f"| {r['condition']} vs {r['against']} | {r['pairs']} | {_difference(r.get('difference'), metric)} | "
+            f"| {r['condition']} vs {r['against']} | {r['pairs']} | {difference_cell(metric, r.get('difference'))} | "
             f"{_points(r['sd'], metric)} | "
             f"{_points(r['mde'], metric)} | " + " | ".join(cells) + " |"
         )

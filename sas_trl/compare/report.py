@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UserError
 from . import power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs
-from .stats import CONFIDENCE, paired_difference, summarize
+from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize
 from .study import Study
 
 RESULTS_FILE = "results.json"
@@ -33,7 +33,6 @@ CURVES = (
     ("frac_reward_zero_std", "groups with equal rewards (no signal)"),
 )
 MARKERS = "osD^v<>ph*"
-RATES = ("pass@", "truncated")
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -149,16 +148,6 @@ def _metric_order(key: str) -> tuple[int, int]:
     return 1, ["mean_tokens", "truncated", "aes"].index(key) if key in ("mean_tokens", "truncated", "aes") else 9
 
 
-def _fmt(key: str, value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    if key.startswith(RATES):
-        return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
-    if key == "mean_tokens":
-        return f"{value:+.1f}" if signed else f"{value:.1f}"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
 def _label(key: str) -> str:
     if key.startswith(RATES):
         return f"{key} (%)"
@@ -179,7 +168,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [line for w in results.get("warnings", []) for line in (f"**{w}**", "")]
     start = results["starting_model"]
     if start:
-        cells = ", ".join(f"{_label(k)} {_fmt(k, v)}" for k, v in start.items() if k != "aes")
+        cells = ", ".join(f"{_label(k)} {format_value(k, v)}" for k, v in start.items() if k != "aes")
         lines += [f"Starting model: {cells}.", ""]
     metrics = results["metrics"]
     lines += ["| condition | " + " | ".join(_label(k) for k in metrics) + " |"]
@@ -191,12 +180,10 @@ def markdown(results: dict[str, Any]) -> str:
             if s["mean"] is None:
                 cells.append("n/a (n=0)")
             elif s["std"] is None:
-                cells.append(f"{_fmt(k, s['mean'])} (n=1, no interval)")
+                cells.append(f"{format_value(k, s['mean'])} (n=1, no interval)")
             else:
-                cells.append(
-                    f"{_fmt(k, s['mean'])} ± {_fmt(k, s['std'])} [{_fmt(k, s['ci_low'])}, {_fmt(k, s['ci_high'])}] "
-                    f"(n={s['n']})"
-                )
+                mean, std, low, high = (format_value(k, s[x]) for x in ("mean", "std", "ci_low", "ci_high"))
+                cells.append(f"{mean} ± {std} [{low}, {high}] (n={s['n']})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -211,16 +198,7 @@ def markdown(results: dict[str, Any]) -> str:
     for name, c in results["conditions"].items():
         if name == results["reference"]:
             continue
-        cells = []
-        for k in metrics:
-            d = c["vs_reference"][k]
-            if d["ci_low"] is None:
-                cells.append(f"no interval (n={d['n']})")  # never a bare difference
-            else:
-                cells.append(
-                    f"{_fmt(k, d['mean'], True)} [{_fmt(k, d['ci_low'], True)}, {_fmt(k, d['ci_high'], True)}] "
-                    f"p={d['p']:.3f} (n={d['n']})"
-                )
+        cells = [difference_cell(k, c["vs_reference"][k]) for k in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results["missing"]:
         lines += ["", f"Runs without results yet ({len(results['missing'])}): " + ", ".join(results["missing"])]

@@ -65,3 +65,26 @@ def paired_difference(
     else:
         p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue)
     return {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "p": p}
+
+
+RATES = ("pass@", "truncated")  # metrics that are shares, shown in percentage points
+
+
+def format_value(key: str, value: float | None, signed: bool = False) -> str:
+    """One metric's value as the reports print it: rates in points, tokens to 0.1, anything else to 0.001."""
+    if value is None:
+        return "n/a"
+    if key.startswith(RATES):
+        return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+    if key == "mean_tokens":
+        return f"{value:+.1f}" if signed else f"{value:.1f}"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def difference_cell(key: str, d: dict[str, float | int | None] | None) -> str:
+    """A `paired_difference` as a table cell, `+1.23 [-0.50, +2.96] p=0.150 (n=10)`; never a bare difference:
+    without an interval, only the pair count."""
+    if not d or d["ci_low"] is None:
+        return f"no interval (n={d['n'] if d else 0})"
+    low, mean, high = (format_value(key, d[k], signed=True) for k in ("ci_low", "mean", "ci_high"))
+    return f"{mean} [{low}, {high}] p={d['p']:.3f} (n={d['n']})"
