@@ -56,3 +56,39 @@ def sas_trl(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
         cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
+
+
+def kill_when(args: list[str], done: Path, what: str, timeout: float = 300) -> None:
+    """Run `sas-trl ARGS` in its own process group and kill the whole group (SIGKILL: a crash, no clean-up) as
+    soon as the file `done` exists; fails with `what` if the command ends or times out first."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sas_trl.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not done.is_file():
+        assert process.poll() is None and time.monotonic() < deadline, what
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def trip_model_work(monkeypatch, extra: tuple[str, ...] = ()) -> None:
+    """Fail the test if a training run gets as far as preparing or loading a model (or any of `extra`, more
+    functions of sas_trl.training.run)."""
+    from sas_trl.training import run as run_module
+    from sas_trl.training import warmup
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("reached model work before the user error was reported")
+
+    for name in ("prepare_model", "build_trainer", "drop_long_prompts", *extra):
+        monkeypatch.setattr(run_module, name, tripwire)
+    monkeypatch.setattr(warmup, "build_builtin_model", tripwire)

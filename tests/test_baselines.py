@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import CPU_OVERRIDES, LATER_STAGES, QUICK, RECIPES, ROOT, sas_trl
+from cli_helpers import CPU_OVERRIDES, LATER_STAGES, QUICK, RECIPES, ROOT, kill_when, sas_trl
 from datasets import Dataset
 
 from sas_trl import SASConfig, SASGRPOTrainer
@@ -353,20 +348,8 @@ def test_lapo_stage1_killed_and_resumed_keeps_every_target(tmp_path):
     out = tmp_path / "run"
     recipe = str(BASELINES / "tiny_cpu" / "lapo_stage1.yaml")
     args = [*QUICK, "--max_steps", "40", "--save_steps", "1", "--output_dir", str(out)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sas_trl.cli", "train", "--recipe", recipe, *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while not (out / "checkpoint-2" / "lapo_targets.json").is_file():
-        assert process.poll() is None and time.time() < deadline, "the run ended before its 2nd step"
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    done = out / "checkpoint-2" / "lapo_targets.json"
+    kill_when(["train", "--recipe", recipe, *args], done, "the run ended before its 2nd step")
     saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
     last = saved[-1]
     before = json.loads((out / f"checkpoint-{last}" / "lapo_targets.json").read_text())

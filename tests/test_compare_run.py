@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
-from cli_helpers import ROOT
+from cli_helpers import ROOT, kill_when
 
 
 def compare(study, *flags, **kwargs):
@@ -44,20 +42,8 @@ def test_smoke_study_trains_and_with_two_jobs_a_killed_study_loses_nothing(tmp_p
 
     # Two runs at once, killed (the whole process group, like a lost terminal) once a third run has started:
     # at least one run finished, others are mid-way.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sas_trl.cli", "compare", "--study", str(path), "--jobs", "2"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    while not (runs / "sas" / "seed0" / "train.log").is_file():
-        assert proc.poll() is None and time.monotonic() < deadline, "the study ended before its third run"
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    done = runs / "sas" / "seed0" / "train.log"
+    kill_when(["compare", "--study", str(path), "--jobs", "2"], done, "the study ended before its third run", 600)
     names = {f"{c} seed {s}": runs / c / f"seed{s}" for c in ("grpo", "sas") for s in (0, 1)}
     finished = {name: finished_files(folder) for name, folder in names.items() if finished_files(folder)}
     assert finished and len(finished) < 4

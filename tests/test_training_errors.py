@@ -12,12 +12,10 @@ import json
 import time
 
 import pytest
-from cli_helpers import ROOT, sas_trl
+from cli_helpers import ROOT, sas_trl, trip_model_work
 
 from sas_trl.cli import main
 from sas_trl.errors import RecipeError
-from sas_trl.training import run as run_module
-from sas_trl.training import warmup
 from sas_trl.training.recipes import parse
 
 RECIPE = "recipes/tiny_cpu.yaml"  # 300 warm-up steps: minutes of model work if anything came after it
@@ -31,14 +29,7 @@ def run_from_repo_root(monkeypatch):
 
 @pytest.fixture
 def no_model_work(monkeypatch):
-    """Fail the test if the run gets as far as preparing or loading a model."""
-
-    def tripwire(*args, **kwargs):
-        raise AssertionError("reached model work before the user error was reported")
-
-    for name in ("prepare_model", "build_trainer", "drop_long_prompts"):
-        monkeypatch.setattr(run_module, name, tripwire)
-    monkeypatch.setattr(warmup, "build_builtin_model", tripwire)
+    trip_model_work(monkeypatch)
 
 
 def one_line_error(capsys, command: str = "train") -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from cli_helpers import QUICK, ROOT
+from cli_helpers import QUICK, ROOT, trip_model_work
 
 from sas_trl.cli import main
 from sas_trl.errors import RecipeError
@@ -374,16 +374,7 @@ def test_resuming_under_changed_settings_is_refused_unless_asked(tmp_path):
 
 @pytest.fixture
 def no_model_work(monkeypatch):
-    """Fail the test if the run gets as far as preparing or loading a model."""
-    from sas_trl.training import run as run_module
-    from sas_trl.training import warmup
-
-    def tripwire(*args, **kwargs):
-        raise AssertionError("reached model work before the user error was reported")
-
-    for name in ("prepare_model", "build_trainer", "drop_long_prompts"):
-        monkeypatch.setattr(run_module, name, tripwire)
-    monkeypatch.setattr(warmup, "build_builtin_model", tripwire)
+    trip_model_work(monkeypatch)
 
 
 # case -> (saved run's learning rate differs, its checkpoint's state: "whole"/"no optimizer"/"damaged", flags, message)

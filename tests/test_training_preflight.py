@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from cli_helpers import ROOT, sas_trl
+from cli_helpers import ROOT, sas_trl, trip_model_work
 
 from sas_trl.cli import main
 from sas_trl.errors import RecipeError
-from sas_trl.training import preflight, warmup
-from sas_trl.training import run as run_module
+from sas_trl.training import preflight
 from sas_trl.training.recipes import parse
 
 PAPER = "recipes/deepscaler_4k.yaml"  # bf16, vLLM, wandb, DeepSpeed ZeRO-2 on 8 GPUs
@@ -30,14 +29,7 @@ def run_from_repo_root(monkeypatch):
 
 @pytest.fixture
 def no_model_work(monkeypatch):
-    """Fail the test if the run gets as far as preparing or loading a model."""
-
-    def tripwire(*args, **kwargs):
-        raise AssertionError("reached model work before the user error was reported")
-
-    for name in ("prepare_model", "build_trainer", "drop_long_prompts", "load_train_dataset"):
-        monkeypatch.setattr(run_module, name, tripwire)
-    monkeypatch.setattr(warmup, "build_builtin_model", tripwire)
+    trip_model_work(monkeypatch, extra=("load_train_dataset",))  # preflight refuses before the data are read
 
 
 @pytest.fixture

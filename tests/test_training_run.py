@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from cli_helpers import QUICK, ROOT, sas_trl
+from cli_helpers import QUICK, ROOT, kill_when, sas_trl
 
 from sas_trl.cli import main
 from sas_trl.training.recipes import parse
@@ -67,20 +62,9 @@ def test_two_processes_through_the_cli(tmp_path):
 def test_interrupted_run_resumes_from_its_last_save(tmp_path):
     out = tmp_path / "run"
     args = [*QUICK, "--max_steps", "40", "--save_steps", "2", "--output_dir", str(out)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sas_trl.cli", "train", "--recipe", "recipes/tiny_cpu.yaml", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
-        assert process.poll() is None and time.time() < deadline, "the run ended before its 4th step"
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)  # a crash: no chance to clean up, maybe in the middle of a save
-    process.wait()
+    # A crash at step 4: no chance to clean up, maybe in the middle of a save.
+    done = out / "checkpoint-4" / "trainer_state.json"
+    kill_when(["train", "--recipe", "recipes/tiny_cpu.yaml", *args], done, "the run ended before its 4th step")
     # A checkpoint is complete once its trainer_state.json is written (last); a half-written one is skipped.
     saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
     assert saved and saved[-1] >= 4
