@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UserError
 from . import power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs
-from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize
+from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize, summary_cell
 from .study import Study
 
 RESULTS_FILE = "results.json"
@@ -174,16 +174,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["| condition | " + " | ".join(_label(k) for k in metrics) + " |"]
     lines += ["|---|" + "---:|" * len(metrics)]
     for name, c in results["conditions"].items():
-        cells = []
-        for k in metrics:
-            s = c["summary"][k]
-            if s["mean"] is None:
-                cells.append("n/a (n=0)")
-            elif s["std"] is None:
-                cells.append(f"{format_value(k, s['mean'])} (n=1, no interval)")
-            else:
-                mean, std, low, high = (format_value(k, s[x]) for x in ("mean", "std", "ci_low", "ci_high"))
-                cells.append(f"{mean} ± {std} [{low}, {high}] (n={s['n']})")
+        cells = [summary_cell(k, c["summary"][k]) for k in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -88,3 +88,16 @@ def difference_cell(key: str, d: dict[str, float | int | None] | None) -> str:
         return f"no interval (n={d['n'] if d else 0})"
     low, mean, high = (format_value(key, d[k], signed=True) for k in ("ci_low", "mean", "ci_high"))
     return f"{mean} [{low}, {high}] p={d['p']:.3f} (n={d['n']})"
+
+
+def summary_cell(key: str, s: dict[str, float | int | None], spread: bool = True, signed: bool = False) -> str:
+    """A `summarize` result as a table cell, `12.30 ± 1.10 [11.50, 13.10] (n=10)` (without `± sd` unless
+    `spread`); one seed has no interval and says so."""
+    if s["mean"] is None:
+        return "n/a (n=0)"
+    mean = format_value(key, s["mean"], signed)
+    if s["ci_low"] is None:
+        return f"{mean} (n=1, no interval)"
+    low, high = (format_value(key, s[k], signed) for k in ("ci_low", "ci_high"))
+    sd = f" ± {format_value(key, s['std'])}" if spread else ""
+    return f"{mean}{sd} [{low}, {high}] (n={s['n']})"

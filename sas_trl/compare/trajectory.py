@@ -30,7 +30,7 @@ import yaml
 
 from ..errors import UserError
 from .sections import check_section
-from .stats import summarize
+from .stats import summarize, summary_cell
 
 if TYPE_CHECKING:
     from .runner import Run
@@ -231,16 +231,11 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "|---|---:|---:|",
     ]
     for name, c in results["conditions"].items():
-        cells = []
-        for key, sign in (("final_minus_peak", "+"), ("last_spread", "")):  # a spread has no sign
-            s = c["stability"][key]
-            if s["mean"] is None:
-                cells.append("n/a (n=0)")
-            elif s["ci_low"] is None:
-                cells.append(f"{100 * s['mean']:{sign}.2f} (n=1, no interval)")
-            else:
-                low, high = 100 * s["ci_low"], 100 * s["ci_high"]
-                cells.append(f"{100 * s['mean']:{sign}.2f} [{low:{sign}.2f}, {high:{sign}.2f}] (n={s['n']})")
+        # Pass@1 differences in points; a spread has no sign.
+        cells = [
+            summary_cell("pass@1", c["stability"][key], spread=False, signed=key == "final_minus_peak")
+            for key in ("final_minus_peak", "last_spread")
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
