@@ -12,7 +12,18 @@ PACKAGE = Path(sas_trl.__file__).parent
 # Lower layers never import higher ones. A module not listed here fails the test: place it when adding it.
 LAYERS = {
     0: ["errors", "constants", "typecheck"],
-    1: ["segmentation", "selection", "core", "trl_losses", "rollouts", "metrics", "vocabularies", "rewards", "render"],
+    1: [
+        "segmentation",
+        "selection",
+        "core",
+        "trl_losses",
+        "rollouts",
+        "metrics",
+        "vocabularies",
+        "rewards",
+        "render",
+        "step_labels",
+    ],
     2: ["config", "sas_metrics", "tiny", "data", "transforms", "completion_logs"],
     3: ["trainer", "task"],
     4: ["evaluation"],
