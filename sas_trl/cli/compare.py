@@ -11,7 +11,7 @@ HELP = "run a multi-seed study (conditions as recipe overrides) and report means
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sas-trl compare", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl compare", description=HELP, allow_abbrev=False)
     parser.add_argument("--study", required=True, help="the study file (YAML): base_recipe, conditions, seeds, ...")
     what = parser.add_mutually_exclusive_group()
     what.add_argument(

@@ -11,7 +11,7 @@ HELP = "sample and grade a model on benchmarks: Pass@1, pass@k, length, truncati
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sas-trl eval", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl eval", description=HELP, allow_abbrev=False)
     add_eval_options(parser, "aime24,aime25,amc,math500,olympiad_bench")
     parser.add_argument("--max_tokens", type=int, default=8192, help="response token budget (default: %(default)s)")
     parser.add_argument("--pass_k", type=int_list, default=[], help="extra k for unbiased pass@k, e.g. 4,16 (k <= n)")
