@@ -46,9 +46,9 @@ def main(argv: list[str]) -> int:
     from ..compare.runner import job_envs, prepare_starting_model, print_commands, study_lock
     from ..compare.study import eval_flags
     from ..evaluation.config import check_output_folder
-    from .eval import parse_config
+    from .eval import flag_names, parse_config
 
-    study = load_study(args.study)
+    study = load_study(args.study, eval_flags=flag_names())
     check_output_folder(study.output_dir, f"study {study.path}: output_dir")
     try:  # the eval options are `sas-trl eval` flags: check them as that command would
         parse_config(["--model", "starting-model", "--output_dir", str(study.output_dir), *study.eval_argv()])

@@ -19,6 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_names() -> set[str]:
+    """Every `--flag` of `sas-trl eval`, without the dashes (what a study's `eval:` keys may be)."""
+    return {s[2:] for a in build_parser()._actions for s in a.option_strings if s.startswith("--")} - {"help"}
+
+
 def parse_config(argv: list[str]):
     """`sas-trl eval` flags -> a checked `EvalConfig` (a `UserError` names a bad flag or value)."""
     from ..evaluation import EvalConfig

@@ -36,7 +36,7 @@ from ..constants import BUILTIN_MODEL
 from ..errors import UserError
 from . import jobs as parallel
 from . import trajectory
-from .study import Study, run_recipe
+from .study import Study, own_environment, preflight_conditions, run_recipe
 
 EVAL_RESULTS = "eval_results.json"
 MADE_FROM = "made_from.json"
@@ -98,6 +98,19 @@ def job_envs(study: Study, jobs: int) -> list[dict[str, str]]:
     base = base_recipe_values(study)
     cpu_only = all({**base, **overrides}.get("use_cpu", False) for overrides in study.conditions.values())
     return parallel.job_envs(jobs, gpus=[] if cpu_only else None)
+
+
+def recipe_env(recipe_file: Path) -> dict[str, str]:
+    """A recipe's `env:` (its `base:` chain merged), set for that run's own processes only: never in the compare
+    process, where it would reach every later condition."""
+    from ..training.recipe_files import load_recipe
+
+    return {str(k): str(v) for k, v in load_recipe(recipe_file).get("env", {}).items()}
+
+
+def with_env(env: dict[str, str] | None, extra: dict[str, str]) -> dict[str, str] | None:
+    """A child's environment: `env` (None: this process's) with `extra` on top; None when nothing changes."""
+    return {**(os.environ if env is None else env), **extra} if extra else env
 
 
 def base_eval_dir(study: Study) -> Path:
@@ -289,9 +302,10 @@ def prepare_starting_model(study: Study) -> str:
     from ..training.recipes import parse
     from ..training.warmup import prepare_model
 
-    run_args, args, model_args, _ = parse(["--recipe", str(study.base_recipe)])
-    args.output_dir = str(study.output_dir.resolve())
-    return prepare_model(run_args, model_args, args, PartialState())
+    with own_environment():  # the base recipe's `env:` while its model is built, not for the runs after it
+        run_args, args, model_args, _ = parse(["--recipe", str(study.base_recipe)])
+        args.output_dir = str(study.output_dir.resolve())
+        return prepare_model(run_args, model_args, args, PartialState())
 
 
 def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
@@ -309,6 +323,7 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     time (`compare/jobs.py`: each with its own GPU(s) or CPU threads)."""
     program = [sys.executable, "-m", "sas_trl.cli"]
     runs = plan_runs(study)
+    preflight_conditions(study)  # what this machine cannot run, for every condition, before any work
     envs = job_envs(study, jobs) if jobs > 1 else [{}]
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
@@ -319,16 +334,17 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     study.output_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_starting_model(study)
     base = base_eval_dir(study)
+    base_env = with_env(None, recipe_env(study.base_recipe))  # the base recipe's `env:`, shared by every run
     if not (base / EVAL_RESULTS).is_file():
         echo("compare: evaluating the starting model")
-    run_eval_step(
-        base_eval_command(study, program), base, eval_record(study, model, None), "evaluating the starting model", echo
-    )
+    what = "evaluating the starting model"
+    run_eval_step(base_eval_command(study, program), base, eval_record(study, model, None), what, echo, base_env)
     baseline = base / EVAL_RESULTS
     if study.trajectory is not None and not (trajectory.base_dir(study) / EVAL_RESULTS).is_file():
         echo("compare: evaluating the starting model (trajectory step 0)")
         command = trajectory.base_command(study, model, program)
-        _run_logged(command, trajectory.base_dir(study) / "eval.log", "evaluating the starting model (step 0)")
+        log = trajectory.base_dir(study) / "eval.log"
+        _run_logged(command, log, "evaluating the starting model (step 0)", base_env)
 
     todo = []
     for index, run in enumerate(runs, start=1):
@@ -371,6 +387,7 @@ def run_one(
     """Train (resumed), evaluate, and evaluate the trajectory's checkpoints: whatever of it is not done yet, or was
     made from something else (`run_eval_step`)."""
     train, evaluate = commands(study, run, program)
+    env = with_env(env, recipe_env(run.recipe_file))  # its condition's `env:`, for its evaluations too
     if not run.trained():
         _run_logged(train, run.dir / "train.log", f"training {run.name}", env)
     record = eval_record(study, str(run.dir), baseline)

@@ -81,7 +81,7 @@ def with_steps(study: Study) -> Study:
         return study
     from ..errors import RecipeError
     from ..training.recipes import parse
-    from .study import run_recipe
+    from .study import own_environment, run_recipe
 
     steps = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +89,8 @@ def with_steps(study: Study) -> Study:
             file = Path(tmp) / f"{name}.yaml"
             file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
             try:
-                _, args, _, _ = parse(["--recipe", str(file)])
+                with own_environment():  # the condition's `env:` stays its own
+                    _, args, _, _ = parse(["--recipe", str(file)])
             except RecipeError as err:  # check_conditions reports these first; kept for a direct call
                 raise UserError(f"study {study.path}: condition {name!r}: {err}") from err
             where = f"study {study.path}: trajectory.every={spec.every} with condition {name!r}"
