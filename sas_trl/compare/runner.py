@@ -10,7 +10,8 @@ file. `--print_commands` prints the same commands for a cluster scheduler instea
 Nothing stale is reused: each run records what it was made from (`made_from.json`: the resolved recipe; in its
 eval folder the eval options, the model's fingerprint and the baseline's). A trained run whose resolved recipe
 changed (a `base:` file edited) is refused, naming the keys; an evaluation whose options, model or baseline
-changed is run again, with a message. One process at a time works in a study folder (`study_lock`).
+changed is run again, with a message. One process at a time works in a study folder (`study_lock`), and its
+lock lasts as long as any training or evaluation it started (`children.py`: stopped with it on SIGTERM).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +34,8 @@ import yaml
 
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
+from . import children, trajectory
 from . import jobs as parallel
-from . import trajectory
 from .study import Study, own_environment, preflight_conditions, run_recipe
 
 EVAL_RESULTS = "eval_results.json"
@@ -246,8 +246,9 @@ def run_eval_step(
 
 @contextmanager
 def study_lock(study: Study) -> Iterator[None]:
-    """Hold the study folder for this process (an exclusive flock on its lock file); a second `sas-trl compare`
-    on the same folder is refused, naming the holder (pid, host, since when)."""
+    """Hold the study folder for this process and the runs' processes it starts (an exclusive flock on its lock
+    file, which they keep open: `children.py`); a second `sas-trl compare` on the same folder is refused, naming
+    the holder (pid, host, since when) and its running children, also when the holder itself has ended."""
     study.output_dir.mkdir(parents=True, exist_ok=True)
     path = study.output_dir / LOCK_FILE
     with open(path, "a+") as handle:
@@ -255,22 +256,43 @@ def study_lock(study: Study) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            holder = " ".join(handle.read().split()) or "unknown"
             raise UserError(
-                f"study folder {study.output_dir} is in use by another sas-trl compare ({holder}); wait for it to "
-                f"finish or stop it (lock file {path})"
+                f"study folder {study.output_dir} is in use by another sas-trl compare ({holder}){_ended(holder)}; "
+                f"wait for it to finish or stop it (lock file {path})"
             ) from None
         handle.seek(0)
         handle.truncate()
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-        handle.write(f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n")
+        holder = f"pid {os.getpid()} on host {socket.gethostname()} since {since}"
+        handle.write(f"{holder}\n")
         handle.flush()
         try:
-            yield
+            with children.sharing_lock(handle, holder):
+                yield
         finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if not children.running():  # else the lock stays with them (the file stays open in them)
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ended(holder: str) -> str:
+    """ ", whose compare process has ended but whose training or evaluation still runs" when the lock's holder
+    is a process of this host that no longer exists."""
+    words = holder.split()
+    if len(words) < 5 or words[0] != "pid" or not words[1].isdigit() or words[4] != socket.gethostname():
+        return ""
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return (
+            ": that compare process has ended, but a training or evaluation it started still runs and writes into "
+            "the study folder"
+        )
+    except OSError:
+        pass
+    return ""
 
 
 def print_commands(study: Study) -> list[str]:
@@ -313,7 +335,7 @@ def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | 
     with log.open("a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        code = children.call(command, out, env, what)  # stopped with the study (SIGTERM, SIGHUP, Ctrl-C)
     if code != 0:
         raise UserError(f"{what} failed (exit {code}); see {log}. Re-run the same command to resume")
 
