@@ -16,7 +16,7 @@ from sas_trl.cli import main
 from sas_trl.compare import load_study, runner
 from sas_trl.training import warmup
 
-NAMES = ("SAS_TEST_ENV_BASE", "SAS_TEST_ENV_A", "SAS_TEST_ENV_B")
+NAMES = ("SAS_TEST_ENV_BASE", "SAS_TEST_ENV_A", "SAS_TEST_ENV_B", "SAS_TEST_ENV_SHARED")
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def study_file(tmp_path, conditions, trajectory=None) -> str:
 
 
 TWO = {
-    "a": {"sas_strategy": "none", "env": {"SAS_TEST_ENV_A": "only a"}},
+    "a": {"sas_strategy": "none", "env": {"SAS_TEST_ENV_A": "only a", "SAS_TEST_ENV_SHARED": "a's"}},
     "b": {"sas_ratio": 0.3, "env": {"SAS_TEST_ENV_B": "only b"}},
 }
 
@@ -72,7 +72,7 @@ def test_each_run_gets_its_own_conditions_env_and_no_other(tmp_path, monkeypatch
 
     def fake_run(command, log, what, env=None):
         seen.append((what, ours(os.environ if env is None else env)))
-        assert not ours(os.environ), f"{what}: the compare process holds a recipe's env"
+        assert ours(os.environ) == {"SAS_TEST_ENV_SHARED": "outer"}, f"{what}: the compare process holds an env:"
         folder = log.parent
         if command[3] == "train":
             (folder / "run_info.json").write_text("{}")
@@ -85,16 +85,18 @@ def test_each_run_gets_its_own_conditions_env_and_no_other(tmp_path, monkeypatch
 
     monkeypatch.setattr(warmup, "prepare_model", fake_prepare)
     monkeypatch.setattr(runner, "_run_logged", fake_run)
+    monkeypatch.setenv("SAS_TEST_ENV_SHARED", "outer")  # set where compare runs; condition a changes it
     study = load_study(study_file(tmp_path, TWO, trajectory={"every": 4}))
     runner.run_study(study, echo=lambda line: None)
-    assert not ours(os.environ)
-    base = {"SAS_TEST_ENV_BASE": "base"}
+    assert ours(os.environ) == {"SAS_TEST_ENV_SHARED": "outer"}
+    base = {"SAS_TEST_ENV_BASE": "base", "SAS_TEST_ENV_SHARED": "outer"}
     assert seen[0] == ("prepare", base)
     whats = {what: env for what, env in seen[1:]}
     assert whats["evaluating the starting model"] == base
     assert whats["evaluating the starting model (step 0)"] == base
     for seed in (0, 1):
-        for condition, own in (("a", {"SAS_TEST_ENV_A": "only a"}), ("b", {"SAS_TEST_ENV_B": "only b"})):
+        a = {"SAS_TEST_ENV_A": "only a", "SAS_TEST_ENV_SHARED": "a's"}
+        for condition, own in (("a", a), ("b", {"SAS_TEST_ENV_B": "only b"})):
             name = f"{condition} seed {seed}"
             for what in (f"training {name}", f"evaluating {name}", f"evaluating {name} at step 8"):
                 assert whats[what] == {**base, **own}, what
