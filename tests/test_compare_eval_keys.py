@@ -118,3 +118,27 @@ def test_load_study_alone_refuses_owned_keys_too(tmp_path):
     with pytest.raises(UserError, match="trajectory.eval sets 'output_dir'"):
         load_study(study_file(tmp_path, trajectory={"every": 4, "eval": {"output_dir": "x"}}))
     assert load_study(study_file(tmp_path, {**EVAL, "temperature": 0.5}), eval_flags=flag_names()).eval_options
+
+
+@pytest.mark.parametrize("section", ["eval", "trajectory.eval"])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("benchmarks", "--model=ELSEWHERE"),
+        ("data_dir", "--output_dir=ELSEWHERE"),
+        ("benchmarks", ["addition", "--output_dir=ELSEWHERE"]),
+        ("source", " --baseline=ELSEWHERE"),
+    ],
+)
+def test_a_value_that_is_a_flag_is_refused(tmp_path, capsys, key, value, section):
+    elsewhere = str(tmp_path / "elsewhere")
+    value = [v.replace("ELSEWHERE", elsewhere) for v in value] if isinstance(value, list) else value
+    value = value.replace("ELSEWHERE", elsewhere) if isinstance(value, str) else value
+    if section == "eval":
+        path = study_file(tmp_path, {**EVAL, key: value})
+    else:
+        path = study_file(tmp_path, trajectory={"every": 4, "eval": {key: value}})
+    assert main(["compare", "--study", path, "--print_commands"]) == 2
+    err = capsys.readouterr().err
+    assert f"{section}: {key}: value '" in err and "is a flag, not a value" in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "elsewhere").exists()

@@ -107,6 +107,10 @@ def check_eval_options(path: Path, section: str, options: dict, flags: Collectio
                 f"study {path}: {section} sets {key!r}{said}, which the study sets for each run: the model "
                 "evaluated and where its results go are the run's; remove it"
             )
+        values = options[key] if isinstance(options[key], list | tuple) else [options[key]]
+        flag_like = [v for v in values if isinstance(v, str) and v.strip().startswith("--")]
+        if flag_like:  # `sas-trl eval` would read it as a flag of its own (--model=..., --output_dir=...)
+            raise UserError(f"study {path}: {section}: {key}: value {flag_like[0]!r} is a flag, not a value")
         if flags is not None and key not in flags:
             valid = sorted(set(flags) - set(EVAL_OWNED))
             close = [f for f in valid if f.startswith(key)] or difflib.get_close_matches(key, valid, n=1)
