@@ -278,8 +278,8 @@ def study_lock(study: Study) -> Iterator[None]:
 
 
 def _ended(holder: str) -> str:
-    """ ", whose compare process has ended but whose training or evaluation still runs" when the lock's holder
-    is a process of this host that no longer exists."""
+    """What to add when the lock's holder is a process of this host that no longer exists: then a training or
+    evaluation it started holds the lock (and writes into the study folder)."""
     words = holder.split()
     if len(words) < 5 or words[0] != "pid" or not words[1].isdigit() or words[4] != socket.gethostname():
         return ""
