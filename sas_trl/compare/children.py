@@ -71,7 +71,8 @@ def _write_holders() -> None:
 
 
 def call(command: list[str], stdout: IO, env: dict[str, str] | None, what: str) -> int:
-    """`subprocess.call` in a process group of its own, stopped when this process is told to stop."""
+    """`subprocess.call`, with the study's lock file kept open in the child (while `sharing_lock`), and the child
+    with the processes under it stopped when this process is told to stop or this thread fails."""
     main = threading.current_thread() is threading.main_thread()
     with _lock:
         if main:
