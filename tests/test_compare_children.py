@@ -49,7 +49,7 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def wait_for(condition, what: str, timeout: float = 120) -> None:
+def wait_for(condition, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, what
