@@ -29,7 +29,7 @@ def tiny_task_model(folder: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", help="a saved model folder (default: the tiny task model, random init)")
     parser.add_argument("--problems", type=int, default=64)
     parser.add_argument("--n", type=int, default=8)

@@ -289,7 +289,9 @@ def print_table(result: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model on the CPU, small defaults (tests)")
     parser.add_argument("--runs", type=int, default=None, help="runs of each trainer (default 1; tiny 1)")
     parser.add_argument("--batch", type=int, default=None, help="rollouts per optimizer step (default 8; tiny 4)")

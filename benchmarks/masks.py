@@ -327,7 +327,9 @@ def print_table(result: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--vocab", choices=("qwen2", "tiny"), default="qwen2")
     parser.add_argument("--rollouts", type=int, default=1024)
     parser.add_argument("--length", type=int, default=4096)

@@ -68,7 +68,9 @@ def make_batch(rollouts: int, chars: int, seed: int = 0) -> tuple[list[str], lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--rollouts", type=int, default=1024)
     parser.add_argument("--chars", type=int, default=13_000, help="characters per completion (~3,400 tokens)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="0 = inline in this process")

@@ -526,7 +526,7 @@ def write_summary(out: Path, meta: dict) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--trl-src", required=True, type=Path, help="TRL source checkout (a work tree)")
     parser.add_argument("--trl-commit", help="commit of --trl-src when it is not a git work tree")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "trl_peer")

@@ -152,5 +152,6 @@ def test_report_only_refuses_trajectories_made_with_other_settings(tmp_path):
     check_settings(study, run.dir / "trajectory")
     fake_eval(step_dir(run, 4), 0.5)
     changed = load_study(study_file(tmp_path, {"every": 4, "eval": {"n": 3, "limit": 4}}))
-    with pytest.raises(UserError, match="evaluated with other trajectory settings"):
+    message = r"evaluated with other trajectory settings \(the study file changed: eval.n: 2 -> 3\); delete"
+    with pytest.raises(UserError, match=message):
         build_report(changed)

@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sas-trl",
         description="Step-level Advantage Selection (SAS) for GRPO post-training on Hugging Face TRL.",
         epilog="Run `sas-trl COMMAND --help` for a command's options.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"sas-trl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        sub.add_parser(name, help=command_module(name).HELP, add_help=False)
+        sub.add_parser(name, help=command_module(name).HELP, add_help=False, allow_abbrev=False)
     return parser
 
 

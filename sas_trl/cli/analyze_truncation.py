@@ -11,7 +11,7 @@ HELP = "how many traces correct at a long budget fail when cut short, and their 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sas-trl analyze-truncation", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl analyze-truncation", description=HELP, allow_abbrev=False)
     add_eval_options(parser, None)
     parser.set_defaults(n=4)
     parser.add_argument("--long_tokens", type=int, default=8192, help="sampling budget (default: %(default)s)")

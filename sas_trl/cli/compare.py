@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ..errors import UserError
@@ -11,7 +12,7 @@ HELP = "run a multi-seed study (conditions as recipe overrides) and report means
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sas-trl compare", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl compare", description=HELP, allow_abbrev=False)
     parser.add_argument("--study", required=True, help="the study file (YAML): base_recipe, conditions, seeds, ...")
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
@@ -41,14 +42,14 @@ def main(argv: list[str]) -> int:
     parser.error = fail
     args = parser.parse_args(argv)
 
-    from ..compare import build_report, load_study, run_study, trajectory
-    from ..compare.power import planned_power
-    from ..compare.runner import job_envs, prepare_starting_model, print_commands, study_lock
+    from ..compare import load_study, trajectory
+    from ..compare.children import Stopped
+    from ..compare.runner import job_envs
     from ..compare.study import eval_flags
     from ..evaluation.config import check_output_folder
-    from .eval import parse_config
+    from .eval import flag_names, parse_config
 
-    study = load_study(args.study)
+    study = load_study(args.study, eval_flags=flag_names())
     check_output_folder(study.output_dir, f"study {study.path}: output_dir")
     try:  # the eval options are `sas-trl eval` flags: check them as that command would
         parse_config(["--model", "starting-model", "--output_dir", str(study.output_dir), *study.eval_argv()])
@@ -74,7 +75,25 @@ def main(argv: list[str]) -> int:
     if args.jobs != 1:
         job_envs(study, args.jobs)  # fewer than 1 job, or more jobs than GPUs, fails here before any work
 
-    with study_lock(study):  # one process at a time writes into a study folder
+    try:
+        return _run(args, study)
+    except Stopped as stop:
+        print(
+            f"sas-trl compare: stopped by {signal.Signals(stop.signum).name}, and its training and evaluation "
+            "processes with it; checkpoints and samples saved so far are kept: run the same command to resume",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
+
+
+def _run(args: argparse.Namespace, study) -> int:
+    from ..compare import build_report, run_study
+    from ..compare.children import stopped_on_signals
+    from ..compare.power import planned_power
+    from ..compare.runner import prepare_starting_model, print_commands, study_lock
+
+    # One process at a time writes into a study folder, and its runs' processes stop with it.
+    with study_lock(study), stopped_on_signals():
         if args.print_commands:
             print("\n".join(print_commands(study)))
             if study.power is not None:  # on stderr: stdout stays one command per line for a scheduler

@@ -11,12 +11,17 @@ HELP = "sample and grade a model on benchmarks: Pass@1, pass@k, length, truncati
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sas-trl eval", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl eval", description=HELP, allow_abbrev=False)
     add_eval_options(parser, "aime24,aime25,amc,math500,olympiad_bench")
     parser.add_argument("--max_tokens", type=int, default=8192, help="response token budget (default: %(default)s)")
     parser.add_argument("--pass_k", type=int_list, default=[], help="extra k for unbiased pass@k, e.g. 4,16 (k <= n)")
     parser.add_argument("--baseline", help="another run's eval_results.json: adds AES (alpha 1, beta 3, gamma 5)")
     return parser
+
+
+def flag_names() -> set[str]:
+    """Every `--flag` of `sas-trl eval`, without the dashes (what a study's `eval:` keys may be)."""
+    return {s[2:] for a in build_parser()._actions for s in a.option_strings if s.startswith("--")} - {"help"}
 
 
 def parse_config(argv: list[str]):

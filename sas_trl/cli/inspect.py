@@ -25,7 +25,7 @@ def completion_budget(flag: int | None, recipe: dict[str, Any], recipe_path: str
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sas-trl inspect", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl inspect", description=HELP, allow_abbrev=False)
     add_eval_options(parser, "")
     parser.set_defaults(n=4, temperature=1.0, top_p=1.0)
     parser.add_argument("--prompt", action="append", default=[], help="a user message to sample from (repeatable)")

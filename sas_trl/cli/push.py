@@ -11,7 +11,7 @@ HELP = "upload a finished run's output folder (model, tokenizer, model card) to 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sas-trl push", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl push", description=HELP, allow_abbrev=False)
     parser.add_argument("--output_dir", required=True, help="the finished run's output folder")
     parser.add_argument("--hub_model_id", required=True, help="repo id, e.g. user/model")
     parser.add_argument("--hub_private_repo", action="store_true", help="create the repo as private")

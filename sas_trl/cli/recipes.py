@@ -11,7 +11,7 @@ def main(argv: list[str]) -> int:
     from .. import __version__
     from ..training.packaged import PACKAGED, other_files, training_recipes
 
-    parser = argparse.ArgumentParser(prog="sas-trl recipes", description=HELP)
+    parser = argparse.ArgumentParser(prog="sas-trl recipes", description=HELP, allow_abbrev=False)
     parser.parse_args(argv)
     recipes = training_recipes()
     width = max(len(name) for name, _ in recipes) + 2

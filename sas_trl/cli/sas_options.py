@@ -50,7 +50,7 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
         if value is not None:
             argv += [f"--{PREFIX}{f.name}", value]
     argv = unescape_flags(argv)  # as `sas-trl train` reads them
-    parser = TrlParser([SASConfig])
+    parser = TrlParser([SASConfig], allow_abbrev=False)
 
     def fail(message: str):  # argparse would print its usage and exit
         raise RecipeError(message)

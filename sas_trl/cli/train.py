@@ -20,7 +20,7 @@ def help_text() -> str:
     from ..training.arguments import RunArguments, dataclass_types
 
     run_types = dataclass_types()
-    parser = TrlParser(run_types)
+    parser = TrlParser(run_types, allow_abbrev=False)
     run_fields = {f.name for f in dataclasses.fields(RunArguments)}
     model_fields = {f.name for f in dataclasses.fields(run_types[2])}
     sections: dict[str, list] = {

@@ -2,7 +2,8 @@
 paired difference from the reference condition with its interval and p-value, training curves averaged over
 seeds with a band, and accuracy against length; the power of each paired comparison, stability along training
 (with a trajectory) and the learning signal, with a warning for a condition that learned nothing. Written from
-whatever results exist (`--report_only`)."""
+whatever results exist (`--report_only`), naming what each evaluation evaluated: one of another model is left
+out, one made with other eval options is marked (`evaluated.py`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from . import power, signal, trajectory
-from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs
+from . import evaluated, power, signal, trajectory
+from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
 from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize, summary_cell
 from .study import Study
 
@@ -92,9 +93,27 @@ def _checked_history(history: Any, path: Path) -> list[dict[str, Any]]:
     return history
 
 
+STARTING_MODEL = "the starting model"
+
+
 def collect(study: Study) -> dict[str, Any]:
     runs = plan_runs(study)
     per_run = {(r.condition, r.seed): eval_metrics(r.eval_dir / EVAL_RESULTS) for r in runs}
+    start_model, _ = starting_model(study)
+    argv = study.eval_argv()
+    root = study.output_dir.resolve()
+    checks = {
+        name: evaluated.check_folder(folder, model, argv, root)
+        for name, folder, model in [
+            (STARTING_MODEL, base_eval_dir(study), start_model),
+            *((r.name, r.eval_dir, str(r.dir)) for r in runs),
+        ]
+        if (folder / EVAL_RESULTS).is_file()
+    }
+    left_out = {name: c.not_the_model for name, c in checks.items() if c.not_the_model}
+    for r in runs:
+        if r.name in left_out:  # another model's numbers: not this run's
+            per_run[(r.condition, r.seed)] = None
     metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
     reference = [per_run[(study.reference, s)] for s in study.seeds]
     conditions = {}
@@ -115,7 +134,8 @@ def collect(study: Study) -> dict[str, Any]:
         }
         if study.trajectory is not None:  # per seed: [{step, metrics}], step 0 the starting model
             paths = {str(r.seed): r for r in runs if r.condition == condition}
-            traj = {seed: trajectory.collect(study, r, eval_metrics) for seed, r in paths.items()}
+            read = _trajectory_reader(study, runs, start_model, left_out)
+            traj = {seed: trajectory.collect(study, r, read) for seed, r in paths.items()}
             conditions[condition]["trajectory"] = traj
             conditions[condition]["stability"] = trajectory.stability(traj, study.trajectory.last)
     results = {
@@ -124,10 +144,15 @@ def collect(study: Study) -> dict[str, Any]:
         "seeds": list(study.seeds),
         "reference": study.reference,
         "confidence": CONFIDENCE,
-        "starting_model": eval_metrics(base_eval_dir(study) / EVAL_RESULTS),
+        "starting_model": None if STARTING_MODEL in left_out else eval_metrics(base_eval_dir(study) / EVAL_RESULTS),
+        "evaluated": {name: c.model for name, c in checks.items()},  # the model each eval_results.json names
+        "left_out": left_out,
+        "eval_option_changes": {
+            name: {k: list(v) for k, v in c.option_changes.items()} for name, c in checks.items() if c.option_changes
+        },
         "metrics": metrics,
         "conditions": conditions,
-        "missing": [r.name for r in runs if per_run[(r.condition, r.seed)] is None],
+        "missing": [r.name for r in runs if per_run[(r.condition, r.seed)] is None and r.name not in left_out],
         "trajectory": None
         if study.trajectory is None
         else {"every": study.trajectory.every, "last": study.trajectory.last, "eval": trajectory.eval_options(study)},
@@ -138,8 +163,31 @@ def collect(study: Study) -> dict[str, Any]:
         "effect": spec.effect,
         "comparisons": power.power_table(results, power.comparisons(study), spec.metric, effect=spec.effect),
     }
-    results["warnings"] = signal.warnings(results)
+    changed = {name: c.option_changes for name, c in checks.items()}
+    results["warnings"] = evaluated.warnings(left_out, changed) + signal.warnings(results)
     return results
+
+
+def _trajectory_reader(study: Study, runs: list[Run], start_model: str, left_out: dict[str, str]):
+    """`eval_metrics` for the trajectory's evaluations, None for one of another model than its checkpoint (or the
+    starting model), which is added to `left_out`."""
+    expected = {trajectory.base_dir(study): (f"{STARTING_MODEL} (trajectory step 0)", start_model)}
+    for r in runs:
+        for step in study.trajectory.steps[r.condition]:
+            expected[trajectory.step_dir(r, step)] = (f"{r.name} at step {step}", str(r.dir / f"checkpoint-{step}"))
+
+    def read(path: Path) -> dict[str, float] | None:
+        metrics = eval_metrics(path)
+        if metrics is None or path.parent not in expected:
+            return metrics
+        name, model = expected[path.parent]
+        check = evaluated.check_folder(path.parent, model, None, study.output_dir.resolve())
+        if check.not_the_model:
+            left_out[name] = check.not_the_model
+            return None
+        return metrics
+
+    return read
 
 
 def _metric_order(key: str) -> tuple[int, int]:
@@ -170,6 +218,7 @@ def markdown(results: dict[str, Any]) -> str:
     if start:
         cells = ", ".join(f"{_label(k)} {format_value(k, v)}" for k, v in start.items() if k != "aes")
         lines += [f"Starting model: {cells}.", ""]
+    lines += _evaluated_lines(results)
     metrics = results["metrics"]
     lines += ["| condition | " + " | ".join(_label(k) for k in metrics) + " |"]
     lines += ["|---|" + "---:|" * len(metrics)]
@@ -203,6 +252,18 @@ def markdown(results: dict[str, Any]) -> str:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _evaluated_lines(results: dict[str, Any]) -> list[str]:
+    """What the evaluations evaluated, as each `eval_results.json` names it (the exceptions are warnings)."""
+    named = {n: m for n, m in results.get("evaluated", {}).items() if m and n not in results.get("left_out", {})}
+    if not named:
+        return []
+    parts = [f"the starting model `{named[STARTING_MODEL]}`"] if STARTING_MODEL in named else []
+    runs = len(named) - (STARTING_MODEL in named)
+    if runs:
+        parts.append(f"{runs} run(s), each its own final model (`runs/CONDITION/seedSEED` in the output folder)")
+    return [f"Evaluated: {'; '.join(parts)}.", ""]
 
 
 def plot_curves(study: Study, path: Path) -> Path | None:

@@ -10,7 +10,8 @@ file. `--print_commands` prints the same commands for a cluster scheduler instea
 Nothing stale is reused: each run records what it was made from (`made_from.json`: the resolved recipe; in its
 eval folder the eval options, the model's fingerprint and the baseline's). A trained run whose resolved recipe
 changed (a `base:` file edited) is refused, naming the keys; an evaluation whose options, model or baseline
-changed is run again, with a message. One process at a time works in a study folder (`study_lock`).
+changed is run again, with a message. One process at a time works in a study folder (`study_lock`), and its
+lock lasts as long as any training or evaluation it started (`children.py`: stopped with it on SIGTERM).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,9 +34,9 @@ import yaml
 
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
+from . import children, trajectory
 from . import jobs as parallel
-from . import trajectory
-from .study import Study, run_recipe
+from .study import Study, own_environment, preflight_conditions, run_recipe
 
 EVAL_RESULTS = "eval_results.json"
 MADE_FROM = "made_from.json"
@@ -98,6 +98,19 @@ def job_envs(study: Study, jobs: int) -> list[dict[str, str]]:
     base = base_recipe_values(study)
     cpu_only = all({**base, **overrides}.get("use_cpu", False) for overrides in study.conditions.values())
     return parallel.job_envs(jobs, gpus=[] if cpu_only else None)
+
+
+def recipe_env(recipe_file: Path) -> dict[str, str]:
+    """A recipe's `env:` (its `base:` chain merged), set for that run's own processes only: never in the compare
+    process, where it would reach every later condition."""
+    from ..training.recipe_files import load_recipe
+
+    return {str(k): str(v) for k, v in load_recipe(recipe_file).get("env", {}).items()}
+
+
+def with_env(env: dict[str, str] | None, extra: dict[str, str]) -> dict[str, str] | None:
+    """A child's environment: `env` (None: this process's) with `extra` on top; None when nothing changes."""
+    return {**(os.environ if env is None else env), **extra} if extra else env
 
 
 def base_eval_dir(study: Study) -> Path:
@@ -233,8 +246,9 @@ def run_eval_step(
 
 @contextmanager
 def study_lock(study: Study) -> Iterator[None]:
-    """Hold the study folder for this process (an exclusive flock on its lock file); a second `sas-trl compare`
-    on the same folder is refused, naming the holder (pid, host, since when)."""
+    """Hold the study folder for this process and the runs' processes it starts (an exclusive flock on its lock
+    file, which they keep open: `children.py`); a second `sas-trl compare` on the same folder is refused, naming
+    the holder (pid, host, since when) and its running children, also when the holder itself has ended."""
     study.output_dir.mkdir(parents=True, exist_ok=True)
     path = study.output_dir / LOCK_FILE
     with open(path, "a+") as handle:
@@ -242,22 +256,43 @@ def study_lock(study: Study) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            holder = " ".join(handle.read().split()) or "unknown"
             raise UserError(
-                f"study folder {study.output_dir} is in use by another sas-trl compare ({holder}); wait for it to "
-                f"finish or stop it (lock file {path})"
+                f"study folder {study.output_dir} is in use by another sas-trl compare ({holder}){_ended(holder)}; "
+                f"wait for it to finish or stop it (lock file {path})"
             ) from None
         handle.seek(0)
         handle.truncate()
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-        handle.write(f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n")
+        holder = f"pid {os.getpid()} on host {socket.gethostname()} since {since}"
+        handle.write(f"{holder}\n")
         handle.flush()
         try:
-            yield
+            with children.sharing_lock(handle, holder):
+                yield
         finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if not children.running():  # else the lock stays with them (the file stays open in them)
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ended(holder: str) -> str:
+    """What to add when the lock's holder is a process of this host that no longer exists: then a training or
+    evaluation it started holds the lock (and writes into the study folder)."""
+    words = holder.split()
+    if len(words) < 5 or words[0] != "pid" or not words[1].isdigit() or words[4] != socket.gethostname():
+        return ""
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return (
+            ": that compare process has ended, but a training or evaluation it started still runs and writes into "
+            "the study folder"
+        )
+    except OSError:
+        pass
+    return ""
 
 
 def print_commands(study: Study) -> list[str]:
@@ -289,9 +324,10 @@ def prepare_starting_model(study: Study) -> str:
     from ..training.recipes import parse
     from ..training.warmup import prepare_model
 
-    run_args, args, model_args, _ = parse(["--recipe", str(study.base_recipe)])
-    args.output_dir = str(study.output_dir.resolve())
-    return prepare_model(run_args, model_args, args, PartialState())
+    with own_environment():  # the base recipe's `env:` while its model is built, not for the runs after it
+        run_args, args, model_args, _ = parse(["--recipe", str(study.base_recipe)])
+        args.output_dir = str(study.output_dir.resolve())
+        return prepare_model(run_args, model_args, args, PartialState())
 
 
 def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
@@ -299,7 +335,7 @@ def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | 
     with log.open("a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        code = children.call(command, out, env, what)  # stopped with the study (SIGTERM, SIGHUP, Ctrl-C)
     if code != 0:
         raise UserError(f"{what} failed (exit {code}); see {log}. Re-run the same command to resume")
 
@@ -309,6 +345,7 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     time (`compare/jobs.py`: each with its own GPU(s) or CPU threads)."""
     program = [sys.executable, "-m", "sas_trl.cli"]
     runs = plan_runs(study)
+    preflight_conditions(study)  # what this machine cannot run, for every condition, before any work
     envs = job_envs(study, jobs) if jobs > 1 else [{}]
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
@@ -319,16 +356,17 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     study.output_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_starting_model(study)
     base = base_eval_dir(study)
+    base_env = with_env(None, recipe_env(study.base_recipe))  # the base recipe's `env:`, shared by every run
     if not (base / EVAL_RESULTS).is_file():
         echo("compare: evaluating the starting model")
-    run_eval_step(
-        base_eval_command(study, program), base, eval_record(study, model, None), "evaluating the starting model", echo
-    )
+    what = "evaluating the starting model"
+    run_eval_step(base_eval_command(study, program), base, eval_record(study, model, None), what, echo, base_env)
     baseline = base / EVAL_RESULTS
     if study.trajectory is not None and not (trajectory.base_dir(study) / EVAL_RESULTS).is_file():
         echo("compare: evaluating the starting model (trajectory step 0)")
         command = trajectory.base_command(study, model, program)
-        _run_logged(command, trajectory.base_dir(study) / "eval.log", "evaluating the starting model (step 0)")
+        log = trajectory.base_dir(study) / "eval.log"
+        _run_logged(command, log, "evaluating the starting model (step 0)", base_env)
 
     todo = []
     for index, run in enumerate(runs, start=1):
@@ -371,6 +409,7 @@ def run_one(
     """Train (resumed), evaluate, and evaluate the trajectory's checkpoints: whatever of it is not done yet, or was
     made from something else (`run_eval_step`)."""
     train, evaluate = commands(study, run, program)
+    env = with_env(env, recipe_env(run.recipe_file))  # its condition's `env:`, for its evaluations too
     if not run.trained():
         _run_logged(train, run.dir / "train.log", f"training {run.name}", env)
     record = eval_record(study, str(run.dir), baseline)

@@ -8,7 +8,7 @@ reference: grpo                          # paired differences are taken against 
 conditions:                              # name: recipe keys that differ from the base recipe
   grpo: {sas_strategy: none}
   sas: {sas_ratio: 0.3}
-eval:                                    # `sas-trl eval` options (without --model / --output_dir / --baseline)
+eval:                                    # `sas-trl eval` options (not model, output_dir, baseline, overwrite)
   benchmarks: addition
   n: 16
   max_tokens: 64
@@ -18,8 +18,11 @@ eval:                                    # `sas-trl eval` options (without --mod
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tempfile
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,9 @@ KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval",
 REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
 # Recipe keys the study sets for every run: a condition may not override them.
 STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_hub")
+# `sas-trl eval` options the study sets for each evaluation (the model evaluated, where its results go, the
+# baseline, whether earlier samples are discarded): an `eval:` or `trajectory.eval` key naming one is refused,
+# also abbreviated or as any other key that names an output or the model.
 EVAL_OWNED = ("model", "output_dir", "baseline", "overwrite")
 MAX_RUNS = 500  # conditions x seeds: beyond this a study is a typo, and each run is a folder of its own
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -73,8 +79,55 @@ def eval_flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and check a study file; every problem is a `UserError` naming the file and the key."""
+def owned_eval_flag(key: str, flags: Collection[str] = ()) -> str | None:
+    """The `sas-trl eval` flag the study owns that `key` would set or that it names (an abbreviation, an output,
+    the model), or None. `flags`: every flag of `sas-trl eval`, so that a prefix of another flag too is not taken
+    for an owned one."""
+    name = key.lstrip("-").replace("-", "_").lower()
+    if name in EVAL_OWNED:
+        return name
+    if "output" in name or name.startswith("model"):
+        return "output_dir" if "output" in name else "model"
+    owners = [o for o in EVAL_OWNED if name and o.startswith(name)]
+    if len(owners) == 1 and not any(f.startswith(name) for f in flags if f not in EVAL_OWNED):
+        return owners[0]
+    return None
+
+
+def check_eval_options(path: Path, section: str, options: dict, flags: Collection[str] | None = None) -> None:
+    """`UserError` for a key of the study's `section` (`eval` or `trajectory.eval`) that names an option the study
+    sets for each run, or, given `flags` (every `sas-trl eval` flag), one that is not a flag: with the nearest."""
+    for key in options:
+        if not isinstance(key, str):
+            raise UserError(f"study {path}: {section}: key {key!r} is not a `sas-trl eval` option name")
+        owned = owned_eval_flag(key, flags or ())
+        if owned is not None:
+            said = "" if key == owned else f" (it would name --{owned})"
+            raise UserError(
+                f"study {path}: {section} sets {key!r}{said}, which the study sets for each run: the model "
+                "evaluated and where its results go are the run's; remove it"
+            )
+        values = options[key] if isinstance(options[key], list | tuple) else [options[key]]
+        flag_like = [v for v in values if isinstance(v, str) and v.strip().startswith("--")]
+        if flag_like:  # `sas-trl eval` would read it as a flag of its own (--model=..., --output_dir=...)
+            raise UserError(f"study {path}: {section}: {key}: value {flag_like[0]!r} is a flag, not a value")
+        if flags is not None and key not in flags:
+            valid = sorted(set(flags) - set(EVAL_OWNED))
+            close = [f for f in valid if f.startswith(key)] or difflib.get_close_matches(key, valid, n=1)
+            hint = (
+                f"; did you mean {' or '.join(map(repr, close))}? (options are never abbreviated)"
+                if close
+                else f"; known options: {', '.join(valid)}"
+            )
+            raise UserError(f"study {path}: {section}: unknown `sas-trl eval` option {key!r}{hint}")
+
+
+def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> Study:
+    """Read and check a study file; every problem is a `UserError` naming the file and the key.
+
+    `eval_flags`: every flag of `sas-trl eval` (`sas_trl.cli.eval.flag_names`, a higher layer), so that an
+    unknown `eval:` or `trajectory.eval` key is refused here with the nearest one; without it only the keys the
+    study owns are refused here (`sas-trl compare` passes it)."""
     path = Path(resolve_path(str(path)))  # `recipes/studies/...`: the packaged study when not here
     if not path.is_file():
         raise UserError(f"study file not found: {path}")
@@ -150,9 +203,9 @@ def load_study(path: str | Path) -> Study:
         trajectory=parse_trajectory(path, data.get("trajectory")),
         power=parse_power(path, data.get("power"), list(conditions), reference),
     )
-    owned = sorted(set(study.eval_options) & set(EVAL_OWNED))
-    if owned:
-        raise UserError(f"study {path}: eval sets {owned[0]!r}, which the study sets for each run")
+    check_eval_options(path, "eval", study.eval_options, eval_flags)
+    if study.trajectory is not None:
+        check_eval_options(path, "trajectory.eval", study.trajectory.eval, eval_flags)
     check_conditions(study)
     return with_steps(study)
 
@@ -175,8 +228,22 @@ def run_recipe(study: Study, condition: str, seed: int, run_dir: Path, model: st
     return recipe
 
 
+@contextmanager
+def own_environment() -> Iterator[None]:
+    """Put `os.environ` back as it was: parsing a recipe applies its `env:` (as `sas-trl train` must), and in the
+    compare process one condition's variables would reach every later condition's training and evaluation."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
 def check_conditions(study: Study) -> None:
-    """Parse every condition's recipe exactly as `sas-trl train` would (keys, types, values, files)."""
+    """Parse every condition's recipe exactly as `sas-trl train` would (keys, types, values, files), each with its
+    own `env:` only while it is parsed."""
     from ..errors import RecipeError
     from ..training.recipes import parse
 
@@ -185,7 +252,32 @@ def check_conditions(study: Study) -> None:
             file = Path(tmp) / f"{name}.yaml"
             file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
             try:
-                parse(["--recipe", str(file)])
+                with own_environment():
+                    parse(["--recipe", str(file)])
             except RecipeError as err:
                 message = str(err).replace(str(file), f"condition {name!r}")
                 raise UserError(f"study {study.path}: condition {name!r}: {message}") from err
+
+
+def preflight_conditions(study: Study) -> None:
+    """What `sas-trl train` refuses on this machine (`training/preflight.py`: a GPU recipe on a CPU, wandb without
+    a login, a package that is missing, ...) for every condition, before the first run: every problem in one
+    message naming its condition. Each condition is checked with its own `env:` (a key it sets counts)."""
+    from ..errors import RecipeError
+    from ..training.recipes import parse
+
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in study.conditions:
+            file = Path(tmp) / f"{name}.yaml"
+            file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
+            try:
+                with own_environment():
+                    parse(["--recipe", str(file)], this_machine=True)
+            except RecipeError as err:
+                problems.append(f"condition {name!r}: {str(err).replace(str(file), f'condition {name!r}')}")
+    if problems:
+        raise UserError(
+            f"study {study.path}: {len(problems)} of {len(study.conditions)} condition(s) cannot train on this "
+            f"machine; nothing was run: {'; '.join(problems)}"
+        )

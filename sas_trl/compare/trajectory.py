@@ -81,7 +81,7 @@ def with_steps(study: Study) -> Study:
         return study
     from ..errors import RecipeError
     from ..training.recipes import parse
-    from .study import run_recipe
+    from .study import own_environment, run_recipe
 
     steps = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +89,8 @@ def with_steps(study: Study) -> Study:
             file = Path(tmp) / f"{name}.yaml"
             file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
             try:
-                _, args, _, _ = parse(["--recipe", str(file)])
+                with own_environment():  # the condition's `env:` stays its own
+                    _, args, _, _ = parse(["--recipe", str(file)])
             except RecipeError as err:  # check_conditions reports these first; kept for a direct call
                 raise UserError(f"study {study.path}: condition {name!r}: {err}") from err
             where = f"study {study.path}: trajectory.every={spec.every} with condition {name!r}"
@@ -166,9 +167,26 @@ def _refuse_other_settings(study: Study, folder: Path) -> None:
     file = folder / SETTINGS
     if file.is_file() and file.read_text() != _settings(study):
         raise UserError(
-            f"{folder} was evaluated with other trajectory settings (the study file changed); delete that folder "
-            "or choose another output_dir"
+            f"{folder} was evaluated with other trajectory settings (the study file changed: "
+            f"{_differences(file.read_text(), _settings(study))}); delete that folder or choose another output_dir"
         )
+
+
+def _differences(then: str, now: str) -> str:
+    """'eval.n: 2 -> 3; every: 4 -> 8': what differs between two recorded settings."""
+    try:
+        old, new = json.loads(then), json.loads(now)
+    except ValueError:
+        old = None
+    if not isinstance(old, dict):
+        return "its record is not readable"
+    old_eval = old.get("eval") if isinstance(old.get("eval"), dict) else {}
+    pairs = {"every": (old.get("every"), new["every"])}
+    pairs.update(
+        (f"eval.{key}", (old_eval.get(key, "(unset)"), new["eval"].get(key, "(unset)")))
+        for key in sorted(old_eval.keys() | new["eval"].keys())
+    )
+    return "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in pairs.items() if a != b) or "its record differs"
 
 
 def done(study: Study, run: Run) -> bool:

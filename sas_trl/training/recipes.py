@@ -77,7 +77,7 @@ def build(recipe: dict[str, Any], argv: list[str]):
     """
     from trl import TrlParser
 
-    parser = TrlParser(dataclass_types())
+    parser = TrlParser(dataclass_types(), allow_abbrev=False)
 
     def fail(message: str):  # argparse would print its (very long) usage and exit
         raise RecipeError(message)
