@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from ..constants import BUILTIN_DATASET
-from ..errors import RecipeError
+from ..errors import RecipeError, UserError
 from .arguments import RunArguments
+
+
+def offline_dataset_hint(name: str) -> str:
+    """What to do when the Hub dataset `name` cannot be reached: a local copy in `dataset_name`."""
+    stem = name.rstrip("/").rsplit("/", 1)[-1]
+    return (
+        f". Without the Hub, save it where the Hub is reachable (datasets.load_dataset({name!r}, split='train')"
+        f".to_json('{stem}.jsonl')) and pass --dataset_name {stem}.jsonl (a local .jsonl, .json or .parquet file "
+        "with the problem and answer columns)"
+    )
 
 
 def load_train_dataset(run_args: RunArguments, args):
@@ -16,14 +26,20 @@ def load_train_dataset(run_args: RunArguments, args):
         return grpo_dataset(size, seed=args.seed, task=run_args.builtin_task())
     from ..data import load_deepscaler
 
-    return load_deepscaler(
-        run_args.dataset_name,
-        split=run_args.dataset_split,
-        prompt_template=run_args.prompt_template,
-        problem_column=run_args.problem_column,
-        answer_column=run_args.answer_column,
-        limit=run_args.max_train_samples,
-    )
+    try:
+        return load_deepscaler(
+            run_args.dataset_name,
+            split=run_args.dataset_split,
+            prompt_template=run_args.prompt_template,
+            problem_column=run_args.problem_column,
+            answer_column=run_args.answer_column,
+            limit=run_args.max_train_samples,
+            config=run_args.dataset_config,
+        )
+    except UserError as err:
+        if not str(err).startswith("Hub dataset"):
+            raise
+        raise UserError(f"{err}{offline_dataset_hint(run_args.dataset_name)}") from err
 
 
 def drop_long_prompts(dataset, model_id: str, model_args, max_tokens: int):

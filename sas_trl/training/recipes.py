@@ -20,7 +20,7 @@ from ..errors import RecipeError
 from .arguments import RunArguments, dataclass_types
 from .argv import flag_names, pop_recipe_flag, unescape_flags
 from .launch import is_launched_child
-from .packaged import PACKAGED, resolve_path, resolve_recipe
+from .packaged import PACKAGED, resolve_accelerate_config, resolve_path, resolve_recipe
 from .preflight import check_machine
 from .recipe_files import Recipe, dump_recipe, load_recipe
 from .settings_checks import check_values
@@ -30,7 +30,7 @@ __all__ = ["RunArguments", "build", "dataclass_types", "dump_recipe", "load_reci
 
 
 def parse(argv: list[str], *, this_machine: bool = False):
-    """`--recipe FILE` plus `--field value` overrides -> (RunArguments, SASConfig, ModelConfig, recipe dict).
+    """`--recipe FILE` (or TRL's `--config FILE`) plus `--field value` overrides -> (RunArguments, SASConfig, ModelConfig, recipe dict).
 
     The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe). FILE is a
     path, or the name of a packaged recipe (`packaged.py`). With `this_machine`, settings this machine cannot
@@ -54,7 +54,7 @@ def parse(argv: list[str], *, this_machine: bool = False):
         check_machine(recipe, argv)
     run_args, sas_args, model_args = build(recipe, argv)
     # `recipes/...` paths a recipe names: the packaged files when the current folder has no such file
-    run_args.accelerate_config = resolve_path(run_args.accelerate_config)
+    run_args.accelerate_config = resolve_accelerate_config(run_args.accelerate_config)  # a name: its file
     run_args.dataset_name = resolve_path(run_args.dataset_name)
     where = locator(recipe, argv)
     try:
