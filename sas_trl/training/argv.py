@@ -6,7 +6,6 @@ import re
 
 from ..errors import RecipeError
 
-
 RECIPE_FLAGS = ("--recipe", "--config")  # `--config` is TRL's name (`trl grpo --config FILE`)
 
 
@@ -40,7 +39,7 @@ def pop_switch(argv: list[str], name: str) -> tuple[list[str], bool]:
     kept, on = [], False
     for arg in argv:
         flag, sep, value = arg.partition("=")
-        if flag.replace("-", "_") != f"--{name}":
+        if not flag.startswith("--") or flag[2:].replace("-", "_") != name:
             kept.append(arg)
             continue
         if sep and value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):

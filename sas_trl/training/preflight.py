@@ -315,9 +315,12 @@ def _data_problems(values: dict[str, Any]) -> list[str]:
 
 def _looks_local(value: str) -> bool:
     # A Hub id is "name" or "org/name"; anything else (a suffix, more parts, ./ ~ /) is a path.
-    return value.startswith((".", "/", "~")) or value.count("/") > 1 or Path(value).suffix != "" or Path(
-        resolve_path(value) or value
-    ).exists()
+    return (
+        value.startswith((".", "/", "~"))
+        or value.count("/") > 1
+        or Path(value).suffix != ""
+        or Path(resolve_path(value) or value).exists()
+    )
 
 
 def hub_dataset_unreachable(name: str) -> str | None:

@@ -30,7 +30,8 @@ __all__ = ["RunArguments", "build", "dataclass_types", "dump_recipe", "load_reci
 
 
 def parse(argv: list[str], *, this_machine: bool = False):
-    """`--recipe FILE` (or TRL's `--config FILE`) plus `--field value` overrides -> (RunArguments, SASConfig, ModelConfig, recipe dict).
+    """`--recipe FILE` (or TRL's `--config FILE`) plus `--field value` overrides -> (RunArguments, SASConfig,
+    ModelConfig, recipe dict).
 
     The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe). FILE is a
     path, or the name of a packaged recipe (`packaged.py`). With `this_machine`, settings this machine cannot
