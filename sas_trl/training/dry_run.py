@@ -53,22 +53,21 @@ def dry_run(argv: list[str]) -> str:
 
     config = accelerate_config(run_args.accelerate_config)
     launch = estimates.launch_of(config, run_args.num_processes)
-    generations = args.num_generations
-    explicit_generation = "generation_batch_size" in resolved and resolved["generation_batch_size"] is not None
     per_step = args.per_device_train_batch_size * launch.processes
-    steps_per_generation = (
-        args.generation_batch_size // per_step if explicit_generation else args.steps_per_generation
-    ) or args.gradient_accumulation_steps
+    if resolved.get("generation_batch_size") is not None:  # TRL divides it by the processes it runs on
+        if args.generation_batch_size % per_step:
+            raise RecipeError(
+                f"generation_batch_size={args.generation_batch_size} is not a multiple of "
+                f"per_device_train_batch_size x processes = {args.per_device_train_batch_size} x "
+                f"{launch.processes}: TRL refuses it at start on {launch.processes} process(es)"
+            )
+        steps_per_generation = args.generation_batch_size // per_step
+    else:
+        steps_per_generation = args.steps_per_generation or args.gradient_accumulation_steps
     batch = estimates.Batch(
-        args.per_device_train_batch_size, args.gradient_accumulation_steps, launch.processes, generations,
+        args.per_device_train_batch_size, args.gradient_accumulation_steps, launch.processes, args.num_generations,
         steps_per_generation,
     )  # fmt: skip
-    if batch.rollouts_per_generation % generations:
-        raise RecipeError(
-            f"on {launch.processes} process(es) a generation holds {batch.rollouts_per_generation} rollouts "
-            f"(per_device_train_batch_size x processes x steps_per_generation), not a multiple of "
-            f"num_generations={generations}: TRL refuses it at start"
-        )
 
     lines = [f"sas-trl train --dry_run: {source or '(no recipe)'}; nothing is loaded or written", ""]
     lines += _checks(values)
