@@ -163,6 +163,17 @@ class RunArguments:
         return AdditionTask(min_terms=self.builtin_min_terms, max_terms=self.builtin_max_terms)
 
 
+# Keys of TRL's own `trl grpo` script that sas-trl does not take, and why (docs/trl_recipes.md).
+TRL_ONLY_KEYS = {
+    "datasets": "dataset mixtures are not supported; name one dataset in dataset_name",
+    "dataset_streaming": "the data are loaded whole (prompts are filtered by length first); drop the key",
+    "streaming": "the data are loaded whole (prompts are filtered by length first); drop the key",
+    "test_split_size": "no split is carved out of the training data; name a split in dataset_test_split",
+    "reward_model_name_or_path": "rewards are functions (reward_funcs: registered names or dotted paths)",
+    "ignore_bias_buffers": "a DDP setting of TRL's scripts that GRPO does not need; drop the key",
+}
+
+
 def dataclass_types() -> tuple[type, ...]:
     """The dataclasses a recipe fills, in the order `parse` returns them (TRL and SASConfig imported late)."""
     from trl import ModelConfig
