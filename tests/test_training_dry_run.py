@@ -53,7 +53,7 @@ def test_the_paper_recipe_on_a_cpu(capsys, tmp_path):
     # 16 rollouts x 4 accumulation per GPU, x 8 GPUs; 8 generations per prompt
     assert "per GPU: 8 prompts x 8 generations = 64 rollouts" in report
     assert "in all:  64 prompts x 8 generations = 512 rollouts (8 process(es))" in report
-    assert "each generation: 128 prompts x 8 generations = 1,024 rollouts" in report
+    assert "each generation: 128 prompts x 8 generations = 1,024 rollouts, used for 2 optimizer step(s)" in report
     # parameters without weights, disk and memory, each an estimate
     assert f"model parameters: {DEEPSCALER_PARAMETERS:,} (1.777B" in report
     one = DEEPSCALER_PARAMETERS * (2 + 12 + 2)  # safetensors bf16, DeepSpeed's fp32 state, its bf16 copy

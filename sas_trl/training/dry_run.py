@@ -129,8 +129,9 @@ def _batch_lines(batch: estimates.Batch, args) -> list[str]:
         f"  per GPU: {both(batch.rollouts_per_step_per_process)} "
         f"(per_device_train_batch_size {batch.per_device} x gradient_accumulation_steps {batch.accumulation})",
         f"  in all:  {both(batch.rollouts_per_step)} ({batch.processes} process(es))",
-        f"  each generation: {both(batch.rollouts_per_generation)}, used for {batch.steps_per_generation} "
-        f"optimizer step(s) x num_iterations {args.num_iterations}",
+        f"  each generation: {both(batch.rollouts_per_generation)}, used for "
+        f"{batch.rollouts_per_generation / batch.rollouts_per_step:g} optimizer step(s) x num_iterations "
+        f"{args.num_iterations} (steps_per_generation {batch.steps_per_generation} micro-batches)",
     ]
     if args.max_steps and args.max_steps > 0:
         prompts = batch.prompts(batch.rollouts_per_step) * args.max_steps / args.num_iterations
