@@ -91,6 +91,10 @@ def test_every_problem_in_one_message(tmp_path, capsys, no_model_work, monkeypat
     assert "; 2) report_to wandb: no wandb credentials" in line
     assert "; 3) Hub dataset agentica-org/DeepScaleR-Preview-Dataset cannot be reached" in line
     assert "(ConnectError: no network)" in line and "pass --dataset_name DeepScaleR-Preview-Dataset.jsonl" in line
+    # the recipe's own error comes first in the same message (checked as if the hardware were right)
+    line = refused(capsys, ["--recipe", PAPER, "--model_name_or_path", "./no_such_model"], tmp_path)
+    assert "4 problems, all found before starting: 1) model_name_or_path: local path './no_such_model'" in line
+    assert "; 2) this recipe is written for GPUs" in line
 
 
 def test_grpo_configs_own_bf16_default_is_refused_with_the_fix(tmp_path, capsys, no_model_work, monkeypatch):

@@ -29,7 +29,7 @@ def test_config_is_recipe():
     by_recipe = parse(["--recipe", TINY])
     assert by_config[3] == by_recipe[3] and by_config[1].max_completion_length == 32
     assert parse([f"--config={TINY}"])[3] == by_recipe[3]
-    with pytest.raises(RecipeError, match="given twice"):
+    with pytest.raises(RecipeError, match="--config and --recipe both name a recipe; pass one recipe"):
         parse(["--recipe", TINY, "--config", TINY])
     with pytest.raises(RecipeError, match="--config needs a file"):
         parse(["--config", "--max_steps", "3"])

@@ -61,7 +61,7 @@ def help_text() -> str:
         formatter.start_section(title)
         formatter.add_arguments(actions)
         formatter.end_section()
-    return f"{USAGE}\n\n{DRY_RUN_HELP}\n\n{formatter.format_help()}"
+    return f"{USAGE}\n\n{formatter.format_help()}\ncommand options:\n{DRY_RUN_HELP}\n"
 
 
 def main(argv: list[str]) -> int:

@@ -15,9 +15,9 @@ def pop_recipe_flag(argv: list[str]) -> tuple[list[str], str | None]:
         index for index, arg in enumerate(argv) if arg in RECIPE_FLAGS or arg.startswith(("--recipe=", "--config="))
     ]
     if len(found) > 1:
-        raise RecipeError(
-            "--recipe (or --config) is given twice; pass one recipe (a recipe can include another with 'base:')"
-        )
+        flags = sorted({argv[index].split("=", 1)[0] for index in found})
+        given = f"{flags[0]} is given twice" if len(flags) == 1 else f"{' and '.join(flags)} both name a recipe"
+        raise RecipeError(f"{given}; pass one recipe (a recipe can include another with 'base:')")
     if not found:
         return argv, None
     index = found[0]

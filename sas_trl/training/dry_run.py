@@ -24,10 +24,6 @@ from .launch import accelerate_config, launch_command
 from .packaged import resolve_recipe
 from .recipe_files import load_recipe
 
-# Settings a CPU machine cannot build (transformers refuses them while the settings are built): switched for the
-# build only, and reported with the recipe's values.
-_BUILD_ON_CPU = {"use_cpu": ("true", True), "tf32": ("false", False), "fp16": ("false", False)}
-
 
 def dry_run(argv: list[str]) -> str:
     """The report for `sas-trl train ARGV --dry_run` (ARGV without `--dry_run`); a `RecipeError` for a recipe
@@ -37,14 +33,9 @@ def dry_run(argv: list[str]) -> str:
     rest, source = pop_recipe_flag(list(argv))
     recipe = load_recipe(resolve_recipe(source)) if source is not None else {}
     values = preflight.effective_values(recipe, rest)
-    originals = {key: preflight._bool(values.get(key, False)) for key in _BUILD_ON_CPU}
-    build_flags: list[str] = []
-    if preflight.cuda_devices() == 0:
-        for key, (flag_value, build_value) in _BUILD_ON_CPU.items():
-            if originals[key] != build_value:
-                build_flags += [f"--{key}", flag_value]
-    run_args, args, model_args, resolved = parse([*argv, *build_flags])
-    for key in _BUILD_ON_CPU:  # the recipe's values, not the build's
+    originals = {key: preflight.as_bool(values.get(key, False)) for key in preflight.BUILD_ON_CPU}
+    run_args, args, model_args, resolved = parse([*argv, *preflight.build_flags(values)])
+    for key in preflight.BUILD_ON_CPU:  # the recipe's values, not the build's
         setattr(args, key, originals[key])
         if key in recipe or f"--{key}" in rest or any(a.startswith(f"--{key}=") for a in rest):
             resolved[key] = originals[key]

@@ -104,7 +104,8 @@ def effective_values(recipe: dict[str, Any], argv: list[str]) -> dict[str, Any]:
     return values
 
 
-def _bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
+    """A recipe or flag value as a bool (flags are still text: "true", "yes", "1")."""
     if isinstance(value, str):
         return value.strip().lower() in ("yes", "true", "t", "y", "1")
     return bool(value)
@@ -146,6 +147,21 @@ def check_machine(recipe: dict[str, Any], argv: list[str]) -> None:
         raise RecipeError(join_problems(problems))
 
 
+# Settings transformers refuses to build on a machine without CUDA, and the value that builds anywhere.
+BUILD_ON_CPU = {"use_cpu": ("true", True), "tf32": ("false", False), "fp16": ("false", False)}
+
+
+def build_flags(values: dict[str, Any]) -> list[str]:
+    """Flags that let any machine build the settings (`use_cpu`, no tf32 or fp16: transformers refuses those
+    without CUDA while it builds them), so the recipe's own checks run for a recipe written for other hardware.
+    Only for checking: the run itself is built from the recipe as written."""
+    flags = []
+    for key, (flag_value, build_value) in BUILD_ON_CPU.items():
+        if as_bool(values.get(key, False)) != build_value:
+            flags += [f"--{key}", flag_value]
+    return flags
+
+
 def join_problems(problems: list[str]) -> str:
     """One line: the problem itself, or each numbered ("2 problems, all found before starting: 1) ...; 2) ...")."""
     if len(problems) == 1:
@@ -185,27 +201,27 @@ def _check_cpu_machine(values: dict[str, Any]) -> tuple[list[str], set[str]]:
     needs: list[str] = []
     fixes: list[str] = []
     named: set[str] = set()
-    use_cpu = _bool(values.get("use_cpu", False))
-    fp16 = _bool(values.get("fp16", False))
+    use_cpu = as_bool(values.get("use_cpu", False))
+    fp16 = as_bool(values.get("fp16", False))
     bf16 = values.get("bf16")
     if _none(bf16) and not fp16 and not use_cpu:  # GRPOConfig's own default: bf16 unless fp16 is set
         needs.append("bf16 (GRPOConfig's default when unset)")
         fixes += ["--use_cpu true", "--bf16 false"]
-    elif _bool(bf16) and not use_cpu:
+    elif as_bool(bf16) and not use_cpu:
         needs.append("bf16")
         fixes += ["--use_cpu true", "--bf16 false"]
     if fp16:
         needs.append("fp16")
         fixes.append("--fp16 false")
-    if _bool(values.get("tf32", False)):
+    if as_bool(values.get("tf32", False)):
         needs.append("tf32")
         fixes.append("--tf32 false")
-    if _bool(values.get("use_vllm", False)):
+    if as_bool(values.get("use_vllm", False)):
         needs.append("use_vllm")
         fixes.append("--use_vllm false")
         named.add("use_vllm")
     for key in ("load_in_4bit", "load_in_8bit"):
-        if _bool(values.get(key, False)):
+        if as_bool(values.get(key, False)):
             needs.append(key)
             fixes.append(f"--{key} false")
             named.add(key)
@@ -251,7 +267,7 @@ def _check_gpu_machine(values: dict[str, Any], gpus: int) -> str | None:
 def _package_problems(values: dict[str, Any], skip: set[str] = frozenset()) -> list[str]:
     """Settings that need a package that is not installed (those in `skip` are named already)."""
     problems = []
-    if _bool(values.get("use_vllm", False)) and "use_vllm" not in skip and not installed("vllm"):
+    if as_bool(values.get("use_vllm", False)) and "use_vllm" not in skip and not installed("vllm"):
         problems.append(
             "use_vllm: true needs vLLM, which is not installed: pip install 'sas-trl[vllm]' (a CUDA machine), "
             "or pass --use_vllm false to generate with transformers (slower)"
@@ -271,9 +287,9 @@ def _package_problems(values: dict[str, Any], skip: set[str] = frozenset()) -> l
             "pip install flash-attn --no-build-isolation, or pass --attn_implementation sdpa"
         )
     for key in ("load_in_4bit", "load_in_8bit"):
-        if _bool(values.get(key, False)) and key not in skip and not installed("bitsandbytes"):
+        if as_bool(values.get(key, False)) and key not in skip and not installed("bitsandbytes"):
             problems.append(f"{key}: true needs bitsandbytes: pip install bitsandbytes, or pass --{key} false")
-    if _bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
+    if as_bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
         problems.append(
             "use_liger_kernel: true needs liger-kernel: pip install liger-kernel, or pass --use_liger_kernel false"
         )
