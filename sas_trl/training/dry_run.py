@@ -18,18 +18,18 @@ from typing import Any
 import yaml
 
 from ..errors import RecipeError
+from ..evaluation.config import check_output_folder
 from . import estimates, preflight
 from .argv import pop_recipe_flag
 from .launch import accelerate_config, launch_command
 from .packaged import resolve_recipe
 from .recipe_files import load_recipe
+from .recipes import parse
 
 
 def dry_run(argv: list[str]) -> str:
     """The report for `sas-trl train ARGV --dry_run` (ARGV without `--dry_run`); a `RecipeError` for a recipe
     that a start would refuse on its target hardware."""
-    from .recipes import parse
-
     rest, source = pop_recipe_flag(list(argv))
     recipe = load_recipe(resolve_recipe(source)) if source is not None else {}
     values = preflight.effective_values(recipe, rest)
@@ -41,6 +41,7 @@ def dry_run(argv: list[str]) -> str:
             resolved[key] = originals[key]
         else:
             resolved.pop(key, None)
+    check_output_folder(Path(args.output_dir), "output_dir")  # as a start checks it (reads only)
 
     config = accelerate_config(run_args.accelerate_config)
     launch = estimates.launch_of(config, run_args.num_processes)
