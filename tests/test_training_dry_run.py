@@ -81,6 +81,7 @@ def test_a_cpu_recipe_runs_in_one_process_and_fsdp_and_ddp_estimates(capsys, tmp
     report = dry(capsys, ["--config", "recipes/tiny_cpu.yaml"], tmp_path)
     assert "launch command (one process):" in report and "train --config recipes/tiny_cpu.yaml" in report
     assert "the built-in model's settings" in report and "(none would refuse)" in report
+    assert "memory per process (a CPU run), estimate (one process" in report and "GPU memory" not in report
     report = dry(capsys, ["--recipe", PAPER, "--accelerate_config", "fsdp", "--num_processes", "4"], tmp_path)
     assert "launch command (4 processes, FSDP (full sharding))" in report and "--num_processes 4" in report
     assert "in all:  32 prompts x 8 generations = 256 rollouts (4 process(es))" in report

@@ -112,6 +112,16 @@ def test_a_missing_recipe_says_what_to_pass(tmp_path, capsys):
     assert "no recipe given: pass --recipe NAME or --recipe FILE" in line and "--recipe tiny_cpu" in line
 
 
+def test_the_hub_check_reads_the_cache_and_the_offline_setting(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE is set" in preflight.hub_dataset_unreachable("org/set")
+    (tmp_path / "datasets--org--set").mkdir()
+    assert preflight.hub_dataset_unreachable("org/set") is None  # downloaded before: read from the cache
+
+
 def test_an_unreachable_hub_dataset_names_the_offline_alternative(monkeypatch):
     gpus(monkeypatch, 0, hub="HF_HUB_OFFLINE is set and it is not in the Hugging Face cache")
     with pytest.raises(RecipeError) as caught:

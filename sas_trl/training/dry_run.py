@@ -194,7 +194,8 @@ def _memory_lines(size: estimates.ModelSize, launch: estimates.Launch, args, mod
     rough = estimates.activation_bytes(
         numbers, args.per_device_train_batch_size, tokens, args.max_completion_length, _checkpointing(args)
     )
-    lines = [f"GPU memory per device, estimate ({launch.label}, {launch.processes} process(es), AdamW):"]
+    where = "memory per process (a CPU run)" if args.use_cpu else "GPU memory per device"
+    lines = [f"{where}, estimate ({launch.label}, {launch.processes} process(es), AdamW):"]
     lines += [f"  {name}: {estimates.bytes_text(value)}" for name, value in {**parts, **rough}.items()]
     total = sum(parts.values()) + sum(rough.values())
     lines.append(f"  total, estimate: {estimates.bytes_text(total)}")
