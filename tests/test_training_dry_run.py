@@ -142,6 +142,35 @@ def test_the_count_matches_the_architecture(model_type, extra):
     assert estimates.count_parameters({"model_type": model_type, **numbers}) == model.num_parameters()
 
 
+@pytest.mark.parametrize("targets", [None, ["q_proj", "k_proj", "down_proj"], "all-linear"])
+def test_the_lora_count_matches_peft(targets):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    numbers = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 160,
+        "vocab_size": 1000,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model("qwen2", **numbers))
+        trainable, _ = get_peft_model(model, LoraConfig(r=8, target_modules=targets)).get_nb_trainable_parameters()
+    assert estimates.lora_parameters({"model_type": "qwen2", **numbers}, 8, targets) == trainable
+
+
+def test_the_lora_recipe(capsys, tmp_path):
+    report = dry(capsys, ["--recipe", "deepscaler_4k_lora"], tmp_path)
+    adapter = 28 * 64 * (2 * (1536 + 1536) + 2 * (1536 + 256) + 3 * (1536 + 8960))  # r 64, all seven projections
+    assert f"LoRA adapter parameters: {adapter:,}" in report
+    assert f"disk, estimate (one checkpoint under DDP): {12 * adapter / 1e9:.1f} GB" in report  # fp32 + AdamW
+    memory = report.split("GPU memory per device")[1]
+    assert f"LoRA adapter (fp32 weights, gradients, AdamW: 16 bytes/param): {16 * adapter / 1e9:.1f} GB" in memory
+    assert "reference model" not in memory  # the base with the adapter off is the reference
+
+
 def test_the_model_size_from_a_folder_or_unknown(tmp_path):
     (tmp_path / "config.json").write_text(
         '{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 16, '

@@ -68,8 +68,9 @@ def dry_run(argv: list[str]) -> str:
     lines += ["", *_launch_lines(run_args, args, argv, launch)]
     lines += ["", *_batch_lines(batch, args)]
     size = estimates.model_size(model_args.model_name_or_path, model_args.model_revision, model_args.dtype)
-    lines += ["", *_disk_lines(size, launch, args, Path(args.output_dir))]
-    lines += ["", *_memory_lines(size, launch, args, model_args, run_args)]
+    adapter = _adapter(model_args)
+    lines += ["", *_disk_lines(size, launch, args, Path(args.output_dir), adapter)]
+    lines += ["", *_memory_lines(size, launch, args, model_args, run_args, adapter)]
     return "\n".join(lines)
 
 
@@ -133,6 +134,15 @@ def _batch_lines(batch: estimates.Batch, args) -> list[str]:
     return lines
 
 
+def _adapter(model_args) -> int | None:
+    """The LoRA adapter's parameters (`use_peft`), None without one; -1 when it cannot be counted."""
+    if not model_args.use_peft:
+        return None
+    config, _ = estimates.find_config(model_args.model_name_or_path, model_args.model_revision)
+    count = estimates.lora_parameters(config, model_args.lora_r, model_args.lora_target_modules) if config else None
+    return -1 if count is None else count
+
+
 def _saves(args) -> int | None:
     """Checkpoints saved over the run (None when it depends on the dataset's size)."""
     strategy = getattr(args.save_strategy, "value", args.save_strategy)
@@ -144,19 +154,25 @@ def _saves(args) -> int | None:
     return int(args.max_steps // every)
 
 
-def _disk_lines(size: estimates.ModelSize, launch: estimates.Launch, args, output_dir: Path) -> list[str]:
+def _disk_lines(
+    size: estimates.ModelSize, launch: estimates.Launch, args, output_dir: Path, adapter: int | None
+) -> list[str]:
     state = "exists: a start resumes or refuses it, see `sas-trl train`" if output_dir.exists() else "a new folder"
     lines = [f"output_dir: {output_dir} ({state})"]
     if size.parameters is None:
         return [*lines, f"model parameters: unknown ({size.source}); no disk or memory estimate"]
     n = size.parameters
     lines.append(f"model parameters: {n:,} ({n / 1e9:.3f}B, counted from {size.source}; no weights loaded)")
-    parts = estimates.checkpoint_bytes(n, size.dtype_bytes, launch, args.save_only_model)
+    if adapter == -1:
+        return [*lines, "LoRA adapter parameters: unknown (a lora_target_modules entry not counted); no estimates"]
+    if adapter is not None:
+        lines.append(f"LoRA adapter parameters: {adapter:,} (trained; the base weights stay frozen)")
+    parts = estimates.checkpoint_bytes(n, size.dtype_bytes, launch, args.save_only_model, adapter)
     one = sum(parts.values())
     lines.append(f"disk, estimate (one checkpoint under {launch.label}): {estimates.bytes_text(one)}")
     lines += [f"  {name}: {estimates.bytes_text(value)}" for name, value in parts.items()]
     saves = _saves(args)
-    final = n * size.dtype_bytes
+    final = n * size.dtype_bytes if adapter is None else 4.0 * adapter  # a LoRA run saves its adapter
     limit = args.save_total_limit
     if saves is None:
         lines.append(
@@ -182,12 +198,14 @@ def _checkpointing(args) -> bool:
     return bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False))
 
 
-def _memory_lines(size: estimates.ModelSize, launch: estimates.Launch, args, model_args, run_args) -> list[str]:
-    if size.parameters is None:
+def _memory_lines(
+    size: estimates.ModelSize, launch: estimates.Launch, args, model_args, run_args, adapter: int | None
+) -> list[str]:
+    if size.parameters is None or adapter == -1:
         return []
     n = size.parameters
     reference = bool(args.beta) and not model_args.use_peft
-    parts = estimates.memory_per_device(n, size.dtype_bytes, launch, reference)
+    parts = estimates.memory_per_device(n, size.dtype_bytes, launch, reference, adapter)
     prompt = run_args.max_prompt_tokens or getattr(args, "max_prompt_length", None) or 0
     tokens = prompt + args.max_completion_length
     numbers = estimates.config_numbers(model_args.model_name_or_path, model_args.model_revision)
@@ -201,10 +219,6 @@ def _memory_lines(size: estimates.ModelSize, launch: estimates.Launch, args, mod
     lines.append(f"  total, estimate: {estimates.bytes_text(total)}")
     if not prompt:
         lines.append("  (prompt length unbounded: max_prompt_tokens unset, completions only counted)")
-    if model_args.use_peft:
-        lines.append(
-            "  (LoRA: gradients and optimizer state cover the adapter only; the figures assume full training)"
-        )
     if args.use_vllm and str(getattr(args, "vllm_mode", "")) == "colocate":
         lines.append(
             f"  plus vLLM (colocate) reserves vllm_gpu_memory_utilization {args.vllm_gpu_memory_utilization:g} of "

@@ -79,9 +79,9 @@ def count_parameters(config: dict[str, Any]) -> int | None:
     return layers * per_layer + embeddings + h
 
 
-def model_size(model: str, revision: str | None = None, dtype: str | None = None) -> ModelSize:
-    """The parameter count of `model` without loading it: the built-in model's numbers, a local folder's
-    config.json, the Hugging Face cache's (no network), then `KNOWN_CONFIGS`; unknown otherwise."""
+def find_config(model: str, revision: str | None = None) -> tuple[dict[str, Any] | None, str]:
+    """`model`'s config numbers and where they came from: the built-in model's settings, a local folder's
+    config.json, the Hugging Face cache's (no network), then `KNOWN_CONFIGS`; (None, why) otherwise."""
     if model == BUILTIN_MODEL:
         from ..task import TASK_MODEL_KWARGS
         from ..tiny import build_tokenizer
@@ -95,18 +95,57 @@ def model_size(model: str, revision: str | None = None, dtype: str | None = None
             "vocab_size": len(build_tokenizer()),
             "num_attention_heads": kw["num_heads"],
             "tie_word_embeddings": True,
+            "torch_dtype": "float32",
         }
-        return _sized(config, "the built-in model's settings (sas_trl.task)", dtype or "float32")
+        return config, "the built-in model's settings (sas_trl.task)"
     folder = Path(model).expanduser()
     if (folder / "config.json").is_file():
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        return _sized(config, f"{folder / 'config.json'}", dtype)
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")), f"{folder / 'config.json'}"
     cached = _cached_config(model, revision)
     if cached is not None:
-        return _sized(cached, "its config.json in the Hugging Face cache", dtype)
+        return cached, "its config.json in the Hugging Face cache"
     if model in KNOWN_CONFIGS:
-        return _sized(KNOWN_CONFIGS[model], "sas-trl's table of known models (no config.json at hand)", dtype)
-    return ModelSize(None, "no config.json here or in the Hugging Face cache, and not a known model", _bytes(dtype))
+        return KNOWN_CONFIGS[model], "sas-trl's table of known models (no config.json at hand)"
+    return None, "no config.json here or in the Hugging Face cache, and not a known model"
+
+
+def model_size(model: str, revision: str | None = None, dtype: str | None = None) -> ModelSize:
+    """The parameter count of `model` without loading it (`find_config`); unknown when no config is found."""
+    config, source = find_config(model, revision)
+    if config is None:
+        return ModelSize(None, source, _bytes(dtype))
+    return _sized(config, source, dtype)
+
+
+# PEFT's default LoRA targets for the counted architectures, and the shapes (in, out) of each linear layer.
+LORA_DEFAULT_TARGETS = ("q_proj", "v_proj")
+
+
+def lora_parameters(config: dict[str, Any], r: int, targets) -> int | None:
+    """A LoRA adapter's parameters: r x (in + out) for each targeted linear layer of every decoder layer
+    (`targets` None: PEFT's default q_proj, v_proj; "all-linear": all seven). None when a target is not one of
+    the decoder's linear layers or the architecture is not counted."""
+    if config.get("model_type") not in COUNTED_TYPES:
+        return None
+    h, inter, heads = config["hidden_size"], config["intermediate_size"], config["num_attention_heads"]
+    kv = config.get("num_key_value_heads") or heads
+    d = config.get("head_dim") or h // heads
+    shapes = {
+        "q_proj": (h, heads * d),
+        "k_proj": (h, kv * d),
+        "v_proj": (h, kv * d),
+        "o_proj": (heads * d, h),
+        "gate_proj": (h, inter),
+        "up_proj": (h, inter),
+        "down_proj": (inter, h),
+    }
+    if targets is None:
+        targets = LORA_DEFAULT_TARGETS
+    elif targets == "all-linear" or list(targets) == ["all-linear"]:
+        targets = tuple(shapes)
+    if any(t not in shapes for t in targets):
+        return None
+    return config["num_hidden_layers"] * sum(r * sum(shapes[t]) for t in set(targets))
 
 
 def _cached_config(model: str, revision: str | None) -> dict[str, Any] | None:
@@ -202,8 +241,14 @@ def bytes_text(value: float) -> str:
     return f"{value / GB:,.1f} GB" if value >= 0.1 * GB else f"{value / 1e6:,.1f} MB"
 
 
-def checkpoint_bytes(n: int, weight_bytes: int, launch: Launch, save_only_model: bool) -> dict[str, float]:
-    """One checkpoint's files (estimate), by part: the weights, and the optimizer state as the engine saves it."""
+def checkpoint_bytes(
+    n: int, weight_bytes: int, launch: Launch, save_only_model: bool, adapter: int | None = None
+) -> dict[str, float]:
+    """One checkpoint's files (estimate), by part: the weights, and the optimizer state as the engine saves it.
+    With a LoRA adapter of `adapter` parameters, only the adapter (fp32) and its optimizer state are saved."""
+    if adapter is not None:
+        parts = {"LoRA adapter weights (fp32)": 4.0 * adapter}
+        return parts if save_only_model else {**parts, "optimizer state (AdamW fp32, the adapter's)": 8.0 * adapter}
     parts = {"weights (model dtype)": float(n * weight_bytes)}
     if save_only_model:
         return parts
@@ -220,9 +265,22 @@ def checkpoint_bytes(n: int, weight_bytes: int, launch: Launch, save_only_model:
     return parts
 
 
-def memory_per_device(n: int, weight_bytes: int, launch: Launch, reference_model: bool) -> dict[str, float]:
-    """Per-device bytes of weights, gradients, optimizer state and the reference model (estimate, AdamW)."""
+def memory_per_device(
+    n: int, weight_bytes: int, launch: Launch, reference_model: bool, adapter: int | None = None
+) -> dict[str, float]:
+    """Per-device bytes of weights, gradients, optimizer state and the reference model (estimate, AdamW).
+
+    With a LoRA adapter of `adapter` parameters the base weights are frozen (sharded only under ZeRO-3 / FSDP)
+    and the adapter carries fp32 weights, gradients and AdamW state (16 bytes per parameter); the reference
+    model is the base with the adapter switched off (no copy)."""
     p = max(launch.processes, 1)
+    if adapter is not None:
+        sharded = launch.engine == "fsdp" or (launch.engine == "deepspeed" and launch.zero_stage >= 3)
+        base = n * weight_bytes / (p if sharded else 1)
+        return {
+            f"base weights (frozen, model dtype{', sharded' if sharded else ''})": base,
+            "LoRA adapter (fp32 weights, gradients, AdamW: 16 bytes/param)": 16.0 * adapter,
+        }
     if launch.engine == "deepspeed":
         stage = launch.zero_stage
         weights = 2.0 * n / (p if stage >= 3 else 1)
@@ -272,15 +330,11 @@ def activation_bytes(
 
 
 def config_numbers(model: str, revision: str | None = None) -> tuple[int, int, int] | None:
-    """(hidden_size, num_hidden_layers, vocab_size) from the same sources as `model_size`, or None."""
-    config: dict[str, Any] | None = None
-    folder = Path(model).expanduser()
+    """(hidden_size, num_hidden_layers, vocab_size) from `find_config`, or None (and for the built-in model,
+    whose activations are negligible)."""
     if model == BUILTIN_MODEL:
-        return None  # the built-in model's activations are negligible
-    if (folder / "config.json").is_file():
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    else:
-        config = _cached_config(model, revision) or KNOWN_CONFIGS.get(model)
+        return None
+    config, _ = find_config(model, revision)
     try:
         return (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) if config else None
     except (KeyError, TypeError):
