@@ -99,6 +99,8 @@ def test_a_recipe_a_start_would_refuse_on_its_target_is_refused(capsys, tmp_path
     assert dry(capsys, ["--recipe", str(recipe), "--num_processes", "4"], tmp_path)  # 64 = 16 x 4: fine
     code = main(["train", "--recipe", PAPER, "--sas_ratio", "2", "--dry_run"])
     assert code == 2 and "sas_ratio" in capsys.readouterr().err  # the recipe's own checks run as usual
+    assert main(["train", "--recipe", PAPER, "--dry_run=maybe"]) == 2
+    assert "--dry_run=maybe: expected true or false" in capsys.readouterr().err
 
 
 def test_the_paper_models_parameters_by_hand():
