@@ -189,13 +189,14 @@ def load_deepscaler(
     prompt_key: str = "prompt",
     answer_key: str = "answer",
     limit: int | None = None,
+    config: str | None = None,
 ) -> Dataset:
     """DeepScaleR-Preview-Dataset (or any problem/answer table) as GRPO prompts.
 
     Returns a dataset with `prompt_key` = [{"role": "user", "content": template(problem)}] and
     `answer_key` = the gold answer as given (str, number or list; the reward accepts all three).
     """
-    dataset = load_table(source, split)
+    dataset = load_table(source, split, config)  # `config`: a Hub dataset's configuration name
     require_columns(dataset, [problem_column, answer_column], str(source))
     if "{problem}" not in prompt_template:
         raise UserError(f"prompt_template must contain '{{problem}}', got {prompt_template!r}")

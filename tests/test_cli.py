@@ -38,8 +38,10 @@ def test_train_help_lists_sas_then_run_then_model_then_trl_settings(capsys):
         "run settings",
         "model settings",
         "training settings",
+        "command options:",
     ]
-    sas, run, model, trl = (out.index(h) for h in headers)
+    sas, run, model, trl, command = (out.index(h) for h in headers)
+    assert command < out.index("  --dry_run ") and command < out.index("  --config ")  # the command's own flags last
     assert sas < out.index("--sas_ratio") < out.index("--sas_correct_threshold") < run  # every sas_* field first
     assert run < out.index("--dataset_name") < out.index("--reward_params") < model
     assert model < out.index("--model_name_or_path") < trl < out.index("--learning_rate") < out.index("--beta ")

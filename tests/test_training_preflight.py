@@ -45,9 +45,13 @@ def no_wandb_login(monkeypatch, tmp_path):
     return home
 
 
-def gpus(monkeypatch, count: int, missing: tuple[str, ...] = (), present: tuple[str, ...] = ()):
-    """Simulate `count` CUDA devices, and packages that are (not) installed."""
+def gpus(
+    monkeypatch, count: int, missing: tuple[str, ...] = (), present: tuple[str, ...] = (), hub: str | None = None
+):
+    """Simulate `count` CUDA devices, packages that are (not) installed, and the Hub (reachable unless `hub`
+    says why not)."""
     monkeypatch.setattr(preflight, "cuda_devices", lambda: count)
+    monkeypatch.setattr(preflight, "hub_dataset_unreachable", lambda name: hub)
     real = preflight.installed
     monkeypatch.setattr(
         preflight, "installed", lambda module: module not in missing and (module in present or real(module))
@@ -75,7 +79,58 @@ def test_the_paper_recipe_on_a_cpu_names_every_gpu_setting_and_the_flags(tmp_pat
     assert "this recipe is written for GPUs" in line and "no CUDA device" in line
     for setting in ("bf16", "use_vllm", "accelerate_config recipes/accelerate/zero2.yaml (DEEPSPEED)"):
         assert setting in line
-    assert line.endswith("for a CPU run pass --use_cpu true --bf16 false --use_vllm false --accelerate_config null")
+    assert "for a CPU run pass --use_cpu true --bf16 false --use_vllm false --accelerate_config null" in line
+    assert "DeepSpeed, which is not installed" not in line  # the fix switches it off: not named twice
+
+
+def test_every_problem_in_one_message(tmp_path, capsys, no_model_work, monkeypatch, no_wandb_login):
+    # The CPU refusal, then wandb, then the Hub dataset used to cost one start each.
+    gpus(monkeypatch, 0, hub="ConnectError: no network")
+    line = refused(capsys, ["--recipe", PAPER], tmp_path)
+    assert line.startswith("sas-trl train: error: 3 problems, all found before starting: 1) this recipe is written")
+    assert "; 2) report_to wandb: no wandb credentials" in line
+    assert "; 3) Hub dataset agentica-org/DeepScaleR-Preview-Dataset cannot be reached" in line
+    assert "(ConnectError: no network)" in line and "pass --dataset_name DeepScaleR-Preview-Dataset.jsonl" in line
+    # the recipe's own error comes first in the same message (checked as if the hardware were right)
+    line = refused(capsys, ["--recipe", PAPER, "--model_name_or_path", "./no_such_model"], tmp_path)
+    assert "4 problems, all found before starting: 1) model_name_or_path: local path './no_such_model'" in line
+    assert "; 2) this recipe is written for GPUs" in line
+
+
+def test_grpo_configs_own_bf16_default_is_refused_with_the_fix(tmp_path, capsys, no_model_work, monkeypatch):
+    gpus(monkeypatch, 0)
+    flags = ["--model_name_or_path", "builtin:tiny", "--dataset_name", "builtin:addition"]
+    line = refused(capsys, flags, tmp_path)
+    assert "(bf16 (GRPOConfig's default when unset) need one)" in line and "pass --use_cpu true --bf16 false" in line
+    _, args, _, _ = parse([*flags, "--bf16", "false", "--output_dir", str(tmp_path / "o")], this_machine=True)
+    assert not args.bf16  # the fix the message names passes
+    preflight.check_machine({"fp16": False, "use_cpu": True}, [])  # bf16 on the CPU by choice: allowed
+
+
+def test_a_missing_recipe_says_what_to_pass(tmp_path, capsys):
+    line = refused(capsys, [], tmp_path)
+    assert "no recipe given: pass --recipe NAME or --recipe FILE" in line and "--recipe tiny_cpu" in line
+
+
+def test_the_hub_check_reads_the_cache_and_the_offline_setting(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE is set" in preflight.hub_dataset_unreachable("org/set")
+    (tmp_path / "datasets--org--set").mkdir()
+    assert preflight.hub_dataset_unreachable("org/set") is None  # downloaded before: read from the cache
+
+
+def test_an_unreachable_hub_dataset_names_the_offline_alternative(monkeypatch):
+    gpus(monkeypatch, 0, hub="HF_HUB_OFFLINE is set and it is not in the Hugging Face cache")
+    with pytest.raises(RecipeError) as caught:
+        preflight.check_machine({"dataset_name": "org/set", "dataset_config": "main", "use_cpu": True}, [])
+    message = str(caught.value)
+    assert message.startswith("Hub dataset org/set (config 'main') cannot be reached from this machine (HF_HUB")
+    assert "--dataset_name set.jsonl (a local .jsonl, .json or .parquet file" in message
+    for local in ("builtin:addition", "tests/fixtures/deepscaler.jsonl", "recipes/no_such.parquet"):
+        preflight.check_machine({"dataset_name": local, "use_cpu": True}, [])  # not a Hub id: no Hub check
 
 
 @pytest.mark.parametrize(
@@ -114,7 +169,8 @@ def test_vllm_not_installed_on_a_gpu_machine(tmp_path, capsys, no_model_work, mo
 
 
 def test_a_launch_config_with_more_processes_than_gpus(tmp_path, capsys, no_model_work, monkeypatch):
-    gpus(monkeypatch, 1)
+    gpus(monkeypatch, 1, present=("vllm", "deepspeed"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
     line = refused(capsys, ["--recipe", PAPER], tmp_path)
     assert "accelerate_config recipes/accelerate/zero2.yaml starts 8 processes" in line
     assert "this machine has 1 GPU" in line and "--num_processes 1" in line
@@ -157,7 +213,7 @@ def test_wandb_without_credentials(tmp_path, capsys, no_model_work, monkeypatch,
 @pytest.mark.parametrize("way", ["api key", "netrc", "offline mode", "disabled mode", "wandb offline", "other host"])
 def test_wandb_with_credentials_or_offline_passes(monkeypatch, no_wandb_login, tmp_path, way):
     gpus(monkeypatch, 0)
-    check = lambda: preflight.check_machine({"report_to": "wandb"}, [])  # noqa: E731
+    check = lambda: preflight.check_machine({"report_to": "wandb", "bf16": False}, [])  # noqa: E731
     if way == "other host":  # a netrc entry for another host is no login for the default one
         (no_wandb_login / ".netrc").write_text("machine example.com login user password secret\n")
         with pytest.raises(RecipeError, match="no wandb credentials"):

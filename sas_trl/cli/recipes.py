@@ -21,7 +21,10 @@ def main(argv: list[str]) -> int:
             recipes,
         ),
         ("studies (sas-trl compare --study recipes/NAME.yaml):", other_files("studies")),
-        ("accelerate configs (accelerate_config: recipes/NAME.yaml):", other_files("accelerate")),
+        (
+            "accelerate configs (accelerate_config: zero2, or recipes/accelerate/zero2.yaml; TRL's names too):",
+            other_files("accelerate"),
+        ),
     ]
     for index, (title, entries) in enumerate(sections):
         print(("\n" if index else "") + title)

@@ -1,4 +1,7 @@
-"""`sas-trl train --recipe FILE [--field value ...]`: train from a recipe; flags override its values."""
+"""`sas-trl train --recipe FILE [--field value ...] [--dry_run]`: train from a recipe; flags override its values.
+
+`--config FILE` (TRL's name) is the same as `--recipe FILE`; `--dry_run` checks and describes the run without
+starting it (`training/dry_run.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,17 @@ import os
 import subprocess
 
 HELP = "train with SAS from a recipe (fields of SASConfig, ModelConfig and RunArguments; flags override)"
-USAGE = "usage: sas-trl train --recipe FILE [--field value ...]"
+USAGE = "usage: sas-trl train --recipe FILE [--field value ...] [--dry_run]"
+DRY_RUN_HELP = (
+    "  --dry_run   check the recipe as on its target hardware (skipping this machine's CUDA checks) and print the\n"
+    "              resolved settings, launch command, effective batch, disk and GPU memory estimates; nothing is\n"
+    "              loaded or written\n"
+    "  --config    the same as --recipe (TRL's name)"
+)
+NO_RECIPE = (
+    "no recipe given: pass --recipe NAME or --recipe FILE (e.g. --recipe tiny_cpu on a CPU, --recipe deepscaler_4k "
+    "on 8 GPUs; `sas-trl recipes` lists them), or at least --model_name_or_path"
+)
 
 
 def help_text() -> str:
@@ -48,14 +61,25 @@ def help_text() -> str:
         formatter.start_section(title)
         formatter.add_arguments(actions)
         formatter.end_section()
-    return f"{USAGE}\n\n{formatter.format_help()}"
+    return f"{USAGE}\n\n{formatter.format_help()}\ncommand options:\n{DRY_RUN_HELP}\n"
 
 
 def main(argv: list[str]) -> int:
+    from ..errors import RecipeError
+    from ..training.argv import RECIPE_FLAGS, flag_names, pop_switch
     from ..training.recipes import parse
 
     if "-h" in argv or "--help" in argv:
         print(help_text())
+        return 0
+    names = set(flag_names(argv))
+    if not names & {*(flag[2:] for flag in RECIPE_FLAGS), "model_name_or_path"}:
+        raise RecipeError(NO_RECIPE)
+    shown, dry = pop_switch(list(argv), "dry_run")
+    if dry:
+        from ..training.dry_run import dry_run
+
+        print(dry_run(shown), flush=True)
         return 0
     run_args, sas_args, model_args, recipe = parse(argv, this_machine=True)
     from pathlib import Path

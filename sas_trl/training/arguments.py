@@ -22,6 +22,17 @@ class RunArguments:
         metadata={"help": f"Hub id, local file (.jsonl, .json, .parquet) or {BUILTIN_DATASET!r} (the built-in task)."},
     )
     dataset_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    # TRL's script keys (`trl grpo`'s ScriptArguments), with TRL's meaning.
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration name of a Hub dataset (TRL's dataset_config)."}
+    )
+    dataset_train_split: str | None = field(
+        default=None, metadata={"help": "TRL's name for dataset_split: the split to train on."}
+    )
+    dataset_test_split: str = field(
+        default="test",
+        metadata={"help": "Split evaluated on when eval_strategy is not 'no' (TRL's dataset_test_split)."},
+    )
     prompt_template: str = field(
         default=PROMPT_TEMPLATE, metadata={"help": "User message; '{problem}' is replaced by the problem text."}
     )
@@ -112,6 +123,13 @@ class RunArguments:
     def __post_init__(self):
         if isinstance(self.accelerate_config, str) and self.accelerate_config.lower() in ("", "none", "null"):
             self.accelerate_config = None  # lets a flag switch off the recipe's launch config
+        if self.dataset_train_split is not None:  # TRL's key: the same setting as dataset_split
+            if self.dataset_split not in ("train", self.dataset_train_split):
+                raise RecipeError(
+                    f"dataset_train_split={self.dataset_train_split!r} and dataset_split={self.dataset_split!r} "
+                    "name the same setting (TRL's name and ours); set one of them"
+                )
+            self.dataset_split = self.dataset_train_split
         if self.reward_format not in REWARD_FORMATS:
             allowed = ", ".join(repr(f) for f in REWARD_FORMATS)
             raise RecipeError(f"reward_format={self.reward_format!r} is not valid; allowed values: {allowed}")
@@ -143,6 +161,17 @@ class RunArguments:
         from ..task import AdditionTask
 
         return AdditionTask(min_terms=self.builtin_min_terms, max_terms=self.builtin_max_terms)
+
+
+# Keys of TRL's own `trl grpo` script that sas-trl does not take, and why (docs/trl_recipes.md).
+TRL_ONLY_KEYS = {
+    "datasets": "dataset mixtures are not supported; name one dataset in dataset_name",
+    "dataset_streaming": "the data are loaded whole (prompts are filtered by length first); drop the key",
+    "streaming": "the data are loaded whole (prompts are filtered by length first); drop the key",
+    "test_split_size": "no split is carved out of the training data; name a split in dataset_test_split",
+    "reward_model_name_or_path": "rewards are functions (reward_funcs: registered names or dotted paths)",
+    "ignore_bias_buffers": "a DDP setting of TRL's scripts that GRPO does not need; drop the key",
+}
 
 
 def dataclass_types() -> tuple[type, ...]:

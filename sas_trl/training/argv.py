@@ -6,26 +6,46 @@ import re
 
 from ..errors import RecipeError
 
+RECIPE_FLAGS = ("--recipe", "--config")  # `--config` is TRL's name (`trl grpo --config FILE`)
+
 
 def pop_recipe_flag(argv: list[str]) -> tuple[list[str], str | None]:
-    """argv without `--recipe FILE` / `--recipe=FILE`, and FILE (None when absent)."""
-    source = None
-    for index, arg in enumerate(argv):
-        if arg == "--recipe":
-            if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
-                raise RecipeError("--recipe needs a file")
-            source = argv[index + 1]
-            del argv[index : index + 2]
-            break
-        if arg.startswith("--recipe="):
-            source = arg.split("=", 1)[1]
-            if not source:
-                raise RecipeError("--recipe needs a file")
-            del argv[index]
-            break
-    if any(a == "--recipe" or a.startswith("--recipe=") for a in argv):
-        raise RecipeError("--recipe is given twice; pass one recipe (a recipe can include another with 'base:')")
+    """argv without `--recipe FILE` / `--recipe=FILE` (or TRL's `--config FILE`), and FILE (None when absent)."""
+    found = [
+        index for index, arg in enumerate(argv) if arg in RECIPE_FLAGS or arg.startswith(("--recipe=", "--config="))
+    ]
+    if len(found) > 1:
+        flags = sorted({argv[index].split("=", 1)[0] for index in found})
+        given = f"{flags[0]} is given twice" if len(flags) == 1 else f"{' and '.join(flags)} both name a recipe"
+        raise RecipeError(f"{given}; pass one recipe (a recipe can include another with 'base:')")
+    if not found:
+        return argv, None
+    index = found[0]
+    flag, sep, source = argv[index].partition("=")
+    if sep:
+        del argv[index]
+    elif index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+        source = argv[index + 1]
+        del argv[index : index + 2]
+    else:
+        source = ""
+    if not source:
+        raise RecipeError(f"{flag} needs a file (a recipe's path, or a packaged name: `sas-trl recipes` lists them)")
     return argv, source
+
+
+def pop_switch(argv: list[str], name: str) -> tuple[list[str], bool]:
+    """argv without the on/off flag `--NAME` (bare, `--NAME=true|false`), and whether it is on."""
+    kept, on = [], False
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if not flag.startswith("--") or flag[2:].replace("-", "_") != name:
+            kept.append(arg)
+            continue
+        if sep and value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise RecipeError(f"--{name}={value}: expected true or false (or --{name} alone)")
+        on = not sep or value.strip().lower() in ("true", "1", "yes")
+    return kept, on
 
 
 def flag_names(argv: list[str]) -> list[str]:

@@ -81,6 +81,42 @@ def resolve_path(value: str | None) -> str | None:
     return str(found) if found is not None else value
 
 
+def accelerate_names() -> dict[str, Path]:
+    """Accelerate configs by name, as TRL's CLI takes them: ours (`recipes/accelerate/NAME.yaml`), then TRL's
+    own (`trl/accelerate_configs`: zero1, fsdp1, fsdp2, multi_gpu, single_gpu, ...) for names we do not ship."""
+    names: dict[str, Path] = {}
+    try:
+        from importlib import resources
+
+        for entry in resources.files("trl.accelerate_configs").iterdir():
+            if entry.name.endswith(".yaml"):
+                names[entry.name.removesuffix(".yaml")] = Path(str(entry))
+    except (ImportError, OSError, TypeError):  # TRL without packaged configs: ours only
+        pass
+    names.update({path.stem: path for path in sorted((PACKAGED / "accelerate").glob("*.yaml"))})
+    return dict(sorted(names.items()))
+
+
+def resolve_accelerate_config(value: str | None) -> str | None:
+    """`accelerate_config`: a path (a `recipes/...` path mapped as `resolve_path` does), or a config's name
+    (`zero2`, `zero3`, `fsdp`, `ddp`, or TRL's `zero1`, `fsdp2`, `multi_gpu`, ...: `accelerate_names`).
+
+    A value that is neither an existing file nor a path-like name raises a `RecipeError` listing the names."""
+    if value is None or str(value).strip().lower() in ("", "none", "null"):
+        return value
+    text = str(value)
+    path_like = "/" in text.replace("\\", "/") or text.endswith((".yaml", ".yml", ".json")) or Path(text).exists()
+    if path_like:
+        return resolve_path(text)
+    names = accelerate_names()
+    if text in names:
+        return str(names[text])
+    raise RecipeError(
+        f"accelerate_config {text!r} is neither a file nor a known config name; names: {', '.join(names)} "
+        "(ours: `sas-trl recipes` lists them), or a path to an accelerate config file"
+    )
+
+
 def resolve_base(recipe: Path, base: str) -> Path:
     """The file a recipe's `base: BASE` includes: BASE relative to the recipe's folder when it exists there,
     else the packaged recipe BASE names (`recipes/deepscaler_4k.yaml`, `deepscaler_4k`), so a recipe of one's

@@ -3,11 +3,15 @@
 A GPU recipe on a CPU, vLLM that is not installed, wandb without credentials, a launch config with more
 processes than GPUs, DeepSpeed or flash-attention without their packages, a `report_to` integration that is not
 installed: each would otherwise fail after the model is loaded (minutes for the paper's 1.5B model), with a long
-traceback. Each is a `RecipeError`: one line naming the setting and the fix.
+traceback. Every problem found is named in one `RecipeError` (one line, each problem with its fix), so a
+start refused for one setting is not refused again for the next: the hardware (`hardware_problems`: GPU-only
+settings without CUDA, more processes than GPUs), then packages, reporting integrations and credentials, then a
+Hub dataset that cannot be reached (with the offline alternative).
 
 The checks read the recipe's values with the command line's flags applied, before the settings are built:
 transformers itself refuses bf16 on a CPU while the settings are built, with a message that does not say what to
-pass. `check_machine` is the one entry point; `parse(argv, this_machine=True)` calls it.
+pass. `check_machine` is the one entry point; `parse(argv, this_machine=True)` calls it. `sas-trl train --dry_run`
+runs `machine_problems(..., hardware=False)` instead and reports `hardware_problems` as skipped.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from urllib.parse import urlparse
 
 import yaml
 
+from ..constants import BUILTIN_DATASET, DEEPSCALER_ID
 from ..errors import RecipeError
+from .datasets import offline_dataset_hint
 from .launch import is_launched_child
-from .packaged import resolve_path
+from .packaged import resolve_accelerate_config, resolve_path
 
 # Settings read from the recipe and the flags (each flag's last value wins, as argparse does).
 KEYS = (
@@ -40,6 +46,8 @@ KEYS = (
     "load_in_4bit",
     "load_in_8bit",
     "use_liger_kernel",
+    "dataset_name",
+    "dataset_config",
 )
 FLASH_ATTENTION = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
 NO_WANDB_MODES = ("offline", "disabled", "dryrun")
@@ -96,7 +104,8 @@ def effective_values(recipe: dict[str, Any], argv: list[str]) -> dict[str, Any]:
     return values
 
 
-def _bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
+    """A recipe or flag value as a bool (flags are still text: "true", "yes", "1")."""
     if isinstance(value, str):
         return value.strip().lower() in ("yes", "true", "t", "y", "1")
     return bool(value)
@@ -122,7 +131,7 @@ def _launch_config(value: Any) -> tuple[str, dict]:
     """The accelerate config's path (packaged `recipes/...` mapped) and mapping ({} when absent/unreadable)."""
     if _none(value):
         return "", {}
-    path = resolve_path(str(value))
+    path = resolve_accelerate_config(str(value))
     try:
         config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -131,120 +140,230 @@ def _launch_config(value: Any) -> tuple[str, dict]:
 
 
 def check_machine(recipe: dict[str, Any], argv: list[str]) -> None:
-    """Refuse (`RecipeError`, one line) settings this machine cannot run; see the module's docstring."""
-    values = effective_values(recipe, argv)
+    """Refuse (`RecipeError`, one line naming every problem found) settings this machine cannot run; see the
+    module's docstring."""
+    problems = machine_problems(effective_values(recipe, argv))
+    if problems:
+        raise RecipeError(join_problems(problems))
+
+
+# Settings transformers refuses to build on a machine without CUDA, and the value that builds anywhere.
+BUILD_ON_CPU = {"use_cpu": ("true", True), "tf32": ("false", False), "fp16": ("false", False)}
+
+
+def build_flags(values: dict[str, Any]) -> list[str]:
+    """Flags that let any machine build the settings (`use_cpu`, no tf32 or fp16: transformers refuses those
+    without CUDA while it builds them), so the recipe's own checks run for a recipe written for other hardware.
+    Only for checking: the run itself is built from the recipe as written."""
+    flags = []
+    for key, (flag_value, build_value) in BUILD_ON_CPU.items():
+        if as_bool(values.get(key, False)) != build_value:
+            flags += [f"--{key}", flag_value]
+    return flags
+
+
+def join_problems(problems: list[str]) -> str:
+    """One line: the problem itself, or each numbered ("2 problems, all found before starting: 1) ...; 2) ...")."""
+    if len(problems) == 1:
+        return problems[0]
+    listed = "; ".join(f"{number}) {problem}" for number, problem in enumerate(problems, start=1))
+    return f"{len(problems)} problems, all found before starting: {listed}"
+
+
+def machine_problems(values: dict[str, Any], *, hardware: bool = True) -> list[str]:
+    """Every problem of `values` (`effective_values`) on this machine: its hardware (unless `hardware` is False),
+    packages, reporting integrations and credentials, and a Hub dataset that cannot be reached.
+
+    A package needed by a setting that the hardware problem already says to switch off is not named again."""
+    problems: list[str] = []
+    named: set[str] = set()
+    if hardware:
+        found, named = hardware_problems(values)
+        problems += found
+    problems += _package_problems(values, skip=named)
+    problems += _reporter_problems(values)
+    problems += _data_problems(values)
+    return problems
+
+
+def hardware_problems(values: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """This machine's CUDA checks: GPU-only settings without a CUDA device, more processes than GPUs. Returns
+    the problems and the settings they name (whose packages need no separate mention)."""
     gpus = cuda_devices()
     if gpus == 0:
-        _check_cpu_machine(values)
-    else:
-        _check_gpu_machine(values, gpus)
-    _check_packages(values)
-    _check_reporters(values)
+        return _check_cpu_machine(values)
+    problem = _check_gpu_machine(values, gpus)
+    return ([problem] if problem else []), set()
 
 
-def _check_cpu_machine(values: dict[str, Any]) -> None:
+def _check_cpu_machine(values: dict[str, Any]) -> tuple[list[str], set[str]]:
     """A GPU recipe on a machine without CUDA: every GPU-only setting named at once, with the flags that fix it."""
     needs: list[str] = []
     fixes: list[str] = []
-    use_cpu = _bool(values.get("use_cpu", False))
-    if _bool(values.get("bf16", False)) and not use_cpu:
+    named: set[str] = set()
+    use_cpu = as_bool(values.get("use_cpu", False))
+    fp16 = as_bool(values.get("fp16", False))
+    bf16 = values.get("bf16")
+    if _none(bf16) and not fp16 and not use_cpu:  # GRPOConfig's own default: bf16 unless fp16 is set
+        needs.append("bf16 (GRPOConfig's default when unset)")
+        fixes += ["--use_cpu true", "--bf16 false"]
+    elif as_bool(bf16) and not use_cpu:
         needs.append("bf16")
         fixes += ["--use_cpu true", "--bf16 false"]
-    if _bool(values.get("fp16", False)):
+    if fp16:
         needs.append("fp16")
         fixes.append("--fp16 false")
-    if _bool(values.get("tf32", False)):
+    if as_bool(values.get("tf32", False)):
         needs.append("tf32")
         fixes.append("--tf32 false")
-    if _bool(values.get("use_vllm", False)):
+    if as_bool(values.get("use_vllm", False)):
         needs.append("use_vllm")
         fixes.append("--use_vllm false")
+        named.add("use_vllm")
     for key in ("load_in_4bit", "load_in_8bit"):
-        if _bool(values.get(key, False)):
+        if as_bool(values.get(key, False)):
             needs.append(key)
             fixes.append(f"--{key} false")
+            named.add(key)
     attn = values.get("attn_implementation")
     if not _none(attn) and str(attn) in FLASH_ATTENTION:
         needs.append(f"attn_implementation {attn}")
         fixes.append("--attn_implementation sdpa")
+        named.add("attn_implementation")
     path, config = _launch_config(values.get("accelerate_config"))
     kind = str(config.get("distributed_type", "")).upper()
     if kind in ("DEEPSPEED", "FSDP", "MULTI_GPU", "XLA"):
         needs.append(f"accelerate_config {path} ({kind})")
         fixes.append("--accelerate_config null")
+        named.add("accelerate_config")
     if not needs:
-        return
-    raise RecipeError(
+        return [], named
+    return [
         f"this recipe is written for GPUs and this machine has no CUDA device ({', '.join(needs)} need one); "
         f"for a CPU run pass {' '.join(fixes)}"
-    )
+    ], named
 
 
-def _check_gpu_machine(values: dict[str, Any], gpus: int) -> None:
+def _check_gpu_machine(values: dict[str, Any], gpus: int) -> str | None:
     """On GPUs: a launch config asking for more processes than there are GPUs (on this one node)."""
     path, config = _launch_config(values.get("accelerate_config"))
     kind = str(config.get("distributed_type", "")).upper()
     if is_launched_child() or str(config.get("num_machines", 1)).strip() not in ("1", "None", ""):
-        return  # already launched, or processes counted over several nodes
+        return None  # already launched, or processes counted over several nodes
     flag = values.get("num_processes")
     try:
         processes = int(flag) if not _none(flag) else int(config.get("num_processes", 1))
     except (TypeError, ValueError):
-        return  # not a number: the settings' own check names it
+        return None  # not a number: the settings' own check names it
     if processes > gpus and kind != "MULTI_CPU":
         where = "num_processes" if not _none(flag) else f"accelerate_config {path}"
-        raise RecipeError(
+        return (
             f"{where} starts {processes} processes, one per GPU, but this machine has {gpus} GPU(s); pass "
             f"--num_processes {gpus} (and raise gradient_accumulation_steps to keep the recipe's batch size)"
         )
+    return None
 
 
-def _check_packages(values: dict[str, Any]) -> None:
-    """Settings that need a package that is not installed."""
-    if _bool(values.get("use_vllm", False)) and not installed("vllm"):
-        raise RecipeError(
+def _package_problems(values: dict[str, Any], skip: set[str] = frozenset()) -> list[str]:
+    """Settings that need a package that is not installed (those in `skip` are named already)."""
+    problems = []
+    if as_bool(values.get("use_vllm", False)) and "use_vllm" not in skip and not installed("vllm"):
+        problems.append(
             "use_vllm: true needs vLLM, which is not installed: pip install 'sas-trl[vllm]' (a CUDA machine), "
             "or pass --use_vllm false to generate with transformers (slower)"
         )
     path, config = _launch_config(values.get("accelerate_config"))
-    if str(config.get("distributed_type", "")).upper() == "DEEPSPEED" and not installed("deepspeed"):
-        raise RecipeError(
+    deepspeed = str(config.get("distributed_type", "")).upper() == "DEEPSPEED"
+    if deepspeed and "accelerate_config" not in skip and not installed("deepspeed"):
+        problems.append(
             f"accelerate_config {path} uses DeepSpeed, which is not installed: pip install 'sas-trl[deepspeed]', "
             "or pass --accelerate_config recipes/accelerate/ddp.yaml (or null for one process)"
         )
     attn = values.get("attn_implementation")
-    if not _none(attn) and str(attn) in FLASH_ATTENTION and not installed(FLASH_ATTENTION[str(attn)]):
-        raise RecipeError(
+    flash = not _none(attn) and str(attn) in FLASH_ATTENTION and "attn_implementation" not in skip
+    if flash and not installed(FLASH_ATTENTION[str(attn)]):
+        problems.append(
             f"attn_implementation {attn} needs the {FLASH_ATTENTION[str(attn)]} package, which is not installed: "
             "pip install flash-attn --no-build-isolation, or pass --attn_implementation sdpa"
         )
     for key in ("load_in_4bit", "load_in_8bit"):
-        if _bool(values.get(key, False)) and not installed("bitsandbytes"):
-            raise RecipeError(f"{key}: true needs bitsandbytes: pip install bitsandbytes, or pass --{key} false")
-    if _bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
-        raise RecipeError(
+        if as_bool(values.get(key, False)) and key not in skip and not installed("bitsandbytes"):
+            problems.append(f"{key}: true needs bitsandbytes: pip install bitsandbytes, or pass --{key} false")
+    if as_bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
+        problems.append(
             "use_liger_kernel: true needs liger-kernel: pip install liger-kernel, or pass --use_liger_kernel false"
         )
+    return problems
 
 
-def _check_reporters(values: dict[str, Any]) -> None:
+def _reporter_problems(values: dict[str, Any]) -> list[str]:
     """`report_to` integrations: installed, and wandb logged in (or offline)."""
+    problems = []
     for name in _reporters(values.get("report_to")):
         if name == "wandb":
-            _check_wandb()
+            problems += [problem] if (problem := _wandb_problem()) else []
         elif name in REPORTERS and not any(installed(m) for m in REPORTERS[name]):
-            raise RecipeError(
+            problems.append(
                 f"report_to {name}: {REPORTERS[name][0]} is not installed: pip install {REPORTERS[name][0]}, "
                 "or pass --report_to none"
             )
+    return problems
 
 
-def _check_wandb() -> None:
+def _data_problems(values: dict[str, Any]) -> list[str]:
+    """A Hub dataset this machine cannot reach (neither cached nor online), with the offline alternative.
+
+    Checked in the starting process only (not once per launched process); local files are checked by
+    `validation`, and the data themselves when they are loaded."""
+    name = values.get("dataset_name", DEEPSCALER_ID)
+    if _none(name) or is_launched_child():
+        return []
+    name = str(name)
+    if name == BUILTIN_DATASET or _looks_local(name):
+        return []
+    reason = hub_dataset_unreachable(name)
+    if reason is None:
+        return []
+    config = values.get("dataset_config")
+    where = f"{name} (config {config!r})" if not _none(config) else name
+    return [f"Hub dataset {where} cannot be reached from this machine ({reason}){offline_dataset_hint(name)}"]
+
+
+def _looks_local(value: str) -> bool:
+    # A Hub id is "name" or "org/name"; anything else (a suffix, more parts, ./ ~ /) is a path.
+    return (
+        value.startswith((".", "/", "~"))
+        or value.count("/") > 1
+        or Path(value).suffix != ""
+        or Path(resolve_path(value) or value).exists()
+    )
+
+
+def hub_dataset_unreachable(name: str) -> str | None:
+    """Why the Hub dataset `name` cannot be loaded here, or None when it can (in the Hugging Face cache, or the
+    Hub answers within seconds). Reads no data and writes nothing."""
+    from huggingface_hub import constants
+
+    if (Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}").is_dir():
+        return None  # downloaded before: `datasets` reads the cached files
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(name, timeout=10)
+    except Exception as err:  # noqa: BLE001 - offline, gated, no such dataset: the message says which
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"{type(err).__name__}: {text}"[:300]
+    return None
+
+
+def _wandb_problem() -> str | None:
     if not installed("wandb"):
-        raise RecipeError("report_to wandb: wandb is not installed: pip install wandb, or pass --report_to none")
+        return "report_to wandb: wandb is not installed: pip install wandb, or pass --report_to none"
     if wandb_mode() in NO_WANDB_MODES or wandb_logged_in():
-        return
-    raise RecipeError(
+        return None
+    return (
         "report_to wandb: no wandb credentials (no WANDB_API_KEY, no netrc entry for "
         f"{wandb_host()}); run `wandb login`, or set WANDB_MODE=offline to log locally, or pass --report_to none"
     )

@@ -20,8 +20,8 @@ from ..errors import RecipeError
 from .arguments import RunArguments, dataclass_types
 from .argv import flag_names, pop_recipe_flag, unescape_flags
 from .launch import is_launched_child
-from .packaged import PACKAGED, resolve_path, resolve_recipe
-from .preflight import check_machine
+from .packaged import PACKAGED, resolve_accelerate_config, resolve_path, resolve_recipe
+from .preflight import build_flags, effective_values, join_problems, machine_problems
 from .recipe_files import Recipe, dump_recipe, load_recipe
 from .settings_checks import check_values
 from .validation import check_keys, check_local_files, check_settings, check_types
@@ -30,7 +30,8 @@ __all__ = ["RunArguments", "build", "dataclass_types", "dump_recipe", "load_reci
 
 
 def parse(argv: list[str], *, this_machine: bool = False):
-    """`--recipe FILE` plus `--field value` overrides -> (RunArguments, SASConfig, ModelConfig, recipe dict).
+    """`--recipe FILE` (or TRL's `--config FILE`) plus `--field value` overrides -> (RunArguments, SASConfig,
+    ModelConfig, recipe dict).
 
     The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe). FILE is a
     path, or the name of a packaged recipe (`packaged.py`). With `this_machine`, settings this machine cannot
@@ -51,10 +52,27 @@ def parse(argv: list[str], *, this_machine: bool = False):
     for key, value in recipe.get("env", {}).items():
         os.environ[key] = str(value)
     if this_machine:
-        check_machine(recipe, argv)
+        values = effective_values(recipe, argv)
+        problems = machine_problems(values)
+        if problems:  # the recipe's own error too, in the same message, built as this machine can build it
+            try:
+                checked(recipe, [*argv, *build_flags(values)])
+            except RecipeError as err:
+                problems.insert(0, str(err))
+            raise RecipeError(join_problems(problems))
+    run_args, sas_args, model_args = checked(recipe, argv)
+
+    resolved = dict(recipe)
+    for key in flag_names(argv):
+        resolved[key] = _value_of(key, run_args, sas_args, model_args)
+    return run_args, sas_args, model_args, resolved
+
+
+def checked(recipe: dict[str, Any], argv: list[str]):
+    """`build`, then the `recipes/...` paths mapped and the files and combined settings checked."""
     run_args, sas_args, model_args = build(recipe, argv)
     # `recipes/...` paths a recipe names: the packaged files when the current folder has no such file
-    run_args.accelerate_config = resolve_path(run_args.accelerate_config)
+    run_args.accelerate_config = resolve_accelerate_config(run_args.accelerate_config)  # a name: its file
     run_args.dataset_name = resolve_path(run_args.dataset_name)
     where = locator(recipe, argv)
     try:
@@ -62,11 +80,7 @@ def parse(argv: list[str], *, this_machine: bool = False):
         check_settings(run_args, sas_args, model_args, where)
     except RecipeError as err:
         raise RecipeError(with_location(str(err), recipe, argv)) from err
-
-    resolved = dict(recipe)
-    for key in flag_names(argv):
-        resolved[key] = _value_of(key, run_args, sas_args, model_args)
-    return run_args, sas_args, model_args, resolved
+    return run_args, sas_args, model_args
 
 
 def build(recipe: dict[str, Any], argv: list[str]):

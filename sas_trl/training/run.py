@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import UserError
 from . import hub
 from .arguments import RunArguments
-from .datasets import drop_long_prompts, load_train_dataset
+from .datasets import drop_long_prompts, load_eval_dataset, load_train_dataset
 from .output_dir import keep_earlier_recipe, plan_output_dir, save_recipe, write_run_info
 from .warmup import prepare_model
 
@@ -51,14 +51,19 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
 
     dataset = load_train_dataset(run_args, args)  # bad data fails here, before anything is written or loaded
     dataset = apply_transforms(dataset, run_args, args)  # the baselines' prompt changes (docs/baselines.md)
+    eval_dataset = load_eval_dataset(run_args, args)  # TRL's dataset_test_split, when eval_strategy is set
+    if eval_dataset is not None:
+        eval_dataset = apply_transforms(eval_dataset, run_args, args)
     if state.is_main_process:
         keep_earlier_recipe(output_dir, plan)
     save_recipe(recipe, output_dir, state)
     model_id = prepare_model(run_args, model_args, args, state)
     if run_args.max_prompt_tokens is not None:
         dataset = drop_long_prompts(dataset, model_id, model_args, run_args.max_prompt_tokens)
+        if eval_dataset is not None:
+            eval_dataset = drop_long_prompts(eval_dataset, model_id, model_args, run_args.max_prompt_tokens)
     rewards = get_reward_funcs(run_args, args)
-    trainer = build_trainer(model_id, rewards, args, model_args, dataset)
+    trainer = build_trainer(model_id, rewards, args, model_args, dataset, eval_dataset)
     lapo.save_targets_with_checkpoints(trainer, rewards)
 
     start = time.perf_counter()
@@ -84,6 +89,7 @@ def preflight(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) 
     plan = plan_output_dir(run_args, args, model_args, recipe, main_process=True)
     if plan.finished is None:
         load_train_dataset(run_args, args)
+        load_eval_dataset(run_args, args)
     return plan.finished
 
 
@@ -112,7 +118,7 @@ def model_init_kwargs(args, model_args) -> dict[str, Any]:
     return {**(args.model_init_kwargs or {}), **{k: v for k, v in from_model_args.items() if v is not None}}
 
 
-def build_trainer(model_id: str, rewards: list, args, model_args, dataset):
+def build_trainer(model_id: str, rewards: list, args, model_args, dataset, eval_dataset=None):
     """`SASGRPOTrainer` with the project's console progress bar in place of transformers' printing."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import get_peft_config
@@ -126,6 +132,7 @@ def build_trainer(model_id: str, rewards: list, args, model_args, dataset):
         reward_funcs=rewards,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args),
     )
     trainer.remove_callback(ProgressCallback)

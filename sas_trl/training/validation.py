@@ -12,7 +12,7 @@ from typing import Any
 from ..constants import BUILTIN_MODEL
 from ..errors import RecipeError
 from ..typecheck import matches, type_name
-from .arguments import RunArguments, all_fields
+from .arguments import TRL_ONLY_KEYS, RunArguments, all_fields
 from .recipe_files import Recipe
 from .settings_checks import Where, check_model_init_kwargs
 
@@ -29,6 +29,11 @@ def check_keys(keys, source: str) -> None:
         moved = moved_key(key)  # an old flat baseline key: say where it went
         if moved:
             raise RecipeError(f"{moved} (in {_location(keys, key, source)}; docs/baselines.md)")
+        if key in TRL_ONLY_KEYS:
+            raise RecipeError(
+                f"{key!r} (in {_location(keys, key, source)}) is a key of TRL's own scripts that sas-trl does not "
+                f"take: {TRL_ONLY_KEYS[key]} (docs/trl_recipes.md)"
+            )
         close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise RecipeError(f"unknown key {key!r} in {_location(keys, key, source)}{hint}")
