@@ -26,15 +26,23 @@ def link_message(path: Path, folder: Path) -> str:
     )
 
 
-def inside(folder: str | os.PathLike, name: str | os.PathLike) -> Path:
-    """`folder / name`, its parent folders created, after checking that none of them below `folder` is a symbolic
-    link (a `UserError` naming it). The file itself may be a link: see `write_bytes` and `for_append`."""
-    folder, path = Path(folder), Path(folder) / name
-    current = folder
-    for part in Path(name).parts[:-1]:
+def check_folder(root: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """`folder` when no folder from below `root` down to `folder` itself is a symbolic link (a `UserError` naming
+    the link); for folders that commands started later will write into (`root` itself may be a link)."""
+    root, folder = Path(root), Path(folder)
+    current = root
+    for part in folder.relative_to(root).parts:
         current = current / part
         if current.is_symlink():
-            raise UserError(f"{link_message(current, folder)}; replace the link by a folder, or use another one")
+            raise UserError(f"{link_message(current, root)}; replace the link by a folder, or use another one")
+    return folder
+
+
+def inside(folder: str | os.PathLike, name: str | os.PathLike) -> Path:
+    """`folder / name`, its parent folders created, after checking that none of them below `folder` is a symbolic
+    link (`check_folder`). The file itself may be a link: see `write_bytes` and `for_append`."""
+    path = Path(folder) / name
+    check_folder(folder, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
