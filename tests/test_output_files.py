@@ -47,12 +47,14 @@ def outside(tmp_path):
         path = folder
 
         def file(self, name: str, content: bytes = b"the user's own file\n"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(content)
             saved[name] = content
             return folder / name
 
         def unchanged(self):
-            assert sorted(p.name for p in folder.iterdir()) == sorted(saved), "something was created outside"
+            files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+            assert files == sorted(saved), "something was created outside"
             for name, content in saved.items():
                 assert (folder / name).read_bytes() == content, name
 
@@ -228,8 +230,8 @@ def test_result_files_that_are_links_are_replaced_not_written_through(
 # --------------------------------------------------------------------------------------------------
 
 
-def _planted_run(tmp_path, outside, learning_rate: float):
-    """An output folder whose `resolved_recipe.yaml` is a link to a file outside (with a checkpoint to resume)."""
+def _resumable_run(tmp_path):
+    """An output folder holding a run of tiny_cpu to resume (its resolved recipe and checkpoint-4)."""
     from test_training_output_dir import write_checkpoint
 
     from sas_trl.training.recipe_files import dump_recipe
@@ -238,31 +240,48 @@ def _planted_run(tmp_path, outside, learning_rate: float):
     out = tmp_path / "run"
     recipe = ["--recipe", str(ROOT / "recipes/tiny_cpu.yaml"), "--output_dir", str(out)]
     out.mkdir()
-    text = dump_recipe({**parse(recipe)[3], "learning_rate": learning_rate}).encode()
-    (out / "resolved_recipe.yaml").symlink_to(outside.file("resolved_recipe.yaml", text))
+    (out / "resolved_recipe.yaml").write_text(dump_recipe(parse(recipe)[3]))
     write_checkpoint(out / "checkpoint-4", 4, 100)
     return out, [*recipe, "--resume_from_checkpoint", "last"]
 
 
-@pytest.mark.parametrize("changes", [False, True], ids=["same settings", "resume with changes"])
-def test_a_planted_resolved_recipe_link_is_never_written_through(tmp_path, capsys, monkeypatch, outside, changes):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
+@pytest.mark.parametrize(
+    "planted", ["resolved_recipe.yaml", "model.safetensors", "README.md", "run_info.json", "checkpoint-8"]
+)
+@pytest.mark.parametrize(
+    "flags", [[], ["--resume_with_changes", "true", "--learning_rate", "0.1"]], ids=["", "changes"]
+)
+def test_train_refuses_a_planted_link_in_its_output_folder_before_writing(
+    tmp_path, capsys, monkeypatch, outside, planted, flags
+):
     trip_model_work(monkeypatch)
-    monkeypatch.setattr("sas_trl.training.run.prepare_model", interrupted)  # stop right after the recipe is saved
-    out, resume = _planted_run(tmp_path, outside, 0.001 if changes else 5e-05)
-    flags = ["--resume_with_changes", "true"] if changes else []
-    assert main(["train", *resume, *flags]) != 0
-    outside.unchanged()
-    said = capsys.readouterr().out
-    saved = out / "resolved_recipe.yaml"
-    assert not saved.is_symlink() and yaml.safe_load(saved.read_text())["learning_rate"] == 5e-05
-    if changes:  # the link itself is the record of the earlier recipe: renamed, its target untouched
-        assert (out / "resolved_recipe.until_step_4.yaml").is_symlink()
-        assert f"the earlier resolved recipe is kept as {out / 'resolved_recipe.until_step_4.yaml'}" in said
+    out, resume = _resumable_run(tmp_path)
+    link = out / planted
+    if planted == "resolved_recipe.yaml":
+        target = outside.file(planted, link.read_bytes())
+        link.unlink()
+    elif planted == "checkpoint-8":
+        target = outside.path / "ckpt"
+        target.mkdir()
+        outside.file("ckpt/keep.txt")
     else:
-        assert f"{saved} was a symbolic link (to {outside.path / 'resolved_recipe.yaml'}); wrote the file" in said
+        target = outside.file(planted)
+    link.symlink_to(target)
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["train", *resume, *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"output_dir {str(out)!r} holds symbolic links ({planted} -> {target})" in err
+    assert "replace each link by a copy of its file, or pass another --output_dir" in err
+    outside.unchanged()
+    assert sorted(p.name for p in out.iterdir()) == before and link.is_symlink()
+
+
+def test_a_linked_sub_folder_that_training_does_not_write_is_the_users_to_make(tmp_path, monkeypatch, outside):
+    from sas_trl.training.output_dir import check_links
+
+    out, _ = _resumable_run(tmp_path)
+    (out / "runs").symlink_to(outside.path, target_is_directory=True)  # TensorBoard's logs on another disk, say
+    check_links(out)
 
 
 def test_the_card_and_run_files_replace_links(tmp_path, outside, capsys):

@@ -122,8 +122,11 @@ def plan_output_dir(
     `RecipeError` naming the folder, the keys that differ (if any) and the flags that resume or overwrite,
     unless `--overwrite_output_dir true` (then that run's checkpoints and run_info.json are removed first, so a
     later resume cannot pick up the other recipe's checkpoints). A run is never silently trained over.
+
+    A file or checkpoint folder in `output_dir` that is a symbolic link is refused first (`check_links`).
     """
     output_dir = Path(args.output_dir)
+    check_links(output_dir)
     kind = resume_kind(args.resume_from_checkpoint)
     if kind != "off":
         resume, notes = find_resume(args.resume_from_checkpoint, output_dir, run_args.resume_without_optimizer)
@@ -176,6 +179,27 @@ def plan_output_dir(
         f"output_dir {str(output_dir)!r} holds {what} of this same recipe; pass --resume_from_checkpoint last to "
         "continue it, or --overwrite_output_dir true to start it again from step 0"
     )
+
+
+def check_links(output_dir: Path) -> None:
+    """Refuse a file or `checkpoint-*` folder in `output_dir` that is a symbolic link, before anything is written:
+    transformers saves the model and checkpoints there through whatever link it finds, so what a run writes could
+    land outside the folder (a linked sub-folder such as TensorBoard's `runs` is the user's to make)."""
+    if not output_dir.is_dir():
+        return
+    links = sorted(
+        entry
+        for entry in output_dir.iterdir()
+        if entry.is_symlink() and (not entry.is_dir() or entry.name.startswith("checkpoint-"))
+    )
+    if links:
+        shown = "; ".join(f"{p.name} -> {os.readlink(p)}" for p in links[:5])
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        raise RecipeError(
+            f"output_dir {str(output_dir)!r} holds symbolic links ({shown}{more}); a run writes its files there and "
+            "would write through them, out of the folder: replace each link by a copy of its file, or pass another "
+            "--output_dir"
+        )
 
 
 def describe(differing: dict[str, tuple[Any, Any]], limit: int = 8) -> str:
