@@ -147,9 +147,8 @@ def plan_output_dir(
             if differing:
                 step = _read_json(Path(resume) / TRAINER_STATE) if resume else _read_json(output_dir / RUN_INFO)
                 keep = record_name(output_dir, (step or {}).get("global_step", 0))
-                notes.append(
-                    f"resuming under changed settings ({describe(differing)})"
-                )  # keep_earlier_recipe: the record
+                # the record's name is printed when it is written (keep_earlier_recipe)
+                notes.append(f"resuming under changed settings ({describe(differing)})")
         finished = finished_message(output_dir, resume, args.max_steps, latest=kind == "last")
         return OutputPlan(resume, finished, tuple(notes), keep if finished is None else None)
 
