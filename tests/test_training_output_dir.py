@@ -409,3 +409,54 @@ def test_refusals_come_before_any_model_work_as_one_line(tmp_path, capsys, no_mo
     for piece in expected:
         assert piece in lines[0], (piece, lines[0])
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-4", "resolved_recipe.yaml"]  # nothing written
+
+
+def test_every_resume_with_changes_keeps_its_own_record_of_the_earlier_recipe(tmp_path, capsys, monkeypatch):
+    # Each resume is cut short (here: at the model's preparation) after it saved its recipe and before a new
+    # checkpoint, so the next one resumes from the same step: no record may replace another.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    trip_model_work(monkeypatch)
+    monkeypatch.setattr("sas_trl.training.run.prepare_model", interrupted)
+    out = tmp_path / "run"
+    recipe = ["--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(out)]
+    out.mkdir()
+    (out / "resolved_recipe.yaml").write_text(dump_recipe({**parse(recipe)[3], "learning_rate": 0.001}))
+    write_checkpoint(out / "checkpoint-4", 4, 100)
+    resume = [*recipe, "--resume_from_checkpoint", "last", "--resume_with_changes", "true"]
+
+    records = {}  # record name -> the resolved recipe it must hold, byte for byte
+    for step, rate in ((4, "0.002"), (4, "0.003"), (4, "0.004"), (8, "0.005")):
+        if not (out / f"checkpoint-{step}").exists():
+            write_checkpoint(out / f"checkpoint-{step}", step, 100)  # a later resume got as far as a checkpoint
+        earlier = (out / "resolved_recipe.yaml").read_bytes()
+        assert main(["train", *resume, "--learning_rate", rate]) != 0
+        kept = sorted(set(p.name for p in out.glob("resolved_recipe.until_step_*.yaml")) - set(records))
+        assert len(kept) == 1, kept  # one new record each time, the earlier ones untouched
+        records[kept[0]] = earlier
+        assert f"the earlier resolved recipe is kept as {out / kept[0]}" in capsys.readouterr().out
+        for name, content in records.items():
+            assert (out / name).read_bytes() == content, name
+        assert yaml.safe_load((out / "resolved_recipe.yaml").read_text())["learning_rate"] == float(rate)
+    assert list(records) == [
+        "resolved_recipe.until_step_4.yaml",
+        "resolved_recipe.until_step_4.2.yaml",
+        "resolved_recipe.until_step_4.3.yaml",
+        "resolved_recipe.until_step_8.yaml",
+    ]
+    assert [yaml.safe_load(c)["learning_rate"] for c in records.values()] == [0.001, 0.002, 0.003, 0.004]
+
+
+def test_a_record_name_taken_after_the_plan_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "resolved_recipe.yaml").write_text("learning_rate: 0.2\n")
+    (tmp_path / "resolved_recipe.until_step_4.yaml").write_text("learning_rate: 0.1\n")
+    (tmp_path / "outside.yaml").write_text("not a record\n")
+    (tmp_path / "resolved_recipe.until_step_4.2.yaml").symlink_to(tmp_path / "outside.yaml")  # even a link
+    plan = OutputPlan(None, keep_recipe_as="resolved_recipe.until_step_4.yaml")
+    assert keep_earlier_recipe(tmp_path, plan) == "resolved_recipe.until_step_4.3.yaml"
+    assert (tmp_path / "resolved_recipe.until_step_4.3.yaml").read_text() == "learning_rate: 0.2\n"
+    assert (tmp_path / "resolved_recipe.until_step_4.yaml").read_text() == "learning_rate: 0.1\n"
+    assert (tmp_path / "outside.yaml").read_text() == "not a record\n"
+    assert not (tmp_path / "resolved_recipe.yaml").exists()
+    assert "kept as" in capsys.readouterr().out

@@ -6,12 +6,14 @@ from __future__ import annotations
 import typing
 
 import pytest
+import yaml
 from cli_helpers import ROOT
 
 from sas_trl.constants import BUILTIN_MODEL
 from sas_trl.errors import RecipeError
 from sas_trl.training.arguments import all_fields
-from sas_trl.training.recipes import parse
+from sas_trl.training.output_dir import training_settings
+from sas_trl.training.recipes import build, dump_recipe, parse
 from sas_trl.training.settings_checks import (
     CHECKED_ELSEWHERE,
     CHOICES,
@@ -131,3 +133,84 @@ def test_model_init_kwargs_are_checked_when_the_recipe_is_parsed(tmp_path):
         parse(["--recipe", RECIPE, "--model_init_kwargs", '{"dtyp": "float32"}'])
     _, args, _, _ = parse(["--recipe", RECIPE, "--model_init_kwargs", '{"attention_dropout": 0.1}'])
     assert args.model_init_kwargs == {"attention_dropout": 0.1}
+
+
+# --------------------------------------------------------------------------------------------------
+# deepspeed, fsdp_config, accelerator_config: inline JSON or the path of a JSON file (the standard HF configs)
+# --------------------------------------------------------------------------------------------------
+
+HF_CONFIGS = "tests/fixtures/hf_configs"
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("deepspeed", "ds_zero2.json"),
+        ("deepspeed", "ds_zero3.json"),
+        ("fsdp_config", "fsdp.json"),
+        ("accelerator_config", "accelerator_config.json"),
+    ],
+)
+def test_a_path_to_a_standard_json_config_passes_the_checks(key, name, monkeypatch):
+    monkeypatch.setattr("sas_trl.training.settings_checks._installed", lambda module: True)
+    check_values({key: f"{HF_CONFIGS}/{name}"})
+    check_values({key: str(ROOT / HF_CONFIGS / name)})  # absolute too
+    check_values({key: (ROOT / HF_CONFIGS / name).read_text()})  # and the same JSON inline, as before
+
+
+def test_fsdp_and_accelerator_config_files_reach_the_training_arguments():
+    run_args, args, model_args, resolved = parse(
+        ["--recipe", RECIPE, "--fsdp", "full_shard", "--fsdp_config", f"{HF_CONFIGS}/fsdp.json"]
+        + ["--accelerator_config", f"{HF_CONFIGS}/accelerator_config.json"]
+    )
+    assert args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+    assert args.fsdp_config["state_dict_type"] == "SHARDED_STATE_DICT"
+    assert args.accelerator_config.even_batches is False  # the file's value, not the default (True)
+    # The resolved recipe records what was read, as YAML that builds the same settings again
+    saved = yaml.safe_load(dump_recipe(resolved))
+    assert saved["accelerator_config"]["even_batches"] is False
+    assert saved["fsdp_config"]["state_dict_type"] == "SHARDED_STATE_DICT"
+    assert training_settings(*build(saved, [])) == training_settings(run_args, args, model_args)
+
+
+def test_a_deepspeed_file_without_deepspeed_installed_says_so_not_that_the_json_is_bad(monkeypatch):
+    monkeypatch.setattr("sas_trl.training.settings_checks._installed", lambda module: False)
+    with pytest.raises(RecipeError, match=r"^deepspeed: '.*ds_zero2.json' needs DeepSpeed, which is not installed"):
+        parse(["--recipe", RECIPE, "--deepspeed", f"{HF_CONFIGS}/ds_zero2.json"])
+
+
+@pytest.mark.parametrize("key", ["deepspeed", "fsdp_config", "accelerator_config"])
+def test_a_bad_json_config_file_is_refused_naming_the_file(key, tmp_path, monkeypatch):
+    monkeypatch.setattr("sas_trl.training.settings_checks._installed", lambda module: True)
+    cases = {
+        "missing.json": (None, r"file '.*missing.json' not found \(inline JSON starting with '\{' or the path"),
+        "folder": ("folder", r"'.*folder' is a folder, not a JSON file"),
+        "broken.json": ('{\n  "stage": 2,\n}', r"file '.*broken.json' is not valid JSON \(.*line 3, column 1\)"),
+        "list.json": ("[1, 2]", r"file '.*list.json' holds a JSON list, not a mapping"),
+        "binary.json": (b"\xff\xfe{", r"file '.*binary.json' cannot be read"),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        if content == "folder":
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        with pytest.raises(RecipeError, match=rf"^{key}: {expected}"):
+            check_values({key: str(path)})
+
+
+def test_a_json_config_file_error_from_a_recipe_names_the_recipe_line(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"base: {ROOT / RECIPE}\naccelerator_config: {tmp_path / 'nope.json'}\n")
+    with pytest.raises(
+        RecipeError, match=rf"accelerator_config: file .*nope.json' not found .*\(set in {recipe}, line 2\)"
+    ):
+        parse(["--recipe", str(recipe)])
+
+
+def test_fields_transformers_never_reads_from_a_file_still_need_inline_json():
+    # lr_scheduler_kwargs and the like are json-decoded only; a path there is a mistake
+    with pytest.raises(RecipeError, match="lr_scheduler_kwargs: 'tests/fixtures/hf_configs/fsdp.json' is not a JSON"):
+        check_values({"lr_scheduler_kwargs": f"{HF_CONFIGS}/fsdp.json"})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..output_files import save_figure, write_text
 from . import evaluated, power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
 from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize, summary_cell
@@ -310,7 +311,7 @@ def plot_curves(study: Study, path: Path) -> Path | None:
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle("training curves: mean over seeds, band ±1 std", fontsize=9)
     fig.tight_layout(rect=(0, 0.25 * legend_rows / (3.0 * rows + 0.6), 1, 0.96))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -365,7 +366,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(f"accuracy vs length ({int(100 * results['confidence'])}% intervals over seeds)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -385,6 +386,6 @@ def build_report(study: Study) -> dict[str, Any]:
         trajectory.plot(results, out / TRAJECTORY_PLOT),
     )
     results["figures"] = [p.name for p in plots if p is not None]  # report.md links them, relative to itself
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    (out / REPORT_FILE).write_text(markdown(results))
+    write_text(out, RESULTS_FILE, json.dumps(results, indent=2))
+    write_text(out, REPORT_FILE, markdown(results))
     return results

@@ -34,6 +34,7 @@ import yaml
 
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
+from ..output_files import check_folder, for_append, write_text
 from . import children, trajectory
 from . import jobs as parallel
 from .study import Study, own_environment, preflight_conditions, run_recipe
@@ -117,6 +118,18 @@ def base_eval_dir(study: Study) -> Path:
     return study.output_dir.resolve() / "base_eval"
 
 
+def check_study_folders(study: Study, runs: list[Run]) -> None:
+    """No folder the study's commands write into (runs, their evaluations and trajectories, the starting model's)
+    may be a symbolic link below the study folder: what they write would land outside it."""
+    root = study.output_dir.resolve()
+    folders = [root / "base_model", base_eval_dir(study), trajectory.base_dir(study)]
+    for run in runs:
+        steps = study.trajectory.steps.get(run.condition, ()) if study.trajectory is not None else ()
+        folders += [run.eval_dir, *(trajectory.step_dir(run, step) for step in steps)]
+    for folder in folders:
+        check_folder(root, folder)
+
+
 def write_run_recipe(study: Study, run: Run) -> None:
     """RUN/study_recipe.yaml; a run made with another recipe (the study file changed) is refused, not mixed in."""
     model, built = starting_model(study)
@@ -127,8 +140,7 @@ def write_run_recipe(study: Study, run: Run) -> None:
             f"{run.dir} was made with a different recipe (the study file changed); delete that folder or "
             "choose another output_dir"
         )
-    run.dir.mkdir(parents=True, exist_ok=True)
-    run.recipe_file.write_text(text)
+    write_text(run.dir, run.recipe_file.name, text)
 
 
 def commands(study: Study, run: Run, program: list[str]) -> tuple[list[str], list[str]]:
@@ -169,8 +181,7 @@ def read_made_from(folder: Path) -> dict[str, Any] | None:
 
 
 def write_made_from(folder: Path, record: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MADE_FROM).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(folder, MADE_FROM, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def resolved_recipe(run: Run) -> dict[str, Any]:
@@ -250,7 +261,7 @@ def study_lock(study: Study) -> Iterator[None]:
     file, which they keep open: `children.py`); a second `sas-trl compare` on the same folder is refused, naming
     the holder (pid, host, since when) and its running children, also when the holder itself has ended."""
     study.output_dir.mkdir(parents=True, exist_ok=True)
-    path = study.output_dir / LOCK_FILE
+    path = for_append(study.output_dir, LOCK_FILE, "the study's lock file")
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -331,8 +342,7 @@ def prepare_starting_model(study: Study) -> str:
 
 
 def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
+    with for_append(log.parent, log.name, "the log").open("a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
         code = children.call(command, out, env, what)  # stopped with the study (SIGTERM, SIGHUP, Ctrl-C)
@@ -347,6 +357,7 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     runs = plan_runs(study)
     preflight_conditions(study)  # what this machine cannot run, for every condition, before any work
     envs = job_envs(study, jobs) if jobs > 1 else [{}]
+    check_study_folders(study, runs)  # a linked folder out of the study folder: refused before any work
     for run in runs:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
         trajectory.check_settings(study, run.dir / "trajectory")

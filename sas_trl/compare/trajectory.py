@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from ..errors import UserError
+from ..output_files import save_figure, write_text
 from .sections import check_section
 from .stats import summarize, summary_cell
 
@@ -155,8 +156,7 @@ def check_settings(study: Study, folder: Path) -> None:
     if study.trajectory is None:
         return
     _refuse_other_settings(study, folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / SETTINGS).write_text(_settings(study))
+    write_text(folder, SETTINGS, _settings(study))
 
 
 def _settings(study: Study) -> str:
@@ -290,6 +290,6 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.suptitle("evaluation along training: mean over seeds, band ±1 std", fontsize=9)
     fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 4), 1, 0.95))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -20,6 +20,7 @@ import torch
 
 from ..core import SASRule
 from ..errors import UserError
+from ..output_files import write_text
 from .backends import SamplingSettings
 from .config import EvalInputs
 from .inspection_report import plot_histograms, report_html, statistics_of, terminal_summary
@@ -115,10 +116,12 @@ def run_inspect(config: InspectConfig, backend=None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     plot_histograms(stats, out / PLOT_FILE)
     settings = config.sas.settings()
-    (out / REPORT_FILE).write_text(
-        report_html(view, tokenizer, stats, settings, config.model, config.max_rendered, out / PLOT_FILE)
+    write_text(
+        out,
+        REPORT_FILE,
+        report_html(view, tokenizer, stats, settings, config.model, config.max_rendered, out / PLOT_FILE),
     )
     results = {"model": config.model, "settings": settings, **stats}
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    write_text(out, RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     results["terminal"] = terminal_summary(view, tokenizer, stats, config.model)
     return results

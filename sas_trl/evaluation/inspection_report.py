@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..core import SASRule, count_steps, step_statistics, steps_to_zero
+from ..output_files import save_figure
 from ..render import confidence_scale, html_document, html_from_segments, legend_html, render_terminal, segments
 from .inspection_rollouts import Inspection, Rollout
 
@@ -213,6 +214,6 @@ def plot_histograms(stats: dict[str, Any], path: Path) -> Path:
     right.set_xlabel("tokens per step")
     right.set_ylabel("steps")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import metrics
 from ..errors import UserError
+from ..output_files import write_text
 from .config import EvalInputs
 from .datasets import PAPER_BENCHMARKS
 from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
@@ -175,7 +176,6 @@ def run_eval(config: EvalConfig, backend=None) -> dict[str, Any]:
     if baseline is not None:
         add_aes(results, baseline, config.baseline)
     out = config.resolved_output_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-    (out / TABLE_FILE).write_text(markdown_table(results))
+    write_text(out, RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+    write_text(out, TABLE_FILE, markdown_table(results))
     return results

@@ -3,7 +3,9 @@
 The first line is a header with the settings that decide what a sample means (model and its weights, sampling,
 grading). A re-run reads the file back, checks the header against its own settings and every line's fields, and
 skips the samples already there, so a crash or Ctrl-C loses at most the batch in flight. A last line cut short by
-a crash (no newline) is dropped; damage anywhere else is refused with the file and line, never repaired silently.
+a crash (no newline) is dropped, once the file is accepted and before the first new sample is appended; damage
+anywhere else is refused with the file and line, never repaired silently. The file is never a symbolic link: one
+is refused (appending would write to its target), or replaced by a new file with `--overwrite`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..output_files import for_append, write_text
 
 Key = tuple[str, str, int]
 
@@ -57,22 +60,24 @@ class SampleStore:
         self.path = Path(path)
         self.header = header
         self.records: dict[Key, dict] = {}
-        if self.path.is_dir():
+        self._complete: int | None = None  # a last line cut short: the length to cut the file to before appending
+        if self.path.is_dir() and not self.path.is_symlink():
             raise UserError(f"{self.path} is a folder where the samples file goes; use another --output_dir")
         if self.path.parent.exists() and not self.path.parent.is_dir():
             raise UserError(f"--output_dir {str(self.path.parent)!r} is an existing file, not a folder")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and not overwrite:
+        if os.path.lexists(self.path) and not overwrite:
+            for_append(self.path.parent, self.path.name, "the samples file")  # a link: refused, nothing read
             self._load()
-        else:
-            self.path.write_text(json.dumps({"header": header}) + "\n")
+        else:  # a new file, or --overwrite: a link there is replaced, never written through
+            write_text(self.path.parent, self.path.name, json.dumps({"header": header}) + "\n")
 
     def _load(self) -> None:
+        """Read the file back and check it whole; nothing is changed here (a cut last line is dropped only when
+        the first sample is appended, once every check of the file and its problems has passed)."""
         raw = self.path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]  # a crash mid-write leaves a partial last line
         if len(complete) != len(raw):
-            with open(self.path, "r+b") as f:
-                f.truncate(len(complete))
+            self._complete = len(complete)
         lines = complete.split(b"\n")[:-1]
         found = self._line(lines[0], 1) if lines else None
         if not isinstance(found, dict) or not isinstance(found.get("header"), dict):
@@ -111,6 +116,14 @@ class SampleStore:
 
     def append(self, records: list[dict]) -> None:
         """Write records and make them durable before returning (flush + fsync: a crash right after keeps them)."""
+        if self._complete is not None:  # the file was accepted: drop the line a crash cut short, then append
+            with open(self.path, "r+b") as f:
+                cut = f.seek(0, os.SEEK_END) - self._complete
+                f.truncate(self._complete)
+            print(
+                f"sas-trl: {self.path}: dropped its last line ({cut} bytes), cut short when a run stopped", flush=True
+            )
+            self._complete = None
         with open(self.path, "a") as f:
             for record in records:
                 f.write(json.dumps(record) + "\n")

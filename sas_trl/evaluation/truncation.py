@@ -25,6 +25,7 @@ import torch
 from ..constants import THINK_END
 from ..core import SASRule, step_statistics
 from ..errors import UserError
+from ..output_files import save_figure, write_text
 from .config import EvalInputs
 from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
 from .scoring import padded, scoring_model, token_logprobs
@@ -210,8 +211,7 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         "profiles": profiles,
     }
     out = config.resolved_output_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    write_text(out, RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     plot(results, out / PLOT_FILE)
     return results
 
@@ -299,6 +299,6 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     right.set_title(f"{headline} of correct traces fail when cut {s['long_tokens']} -> {s['short_tokens']} tokens")
     fig.suptitle(f"Truncation analysis: {results['model']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..output_files import write_text
 from .correctness import MathVerifyReward
 from .length import LAPO_TARGET_COLUMN, LAPO_TARGETS_FILE, gather_rollouts, grader, prompt_key, split_groups, verdicts
 from .params import ParamError, RunContext, generation_mode
@@ -50,12 +51,11 @@ def lapo_band_scores(
 def save_lapo_targets(targets: dict[str, float], path: str | Path) -> None:
     """Write stage 1's {prompt: median correct length} (0: no correct rollout in the prompt's last group).
 
-    Written beside and then renamed over the file, so a run killed mid-save leaves the previous file whole.
+    Written beside and then renamed over the file (`output_files.write_text`), so a run killed mid-save leaves
+    the previous file whole, and a link there is replaced, never written through.
     """
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(targets, ensure_ascii=False, indent=0, sort_keys=True))
-    partial.replace(path)
+    write_text(path.parent, path.name, json.dumps(targets, ensure_ascii=False, indent=0, sort_keys=True))
 
 
 def lapo_gaussian(length: int, target: float, sigma: float = 120.0) -> float:

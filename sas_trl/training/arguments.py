@@ -86,7 +86,8 @@ class RunArguments:
         default=False,
         metadata={
             "help": "Resume even when the training settings differ from the saved run's (other than max_steps); "
-            "the earlier resolved recipe is kept as resolved_recipe.until_step_N.yaml. Without it, refused."
+            "the earlier resolved recipe is kept as resolved_recipe.until_step_N.yaml (resumed from step N again: "
+            "resolved_recipe.until_step_N.2.yaml, and so on; no record replaces another). Without it, refused."
         },
     )
     resume_without_optimizer: bool = field(

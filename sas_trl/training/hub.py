@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..output_files import write_text
 from .arguments import RunArguments
 from .recipe_files import dump_recipe
 
@@ -213,11 +214,9 @@ def write_card(
     metrics = final_metrics(log_history)
     eval_path = output_dir / EVAL_RESULTS
     eval_table = eval_path.read_text() if eval_path.is_file() else None
-    (output_dir / METRICS).write_text(json.dumps(metrics, indent=2))
-    (output_dir / "recipe.yaml").write_text(dump_recipe(recipe))
-    card = output_dir / CARD
-    card.write_text(model_card(repo_id, args, base_model, recipe, metrics, eval_table))
-    return card
+    write_text(output_dir, METRICS, json.dumps(metrics, indent=2))  # a link there is replaced, not written through
+    write_text(output_dir, "recipe.yaml", dump_recipe(recipe))
+    return write_text(output_dir, CARD, model_card(repo_id, args, base_model, recipe, metrics, eval_table))
 
 
 def add_eval_table(output_dir: str | Path) -> bool:
@@ -234,7 +233,7 @@ def add_eval_table(output_dir: str | Path) -> bool:
     if start < 0 or end < start:
         return False
     updated = f"{text[:start]}## Evaluation\n\n{table.read_text().strip()}\n{text[end:]}"
-    card.write_text(updated)
+    write_text(output_dir, CARD, updated)
     return updated != text
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RecipeError
+from ..output_files import write_text
 from .arguments import RunArguments
 from .checkpoints import TRAINER_STATE, checkpoint_folders, checkpoint_problem, optimizer_notes
 from .recipe_files import dump_recipe, load_recipe
@@ -98,7 +99,7 @@ class OutputPlan:
     resume: str | None  # the checkpoint to resume from
     finished: str | None = None  # set when the run asked to resume has already finished: nothing to do
     notes: tuple[str, ...] = ()  # what the main process prints before training (a damaged checkpoint skipped...)
-    keep_recipe_as: str | None = None  # resuming under changed settings: the earlier resolved recipe's new name
+    keep_recipe_as: str | None = None  # resuming under changed settings: the earlier resolved recipe's record name
 
 
 # Resuming may change how long a run trains (raise max_steps to train a finished run further), nothing else.
@@ -113,16 +114,19 @@ def plan_output_dir(
     Resuming (`--resume_from_checkpoint last` or a folder):
     * the checkpoint must be intact (`find_resume`: `last` falls back to the newest intact one and says so);
     * the training settings must be the saved run's (less `RESUME_MAY_CHANGE`), else `RecipeError` naming the
-      keys that differ, unless `--resume_with_changes true` (the earlier resolved recipe is then kept as
-      `resolved_recipe.until_step_N.yaml`);
+      keys that differ, unless `--resume_with_changes true` (the earlier resolved recipe is then kept as a record,
+      `resolved_recipe.until_step_N.yaml`, never over an earlier one: `record_name`);
     * a run that already reached its `max_steps`: nothing to do (transformers would train one more step).
 
     Not resuming, into a folder that holds a run (finished: `run_info.json`; unfinished: checkpoints):
     `RecipeError` naming the folder, the keys that differ (if any) and the flags that resume or overwrite,
     unless `--overwrite_output_dir true` (then that run's checkpoints and run_info.json are removed first, so a
     later resume cannot pick up the other recipe's checkpoints). A run is never silently trained over.
+
+    A file or checkpoint folder in `output_dir` that is a symbolic link is refused first (`check_links`).
     """
     output_dir = Path(args.output_dir)
+    check_links(output_dir)
     kind = resume_kind(args.resume_from_checkpoint)
     if kind != "off":
         resume, notes = find_resume(args.resume_from_checkpoint, output_dir, run_args.resume_without_optimizer)
@@ -142,11 +146,9 @@ def plan_output_dir(
                 )
             if differing:
                 step = _read_json(Path(resume) / TRAINER_STATE) if resume else _read_json(output_dir / RUN_INFO)
-                keep = f"resolved_recipe.until_step_{(step or {}).get('global_step', 0)}.yaml"
-                notes.append(
-                    f"resuming under changed settings ({describe(differing)}); the earlier recipe is kept as "
-                    f"{output_dir / keep}"
-                )
+                keep = record_name(output_dir, (step or {}).get("global_step", 0))
+                # the record's name is printed when it is written (keep_earlier_recipe)
+                notes.append(f"resuming under changed settings ({describe(differing)})")
         finished = finished_message(output_dir, resume, args.max_steps, latest=kind == "last")
         return OutputPlan(resume, finished, tuple(notes), keep if finished is None else None)
 
@@ -178,17 +180,56 @@ def plan_output_dir(
     )
 
 
+def check_links(output_dir: Path) -> None:
+    """Refuse a file or `checkpoint-*` folder in `output_dir` that is a symbolic link, before anything is written:
+    transformers saves the model and checkpoints there through whatever link it finds, so what a run writes could
+    land outside the folder (a linked sub-folder such as TensorBoard's `runs` is the user's to make)."""
+    if not output_dir.is_dir():
+        return
+    links = sorted(
+        entry
+        for entry in output_dir.iterdir()
+        if entry.is_symlink() and (not entry.is_dir() or entry.name.startswith("checkpoint-"))
+    )
+    if links:
+        shown = "; ".join(f"{p.name} -> {os.readlink(p)}" for p in links[:5])
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        raise RecipeError(
+            f"output_dir {str(output_dir)!r} holds symbolic links ({shown}{more}); a run writes its files there and "
+            "would write through them, out of the folder: replace each link by a copy of its file, or pass another "
+            "--output_dir"
+        )
+
+
 def describe(differing: dict[str, tuple[Any, Any]], limit: int = 8) -> str:
     """`key: old -> new; ...` for the first `limit` differing keys."""
     shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(differing.items())[:limit])
     return shown + (f"; and {len(differing) - limit} more" if len(differing) > limit else "")
 
 
-def keep_earlier_recipe(output_dir: Path, plan: OutputPlan) -> None:
-    """Resuming under changed settings: rename the earlier `resolved_recipe.yaml` before the new one is saved."""
+def record_name(output_dir: Path, step: int) -> str:
+    """The name of the record of the resolved recipe that trained up to `step`: `resolved_recipe.until_step_N.yaml`,
+    or, when a resume from step N was itself cut short and is resumed again with changes, the first free
+    `resolved_recipe.until_step_N.K.yaml` (K = 2, 3, ...): every record is kept, in the order they were made."""
+    name, count = f"resolved_recipe.until_step_{step}.yaml", 1
+    while os.path.lexists(output_dir / name):
+        count += 1
+        name = f"resolved_recipe.until_step_{step}.{count}.yaml"
+    return name
+
+
+def keep_earlier_recipe(output_dir: Path, plan: OutputPlan) -> str | None:
+    """Resuming under changed settings: rename the earlier `resolved_recipe.yaml` to its record name before the
+    new one is saved (a name taken since the plan was made is never overwritten); returns the record's name."""
     saved = output_dir / RESOLVED_RECIPE
-    if plan.keep_recipe_as is not None and saved.is_file():
-        saved.replace(output_dir / plan.keep_recipe_as)
+    if plan.keep_recipe_as is None or not os.path.lexists(saved):
+        return None
+    name = plan.keep_recipe_as
+    if os.path.lexists(output_dir / name):
+        name = record_name(output_dir, int(name.split("until_step_")[1].split(".")[0]))
+    saved.rename(output_dir / name)  # a link is renamed itself, never written through
+    print(f"sas-trl: the earlier resolved recipe is kept as {output_dir / name}", flush=True)
+    return name
 
 
 def finished_message(output_dir: Path, checkpoint: str | None, max_steps: int, latest: bool = True) -> str | None:
@@ -259,8 +300,7 @@ def remove_previous_run(output_dir: Path) -> None:
 def save_recipe(recipe: dict[str, Any], output_dir: Path, state) -> None:
     """Print the resolved recipe and save it as `resolved_recipe.yaml` (itself a valid recipe)."""
     if state.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / RESOLVED_RECIPE).write_text(dump_recipe(recipe))
+        write_text(output_dir, RESOLVED_RECIPE, dump_recipe(recipe))  # a link there is replaced, not written through
         print(f"sas-trl: recipe resolved ({state.num_processes} process(es)):\n{dump_recipe(recipe)}", flush=True)
 
 
@@ -274,8 +314,8 @@ def write_run_info(output_dir: Path, trainer, state, model_id: str, seconds: flo
         "model": model_id,
     }
     # Every logged training metric, for reports over runs (`sas-trl compare`); run_info.json is written last.
-    (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-    (output_dir / RUN_INFO).write_text(json.dumps(info, indent=2))
+    write_text(output_dir, "log_history.json", json.dumps(trainer.state.log_history))
+    write_text(output_dir, RUN_INFO, json.dumps(info, indent=2))
     return info
 
 

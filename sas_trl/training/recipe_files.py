@@ -24,18 +24,39 @@ class RepeatedKeyError(yaml.constructor.ConstructorError):
     """A YAML mapping holds one key twice (YAML would keep the last value without a word)."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that refuses a mapping holding one key twice (compared as text: `1` and `"1"` too)."""
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *anchor`: the anchored mapping's keys, which this mapping's own override
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict[str, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            text, line = str(key), key_node.start_mark.line + 1
-            if text in seen:
-                raise RepeatedKeyError(None, None, f"key {text!r} appears twice (lines {seen[text]} and {line})")
-            seen[text] = line
-        return super().construct_mapping(node, deep=deep)
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a mapping holding one key twice (compared as text: `1` and `"1"` too).
+
+    Merge keys (`<<:`) work as in PyYAML: keys a mapping takes from a merge are not its own, so its own may
+    override them; what a mapping writes itself (`<<` included) must still be unique.
+    """
+
+    def check_unique_keys(self, root: yaml.Node) -> None:
+        """Every mapping of the composed document, in document order, before anything is constructed (the
+        construction flattens merges, after which a mapping's own keys cannot be told from merged ones)."""
+        pending, visited = [root], set()
+        while pending:
+            node = pending.pop()
+            if id(node) in visited:  # an alias is the anchored node itself
+                continue
+            visited.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[str, int] = {}
+                for key_node, _ in node.value:
+                    merge = key_node.tag == MERGE_TAG
+                    text = "<<" if merge else str(self.construct_object(key_node, deep=True))
+                    line = key_node.start_mark.line + 1
+                    if text in seen:
+                        raise RepeatedKeyError(
+                            None, None, f"key {text!r} appears twice (lines {seen[text]} and {line})"
+                        )
+                    seen[text] = line
+                pending.extend(reversed([child for pair in node.value for child in pair]))
+            elif isinstance(node, yaml.SequenceNode):
+                pending.extend(reversed(node.value))
 
 
 class Recipe(dict):
@@ -60,6 +81,8 @@ def load_yaml(path: Path, what: str, error: type[UserError] = RecipeError) -> tu
     loader = _UniqueKeyLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            loader.check_unique_keys(node)
         data = loader.construct_document(node) if node is not None else None
     except RepeatedKeyError as err:
         raise error(f"{what} {path}: {err.problem}; each key may appear once") from err
@@ -70,7 +93,7 @@ def load_yaml(path: Path, what: str, error: type[UserError] = RecipeError) -> tu
         raise error(f"{what} {path} is not valid YAML{where}: {problem}") from err
     finally:
         loader.dispose()
-    lines = {}
+    lines = {}  # after construction every merge is flattened: merged keys first, then the mapping's own
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             lines[str(key.value)] = key.start_mark.line + 1

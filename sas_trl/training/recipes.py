@@ -12,6 +12,7 @@ The parts: `recipe_files` (reading, `base:` includes, writing), `arguments` (`Ru
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -142,5 +143,7 @@ def _value_of(key, *objects):
     for obj in objects:
         if hasattr(obj, key):
             value = getattr(obj, key)
+            if dataclasses.is_dataclass(value):  # accelerator_config, read from its JSON: its fields, as a mapping
+                return dataclasses.asdict(value)
             return value.value if hasattr(value, "value") else value
     raise KeyError(key)

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import enum
 import functools
+import importlib.util
 import inspect
 import json
 import math
@@ -267,13 +268,21 @@ def _check_text_numbers(values: Mapping[str, Any], where: Where) -> None:
         )
 
 
+# Fields transformers also reads from a JSON file when the text does not start with '{' (a path).
+JSON_FILE_FIELDS = ("accelerator_config", "fsdp_config", "deepspeed")
+
+
 def _check_dict_fields(values: Mapping[str, Any], where: Where) -> None:
-    # TrainingArguments json-decodes these when given as text starting with '{' and would report only the JSON error.
+    # TrainingArguments json-decodes these when given as text starting with '{' and would report only the JSON error;
+    # `JSON_FILE_FIELDS` take a path to a JSON file otherwise (the standard DeepSpeed/FSDP/accelerator configs).
     from ..config import SASConfig
 
     for key in SASConfig._VALID_DICT_FIELDS:
         value = values.get(key)
         if not isinstance(value, str) or not value.strip():
+            continue
+        if key in JSON_FILE_FIELDS and not value.startswith("{"):
+            _check_json_file(key, value, where)
             continue
         try:
             decoded = json.loads(value)
@@ -281,6 +290,37 @@ def _check_dict_fields(values: Mapping[str, Any], where: Where) -> None:
             raise RecipeError(f"{key}: {value!r} is not a JSON mapping ({err.msg}){where(key)}") from err
         if not isinstance(decoded, dict):
             raise RecipeError(f"{key}: {value!r} is not a JSON mapping{where(key)}")
+    if values.get("deepspeed") and not _installed("deepspeed"):
+        # TrainingArguments would fail with a bare PackageNotFoundError while it is built
+        raise RecipeError(
+            f"deepspeed: {values['deepspeed']!r} needs DeepSpeed, which is not installed: pip install "
+            f"'sas-trl[deepspeed]'{where('deepspeed')}"
+        )
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _check_json_file(key: str, value: str, where: Where) -> None:
+    """A `JSON_FILE_FIELDS` path: an existing file (relative to the current folder, as transformers opens it)
+    holding a JSON mapping; errors name the file."""
+    path = Path(value)
+    expected = "inline JSON starting with '{' or the path of a JSON file"
+    if not path.exists():
+        raise RecipeError(f"{key}: file {value!r} not found ({expected}){where(key)}")
+    if not path.is_file():
+        raise RecipeError(f"{key}: {value!r} is a folder, not a JSON file{where(key)}")
+    try:
+        decoded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"{key}: file {value!r} cannot be read ({err}){where(key)}") from err
+    except json.JSONDecodeError as err:
+        raise RecipeError(
+            f"{key}: file {value!r} is not valid JSON ({err.msg}, line {err.lineno}, column {err.colno}){where(key)}"
+        ) from err
+    if not isinstance(decoded, dict):
+        raise RecipeError(f"{key}: file {value!r} holds a JSON {type(decoded).__name__}, not a mapping{where(key)}")
 
 
 def _check_reward_weights(values: Mapping[str, Any], where: Where) -> None:
