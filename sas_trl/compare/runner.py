@@ -34,6 +34,7 @@ import yaml
 
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
+from ..redaction import redact_argv
 from . import jobs as parallel
 from . import trajectory
 from .study import Study, run_recipe
@@ -297,7 +298,7 @@ def prepare_starting_model(study: Study) -> str:
 def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
-        out.write(f"$ {shlex.join(command)}\n")
+        out.write(f"$ {shlex.join(redact_argv(command))}\n")  # no credential in a log
         out.flush()
         code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     if code != 0:
