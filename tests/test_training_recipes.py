@@ -102,6 +102,88 @@ def test_flags_override_the_recipe_and_env_is_set(tmp_path, monkeypatch):
     assert os.environ["SAS_TRL_TEST_VAR"] == "hello"
 
 
+TINY = "model_name_or_path: builtin:tiny\nuse_cpu: true\nbf16: false\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_BIND_NOW", "ld_preload", "DYLD_INSERT_LIBRARIES",
+     "DYLD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONBREAKPOINT",
+     "BASH_ENV"],
+)  # fmt: skip
+def test_env_refuses_loader_variables_unless_the_user_asks(name, tmp_path, monkeypatch):
+    monkeypatch.delenv("SAS_TRL_ALLOW_LOADER_ENV", raising=False)
+    monkeypatch.setenv(name, "before")  # restored after the test
+    (tmp_path / "base.yaml").write_text(f"{TINY}env:\n  A_VAR: '1'\n  {name}: /tmp/evil.so\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base: base.yaml\nseed: 1\n")
+    with pytest.raises(RecipeError) as err:
+        parse(["--recipe", str(recipe)])
+    message = str(err.value)
+    assert f"{tmp_path / 'base.yaml'}, line 6: env sets {name}" in message  # the file and line that set it
+    assert f"SAS_TRL_ALLOW_LOADER_ENV={name}" in message and "a recipe is code" in message
+    assert ("put its folder on PYTHONPATH in the shell" in message) == (name == "PYTHONPATH")
+    assert os.environ[name] == "before"  # refused before any variable is set
+
+    monkeypatch.setenv("SAS_TRL_ALLOW_LOADER_ENV", f"OTHER_NAME, {name}")  # asked for: this one
+    parse(["--recipe", str(recipe)])
+    assert os.environ[name] == "/tmp/evil.so"
+    monkeypatch.setenv(name, "before")
+    monkeypatch.setenv("SAS_TRL_ALLOW_LOADER_ENV", "1")  # asked for: every such variable
+    parse(["--recipe", str(recipe)])
+    assert os.environ[name] == "/tmp/evil.so"
+
+
+def test_asking_for_one_loader_variable_allows_no_other(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAS_TRL_ALLOW_LOADER_ENV", "LD_LIBRARY_PATH")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"{TINY}env:\n  LD_LIBRARY_PATH: /opt/lib\n  LD_PRELOAD: /tmp/evil.so\n")
+    monkeypatch.setenv("LD_LIBRARY_PATH", "before")
+    with pytest.raises(RecipeError, match="env sets LD_PRELOAD"):
+        parse(["--recipe", str(recipe)])
+
+
+@pytest.mark.parametrize("spelling", ["SAS_TRL_ALLOW_LOADER_ENV", "sas_trl_allow_loader_env"])
+def test_a_recipe_cannot_ask_for_loader_variables_itself(spelling, tmp_path, monkeypatch):
+    monkeypatch.delenv("SAS_TRL_ALLOW_LOADER_ENV", raising=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"{TINY}env:\n  {spelling}: '1'\n  LD_PRELOAD: /tmp/evil.so\n")
+    with pytest.raises(RecipeError, match=f"env sets {spelling}, the switch .* only the environment you run"):
+        parse(["--recipe", str(recipe)])
+    assert "SAS_TRL_ALLOW_LOADER_ENV" not in os.environ
+
+
+def test_a_study_condition_with_a_loader_variable_is_refused_by_name(tmp_path, monkeypatch):
+    from sas_trl.compare.study import load_study
+    from sas_trl.errors import UserError
+
+    monkeypatch.delenv("SAS_TRL_ALLOW_LOADER_ENV", raising=False)
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        f"base_recipe: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nseeds: [0]\nreference: a\n"
+        "conditions:\n  a: {}\n  b: {env: {LD_PRELOAD: /tmp/evil.so}}\n"
+    )
+    with pytest.raises(UserError, match="condition 'b'.*env sets LD_PRELOAD.*SAS_TRL_ALLOW_LOADER_ENV=LD_PRELOAD"):
+        load_study(study)
+
+
+def test_a_saved_recipe_with_redacted_credentials_reads_again(tmp_path, monkeypatch, capsys):
+    """`resolved_recipe.yaml` says `<redacted>`: read with --recipe, the variable keeps the environment's value
+    (a note when it has none) and the key stays unset; the resolved recipe says `<redacted>` again."""
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "sk-from-the-shell-1")
+    monkeypatch.delenv("OTHER_TOKEN", raising=False)
+    recipe = tmp_path / "resolved_recipe.yaml"
+    recipe.write_text(
+        f"{TINY}hub_token: <redacted>\nenv:\n  MY_SERVICE_API_KEY: <redacted>\n  OTHER_TOKEN: <redacted>\n"
+    )
+    _, args, _, resolved = parse(["--recipe", str(recipe)], this_machine=True)
+    assert args.hub_token is None and os.environ["MY_SERVICE_API_KEY"] == "sk-from-the-shell-1"
+    assert "OTHER_TOKEN" not in os.environ
+    assert "env OTHER_TOKEN is <redacted> in the recipe and not set here" in capsys.readouterr().out
+    assert resolved["env"] == {"MY_SERVICE_API_KEY": "<redacted>", "OTHER_TOKEN": "<redacted>"}
+    assert resolved["hub_token"] == "<redacted>"
+
+
 def test_a_flag_can_switch_off_the_recipes_launch_config():
     run_args, *_ = parse(["--recipe", "recipes/deepscaler_4k.yaml", *CPU_OVERRIDES, "--accelerate_config", "null"])
     assert run_args.accelerate_config is None

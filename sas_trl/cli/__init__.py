@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command_module(command).main(rest)
     except UserError as err:
-        print(f"sas-trl {command}: error: {err}", file=sys.stderr)
+        from ..redaction import redact_text
+
+        print(f"sas-trl {command}: error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sas-trl {command}: interrupted; checkpoints saved so far are kept", file=sys.stderr)

@@ -21,8 +21,11 @@ def main(argv: list[str]) -> int:
 
     from ..training.hub import add_eval_table, check_hub_access, upload
 
+    def say(message: str) -> None:
+        print(f"sas-trl: {message}", flush=True)
+
     repo_id = check_hub_access(args.hub_model_id, private=args.hub_private_repo or None)
-    if add_eval_table(args.output_dir):
+    if add_eval_table(args.output_dir, say):
         print(f"sas-trl: added {args.output_dir}/eval_results.md to the model card")
-    print(f"sas-trl: pushed to {upload(args.output_dir, repo_id, private=args.hub_private_repo or None)}")
+    print(f"sas-trl: pushed to {upload(args.output_dir, repo_id, private=args.hub_private_repo or None, echo=say)}")
     return 0

@@ -98,7 +98,9 @@ def main(argv: list[str]) -> int:
         if finished is not None:
             print(f"sas-trl: {finished}", flush=True)
             return 0
-        print(f"sas-trl: launching {' '.join(command)}", flush=True)
+        from ..redaction import redact_argv
+
+        print(f"sas-trl: launching {' '.join(redact_argv(command))}", flush=True)
         return subprocess.call(command, env={**os.environ, LAUNCHED_ENV: "1"})
 
     from ..training.run import run

@@ -35,6 +35,7 @@ import yaml
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
 from ..output_files import check_folder, for_append, write_text
+from ..redaction import redact_argv
 from . import children, trajectory
 from . import jobs as parallel
 from .study import Study, own_environment, preflight_conditions, run_recipe
@@ -343,7 +344,7 @@ def prepare_starting_model(study: Study) -> str:
 
 def _run_logged(command: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
     with for_append(log.parent, log.name, "the log").open("a") as out:
-        out.write(f"$ {shlex.join(command)}\n")
+        out.write(f"$ {shlex.join(redact_argv(command))}\n")  # no credential in a log
         out.flush()
         code = children.call(command, out, env, what)  # stopped with the study (SIGTERM, SIGHUP, Ctrl-C)
     if code != 0:

@@ -23,6 +23,7 @@ import yaml
 
 from ..errors import RecipeError
 from ..typecheck import matches, type_name
+from .deadline import DEFAULT_REWARD_TIMEOUT
 
 
 class ParamError(RecipeError):
@@ -67,6 +68,7 @@ class RunContext:
     max_completion_length: int | None = None  # the generation cap, in tokens
     seed: int = 0  # the run's seed (transforms that draw at random are seeded with it)
     output_dir: str | None = None  # where the run writes
+    reward_timeout: float | None = DEFAULT_REWARD_TIMEOUT  # seconds a user's (dotted-path) reward call may take
 
     @classmethod
     def of(cls, run_args: Any, training_args: Any = None) -> RunContext:
@@ -79,6 +81,7 @@ class RunContext:
             max_completion_length=getattr(training_args, "max_completion_length", None),
             seed=getattr(training_args, "seed", 0),
             output_dir=getattr(training_args, "output_dir", None),
+            reward_timeout=getattr(run_args, "reward_timeout", DEFAULT_REWARD_TIMEOUT),
         )
 
     def need(self, name: str, user: str) -> Any:

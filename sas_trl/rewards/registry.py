@@ -8,7 +8,8 @@ always means "the answer is right", never "the summed reward is high". A name is
   dataclass declared next to it and set in the recipe's `reward_params: {name: {param: value}}`; or
 - a dotted import path (`my_package.rewards.brevity`), as TRL's own CLI accepts: a plain TRL reward function
   `(completions, **kwargs) -> list[float]` the user wrote. It takes no `reward_params`, and it grades correctness
-  only if it says so with an attribute `sas_correctness = True`.
+  only if it says so with an attribute `sas_correctness = True`. Each of its calls has a deadline (recipe key
+  `reward_timeout`, `deadline.py`): one that never returns fails naming the reward, instead of hanging training.
 
 A new reward is one decorated factory and touches no existing function: recipe checks (its parameters, the column
 it needs) and training read only what its spec declares.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RecipeError
+from .deadline import with_deadline
 from .params import NoParams, RunContext, build_named_params, nearest
 
 RewardFactory = Callable[[Any, RunContext], Callable]
@@ -100,7 +102,15 @@ def reward_spec(name: str) -> RewardSpec:
         )
     reward = import_reward(name)
     correct = getattr(reward, CORRECTNESS_ATTRIBUTE, False) is True
-    return RewardSpec(lambda params, context: reward, correct, "", NoParams, None, name, dotted_path=True)
+    return RewardSpec(
+        lambda params, context: with_deadline(reward, name, context.reward_timeout),
+        correct,
+        "",
+        NoParams,
+        None,
+        name,
+        dotted_path=True,
+    )
 
 
 def check_reward_names(names: Sequence[str]) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..constants import BUILTIN_DATASET, BUILTIN_MODEL, DEEPSCALER_ID, PROMPT_TEMPLATE, REWARD_FORMATS
 from ..errors import RecipeError
 from ..rewards import check_reward_names
+from ..rewards.deadline import DEFAULT_REWARD_TIMEOUT
 
 
 @dataclass
@@ -53,6 +54,14 @@ class RunArguments:
     reward_format: str = field(
         default="r1",
         metadata={"help": "'r1': grade the text after </think> (required); 'plain': grade the whole completion."},
+    )
+    reward_timeout: float = field(
+        default=DEFAULT_REWARD_TIMEOUT,
+        metadata={
+            "help": "Seconds one call of a reward of your own (a dotted path in reward_funcs) may take, for one batch "
+            "of completions; past it training fails naming the reward. The built-in `accuracy` has its own "
+            "per-answer deadline."
+        },
     )
     builtin_num_problems: int = field(default=4096, metadata={"help": f"Problems generated for {BUILTIN_DATASET!r}."})
     builtin_min_terms: int = field(default=2, metadata={"help": f"Fewest addends of a {BUILTIN_DATASET!r} problem."})
@@ -145,6 +154,10 @@ class RunArguments:
             raise RecipeError(
                 f"builtin_min_terms={self.builtin_min_terms}, builtin_max_terms={self.builtin_max_terms} are not "
                 "valid; allowed values: 2 <= builtin_min_terms <= builtin_max_terms"
+            )
+        if not (isinstance(self.reward_timeout, int | float) and 0 < self.reward_timeout < float("inf")):
+            raise RecipeError(
+                f"reward_timeout={self.reward_timeout} is not valid; allowed values: a number of seconds > 0"
             )
         if self.sft_warmup_steps < 0:
             raise RecipeError(f"sft_warmup_steps={self.sft_warmup_steps} is not valid; allowed values: >= 0")

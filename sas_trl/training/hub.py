@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..output_files import write_text
+from ..redaction import find_secrets, redact_text, remember, secret_values
 from .arguments import RunArguments
 from .recipe_files import dump_recipe
 
 # The project's source repository (pyproject's [project.urls] Repository; a test keeps the two equal).
 REPOSITORY_URL = "https://github.com/sas-trl/sas-trl"
 CARD = "README.md"
-EVAL_RESULTS = "eval_results.md"
+EVAL_RESULTS = "eval_results.md"  # evaluation.runner.TABLE_FILE
+EVAL_SAMPLES = "eval_samples.jsonl"  # evaluation.runner.SAMPLES_FILE: its header records the weights evaluated
 METRICS = "train_metrics.json"
+NO_EVALUATION = "No evaluation was run for this checkpoint yet."
+# Never uploaded: intermediate checkpoints, the built-in model's starting copy, torch state, logger folders.
+UPLOAD_IGNORE = ("checkpoint-*", "checkpoint-*/**", "base_model/**", "*.pt", "runs/**", "wandb/**")
+SCAN_LIMIT = 256 * 2**20  # files larger than this (weights) are not searched for credentials
+PARSE_LIMIT = 16 * 2**20  # YAML/JSON files up to this size are also searched by key name
 SAS_FIELDS = (
     "sas_ratio",
     "sas_strategy",
@@ -155,12 +163,12 @@ def model_card(
         "train_runtime",
     )
     metric_rows = "\n".join(f"| `{k}` | {metrics[k]:.4g} |" for k in keys if k in metrics)
-    evaluation = eval_table.strip() if eval_table else "No evaluation was run for this checkpoint yet."
+    evaluation = eval_table.strip() if eval_table else NO_EVALUATION
     base = base_model if not base_model.startswith("/") else Path(base_model).name
     tags = ("sas-trl", *(("sas",) if rule.enabled else ()), "grpo", "trl", "reasoning")
     tag_lines = "\n".join(f"- {tag}" for tag in tags)
     hub_line = f"\nHub repository: `{repo_id}`.\n" if repo_id else ""
-    return f"""---
+    return redact_text(f"""---
 library_name: transformers
 base_model: {base}
 tags:
@@ -198,7 +206,7 @@ Reproduce with `sas-trl train --recipe recipe.yaml`:
 ```yaml
 {dump_recipe(recipe).strip()}
 ```
-"""
+""")
 
 
 def write_card(
@@ -208,49 +216,173 @@ def write_card(
     base_model: str,
     recipe: dict[str, Any],
     log_history: list[dict[str, Any]],
+    echo: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write README.md, recipe.yaml and train_metrics.json into the output folder."""
-    output_dir = Path(output_dir)
-    metrics = final_metrics(log_history)
-    eval_path = output_dir / EVAL_RESULTS
-    eval_table = eval_path.read_text() if eval_path.is_file() else None
-    write_text(output_dir, METRICS, json.dumps(metrics, indent=2))  # a link there is replaced, not written through
-    write_text(output_dir, "recipe.yaml", dump_recipe(recipe))
-    return write_text(output_dir, CARD, model_card(repo_id, args, base_model, recipe, metrics, eval_table))
+    """Write README.md, recipe.yaml and train_metrics.json into the output folder.
 
-
-def add_eval_table(output_dir: str | Path) -> bool:
-    """Put `eval_results.md` (written by `sas-trl eval --output_dir` in this folder) into the model card.
-
-    Returns True if the card changed. The card's Evaluation section is replaced, the rest is kept.
+    The card's evaluation is `eval_results.md` only when it evaluates the weights now in the folder
+    (`card_evaluation`); an earlier model's evaluation left there is named in the card and told to `echo`.
     """
     output_dir = Path(output_dir)
-    card, table = output_dir / CARD, output_dir / EVAL_RESULTS
-    if not (card.is_file() and table.is_file()):
+    metrics = final_metrics(log_history)
+    evaluation, left_out = card_evaluation(output_dir)
+    if left_out and echo is not None:
+        echo(left_out)
+    write_text(output_dir, METRICS, json.dumps(metrics, indent=2))  # a link there is replaced, not written through
+    write_text(output_dir, "recipe.yaml", dump_recipe(recipe))
+    return write_text(output_dir, CARD, model_card(repo_id, args, base_model, recipe, metrics, evaluation))
+
+
+def evaluated_weights(output_dir: Path) -> str | None:
+    """The weights fingerprint the folder's samples file was drawn from (its header's `weights`), or None."""
+    try:
+        with open(output_dir / EVAL_SAMPLES, encoding="utf-8") as f:
+            header = json.loads(f.readline()).get("header")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return header.get("weights") if isinstance(header, dict) else None
+
+
+def card_evaluation(output_dir: str | Path) -> tuple[str | None, str | None]:
+    """The card's Evaluation section, and what was left out of it (None when nothing was).
+
+    `eval_results.md` goes into the card only when its samples file records the weights now in the folder
+    (`evaluation.backends.model_fingerprint`): after `--overwrite_output_dir` or a resumed run trained further,
+    the table left in the folder evaluates an earlier model, and the card says so instead of showing it. The
+    evaluation's files are kept as they are.
+    """
+    from ..evaluation.backends import model_fingerprint
+
+    output_dir = Path(output_dir)
+    table = output_dir / EVAL_RESULTS
+    if not table.is_file() or table.is_symlink():  # a planted link would pull another file's text into the card
+        return None, None
+    evaluated, now = evaluated_weights(output_dir), model_fingerprint(str(output_dir))
+    if evaluated is not None and evaluated == now:
+        return table.read_text(), None
+    what = (
+        f"the weights {evaluated}, not the ones now in the folder ({now}): an earlier model's evaluation"
+        if evaluated
+        else f"weights it does not record (no readable {EVAL_SAMPLES} beside it)"
+    )
+    section = (
+        f"No evaluation of this model yet. The folder's `{EVAL_RESULTS}` evaluates {what}; it is not shown here. "
+        f"Evaluate this model with `sas-trl eval --model DIR --output_dir DIR --overwrite` (DIR: this folder; "
+        f"`--overwrite` replaces that evaluation) and `sas-trl push` puts its table here."
+    )
+    note = f"the model card leaves out {output_dir / EVAL_RESULTS}: it evaluates {what} (the file is kept)"
+    return section, note
+
+
+def add_eval_table(output_dir: str | Path, echo: Callable[[str], None] | None = None) -> bool:
+    """Put `eval_results.md` (written by `sas-trl eval --output_dir` in this folder) into the model card, when it
+    evaluates the weights now in the folder (`card_evaluation`; else the card says why it is left out).
+
+    Returns True if the table went into the card (and changed it). The card's Evaluation section is replaced,
+    the rest is kept.
+    """
+    output_dir = Path(output_dir)
+    card = output_dir / CARD
+    section, left_out = card_evaluation(output_dir)
+    if not card.is_file() or section is None:
         return False
+    if left_out and echo is not None:
+        echo(left_out)
     text = card.read_text()
     start, end = text.find("## Evaluation\n"), text.find("\n## Recipe")
     if start < 0 or end < start:
         return False
-    updated = f"{text[:start]}## Evaluation\n\n{table.read_text().strip()}\n{text[end:]}"
-    write_text(output_dir, CARD, updated)
-    return updated != text
+    updated = redact_text(f"{text[:start]}## Evaluation\n\n{section.strip()}\n{text[end:]}")
+    if updated != text:
+        write_text(output_dir, CARD, updated)
+    return updated != text and left_out is None
 
 
 def retry_command(output_dir: str | Path, repo_id: str) -> str:
     return f"sas-trl push --output_dir {shlex.quote(str(output_dir))} --hub_model_id {shlex.quote(repo_id)}"
 
 
-def upload(output_dir: str | Path, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
-    """Upload the output folder (model, tokenizer, card; not the intermediate checkpoints). Returns its URL."""
+def upload(
+    output_dir: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> str:
+    """Upload the output folder (model, tokenizer, card; not the intermediate checkpoints). Returns its URL.
+
+    No credential is uploaded: a file that holds one (`upload_exclusions`) stays local, told to `echo`.
+    """
     from huggingface_hub import HfApi
 
+    remember(token)
+    ignore = list(UPLOAD_IGNORE)
+    for relative, why in upload_exclusions(output_dir, ignore).items():
+        ignore.append(_literal_pattern(relative))
+        if echo is not None:
+            echo(f"not uploaded: {relative} ({why})")
     api = HfApi(token=token)
     api.create_repo(repo_id, exist_ok=True, private=private)
     api.upload_folder(
         repo_id=repo_id,
         folder_path=str(output_dir),
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "base_model/**", "*.pt", "runs/**", "wandb/**"],
+        ignore_patterns=ignore,
         commit_message="Upload model trained with sas-trl",
     )
     return f"https://huggingface.co/{repo_id}"
+
+
+def upload_exclusions(output_dir: str | Path, ignore: list[str]) -> dict[str, str]:
+    """The files `upload_folder(ignore_patterns=ignore)` would send that must stay local, and why: a link that
+    leads out of the folder, or a file that holds a credential (a known one by value, the Hub's stored token
+    included, or a secret-named key with a value in a YAML/JSON file, e.g. a study run's `study_recipe.yaml`)."""
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import filter_repo_objects
+    from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
+
+    remember(get_token())
+    folder = Path(output_dir).expanduser().resolve()
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
+    sent = filter_repo_objects(list(files), ignore_patterns=[*ignore, *DEFAULT_IGNORE_PATTERNS])
+    values = [v.encode() for v in secret_values()]
+    excluded = {}
+    for relative in sent:
+        path = files[relative]
+        if not path.resolve().is_relative_to(folder):
+            excluded[relative] = f"a link to {path.resolve()}, outside the folder"
+            continue
+        why = _credential_in(path, values)
+        if why is not None:
+            excluded[relative] = why
+    return excluded
+
+
+def _credential_in(path: Path, values: list[bytes]) -> str | None:
+    """Why `path` holds a credential, or None. The model's own files (weights, config, tokenizer: transformers
+    writes them, and a tokenizer's `pad_token` is no credential) are searched by value only."""
+    from fnmatch import fnmatch
+
+    from ..evaluation.backends import MODEL_FILE_PATTERNS
+
+    size = path.stat().st_size
+    if size > SCAN_LIMIT or path.suffix == ".safetensors":
+        return None
+    data = path.read_bytes()
+    if any(value in data for value in values):
+        return "holds a credential's value"
+    model_file = any(fnmatch(path.name, pattern) for pattern in MODEL_FILE_PATTERNS)
+    if model_file or size > PARSE_LIMIT or path.suffix not in (".yaml", ".yml", ".json"):
+        return None
+    import yaml
+
+    try:
+        document = json.loads(data) if path.suffix == ".json" else yaml.safe_load(data)
+    except (ValueError, yaml.YAMLError):
+        return None
+    keys = find_secrets(document)
+    return f"holds a credential in clear: {', '.join(keys[:3])}" if keys else None
+
+
+def _literal_pattern(relative: str) -> str:
+    """An `fnmatch` pattern that matches exactly this path."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in relative)

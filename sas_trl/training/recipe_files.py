@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import RecipeError, UserError
+from ..redaction import redact_recipe
 from .packaged import resolve_base
 
 MAX_INCLUDE_DEPTH = 32  # a chain of `base:` includes deeper than this is a mistake, not a layering
@@ -163,6 +164,51 @@ def _check_env_entry(key, value, where: str) -> None:
         raise RecipeError(f"recipe {where}: env {key!r} has a NUL character in its value, which the OS refuses")
 
 
+# Variables that make a process load code other than the installed one: the dynamic loader's (glibc's LD_*, macOS's
+# DYLD_*), Python's module search and start-up hooks, and bash's start-up file. A recipe may set them only when the
+# person running it asks, in their own environment (a recipe cannot ask for itself), and never sets the switch.
+LOADER_PREFIXES = ("LD_", "DYLD_")
+LOADER_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONPLATLIBDIR",
+                    "PYTHONBREAKPOINT", "BASH_ENV")  # fmt: skip
+ALLOW_LOADER_ENV = "SAS_TRL_ALLOW_LOADER_ENV"  # "1" (all) or the names allowed, comma-separated
+
+
+def is_loader_variable(name: str) -> bool:
+    upper = str(name).upper()
+    return upper.startswith(LOADER_PREFIXES) or upper in LOADER_VARIABLES
+
+
+def check_env_allowed(env: dict[str, Any], recipe: dict[str, Any]) -> None:
+    """Refuse `env:` entries that load other code (`LOADER_PREFIXES`, `LOADER_VARIABLES`) unless the environment
+    allows them (`ALLOW_LOADER_ENV`), and any entry that sets the switch itself; the error names the file and line."""
+    allowed = os.environ.get(ALLOW_LOADER_ENV, "").strip()
+    names = {n.strip().upper() for n in allowed.split(",") if n.strip()}
+    every = allowed.lower() in ("1", "true", "yes", "all")
+    for key in env:
+        where = recipe.location(f"env.{key}", "file") if isinstance(recipe, Recipe) else "file"
+        if str(key).upper() == ALLOW_LOADER_ENV:
+            raise RecipeError(
+                f"recipe {where}: env sets {key}, the switch that lets a recipe set loader variables; only the "
+                "environment you run sas-trl in can set it"
+            )
+        if not is_loader_variable(key) or every or str(key).upper() in names:
+            continue
+        hint = (
+            "; to import a dotted-path reward, put its folder on PYTHONPATH in the shell that runs sas-trl"
+            if str(key).upper() == "PYTHONPATH"
+            else ""
+        )
+        raise RecipeError(
+            f"recipe {where}: env sets {key}, which makes the processes of the run load other code (the dynamic "
+            f"loader's LD_*/DYLD_*, {', '.join(LOADER_VARIABLES)}); a recipe is code, so it may set it only when "
+            f"you ask: run with {ALLOW_LOADER_ENV}={key} (or {ALLOW_LOADER_ENV}=1 for every such variable) in your "
+            f"environment{hint}"
+        )
+
+
 def dump_recipe(resolved: dict[str, Any]) -> str:
-    """YAML text of a resolved recipe (loadable again with --recipe)."""
-    return yaml.safe_dump(dict(resolved), sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
+    """YAML text of a resolved recipe (loadable again with --recipe), credentials redacted (`redaction`): a
+    secret-named key or `env:` entry reads `<redacted>`, and a credential's value anywhere else too."""
+    return yaml.safe_dump(
+        redact_recipe(resolved), sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
+    )

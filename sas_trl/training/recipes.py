@@ -18,12 +18,13 @@ import re
 from typing import Any
 
 from ..errors import RecipeError
+from ..redaction import REDACTED, is_secret_name, redact_recipe, remember_recipe
 from .arguments import RunArguments, dataclass_types
 from .argv import flag_names, pop_recipe_flag, unescape_flags
 from .launch import is_launched_child
 from .packaged import PACKAGED, resolve_accelerate_config, resolve_path, resolve_recipe
 from .preflight import build_flags, effective_values, join_problems, machine_problems
-from .recipe_files import Recipe, dump_recipe, load_recipe
+from .recipe_files import Recipe, check_env_allowed, dump_recipe, load_recipe
 from .settings_checks import check_values
 from .validation import check_keys, check_local_files, check_settings, check_types
 
@@ -34,7 +35,8 @@ def parse(argv: list[str], *, this_machine: bool = False):
     """`--recipe FILE` (or TRL's `--config FILE`) plus `--field value` overrides -> (RunArguments, SASConfig,
     ModelConfig, recipe dict).
 
-    The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe). FILE is a
+    The recipe dict holds the recipe's keys with command-line overrides applied (the resolved recipe), its
+    credentials (`hub_token`, secret-named `env:` entries, ...) `<redacted>`: it is what gets saved. FILE is a
     path, or the name of a packaged recipe (`packaged.py`). With `this_machine`, settings this machine cannot
     run are refused too (`preflight.py`: a GPU recipe on a CPU, vLLM or wandb that cannot start, ...).
     """
@@ -50,6 +52,10 @@ def parse(argv: list[str], *, this_machine: bool = False):
         check_types(recipe, source)
     check_keys(flag_names(argv), "the command line")
 
+    check_env_allowed(recipe.get("env", {}), recipe)  # loader variables only when the user asks
+    remember_recipe(recipe)  # its credentials are redacted by value from here on (`redaction`)
+    resolved = dict(recipe)
+    recipe = without_redacted(recipe, tell=this_machine and not is_launched_child())
     for key, value in recipe.get("env", {}).items():
         os.environ[key] = str(value)
     if this_machine:
@@ -63,10 +69,25 @@ def parse(argv: list[str], *, this_machine: bool = False):
             raise RecipeError(join_problems(problems))
     run_args, sas_args, model_args = checked(recipe, argv)
 
-    resolved = dict(recipe)
     for key in flag_names(argv):
         resolved[key] = _value_of(key, run_args, sas_args, model_args)
-    return run_args, sas_args, model_args, resolved
+    remember_recipe(resolved)  # `--hub_token` and other credentials given as flags
+    return run_args, sas_args, model_args, redact_recipe(resolved, by_value=False)
+
+
+def without_redacted(recipe: dict[str, Any], tell: bool = False) -> dict[str, Any]:
+    """The recipe less what a saved recipe redacted (`<redacted>`): such a key is left unset, and such an `env:`
+    entry leaves the variable as the environment has it (with `tell`, a note when the environment lacks it)."""
+    env = recipe.get("env", {})
+    hidden = [k for k, v in env.items() if v == REDACTED]
+    for name in hidden:
+        if tell and name not in os.environ:
+            print(f"sas-trl: env {name} is <redacted> in the recipe and not set here; set it to use it", flush=True)
+    kept = {k: v for k, v in recipe.items() if not (is_secret_name(k) and v == REDACTED)}
+    if hidden:
+        kept["env"] = {k: v for k, v in env.items() if v != REDACTED}
+    sources = recipe.sources if isinstance(recipe, Recipe) else {}
+    return Recipe(kept, sources)
 
 
 def checked(recipe: dict[str, Any], argv: list[str]):

@@ -37,6 +37,7 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
 
     state = PartialState()
     output_dir = Path(args.output_dir)
+    token = hide_credentials(args)
     plan = plan_output_dir(run_args, args, model_args, recipe, main_process=state.is_main_process)
     if state.is_main_process:
         for note in plan.notes:  # a damaged checkpoint skipped, an optimizer restarted on request, changed settings
@@ -45,7 +46,7 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
         if state.is_main_process:
             print(f"sas-trl: {plan.finished}", flush=True)
         return output_dir
-    repo_id = prepare_hub(args, state)
+    repo_id = prepare_hub(args, state, token)
     if args.use_cpu or not torch.cuda.is_available():
         torch.set_num_threads(1)  # tiny models on shared CPU cores: one thread is fastest
 
@@ -64,6 +65,7 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
             eval_dataset = drop_long_prompts(eval_dataset, model_id, model_args, run_args.max_prompt_tokens)
     rewards = get_reward_funcs(run_args, args)
     trainer = build_trainer(model_id, rewards, args, model_args, dataset, eval_dataset)
+    hide_loading_credentials(trainer.args)  # the model is loaded: the checkpoints' training_args.bin need none
     lapo.save_targets_with_checkpoints(trainer, rewards)
 
     start = time.perf_counter()
@@ -71,15 +73,48 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
     trainer.save_model(str(output_dir))
     if state.is_main_process:
         info = write_run_info(output_dir, trainer, state, model_id, seconds=time.perf_counter() - start)
-        hub.write_card(output_dir, repo_id, args, model_args.model_name_or_path, recipe, trainer.state.log_history)
+        hub.write_card(
+            output_dir, repo_id, args, model_args.model_name_or_path, recipe, trainer.state.log_history, _say
+        )
         print(
             f"sas-trl: trained {info['global_step']} steps in {info['seconds']} s on {state.num_processes} "
             f"process(es); model saved to {output_dir}",
             flush=True,
         )
         if repo_id is not None:
-            push(output_dir, repo_id, args)
+            push(output_dir, repo_id, args, token)
     return output_dir
+
+
+def _say(message: str) -> None:
+    print(f"sas-trl: {message}", flush=True)
+
+
+def hide_credentials(args) -> str | None:
+    """Take the Hub token out of the training arguments (transformers saves them, pickled, as
+    `training_args.bin` in the model folder and every checkpoint; wandb logs them), redact credentials from the
+    run's name (its card title, its wandb name) and from `sys.argv` (which wandb records); returns the token,
+    which only the access check and the upload use."""
+    import sys
+
+    from ..redaction import redact_argv, redact_text, remember
+
+    token = args.hub_token
+    remember(token)
+    args.hub_token = None
+    if isinstance(args.run_name, str):
+        args.run_name = redact_text(args.run_name)
+    sys.argv[:] = redact_argv(sys.argv)
+    return token
+
+
+def hide_loading_credentials(args) -> None:
+    """Once the model is loaded, the secret-named `model_init_kwargs` (a `token` for a gated model) are no longer
+    needed: drop them before any checkpoint saves the arguments."""
+    from ..redaction import is_secret_name
+
+    if isinstance(args.model_init_kwargs, dict):
+        args.model_init_kwargs = {k: v for k, v in args.model_init_kwargs.items() if not is_secret_name(k)}
 
 
 def preflight(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> str | None:
@@ -93,7 +128,7 @@ def preflight(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) 
     return plan.finished
 
 
-def prepare_hub(args, state) -> str | None:
+def prepare_hub(args, state, token: str | None = None) -> str | None:
     """The Hub repo to push to at the end (access checked now, in seconds), or None when not pushing.
 
     Trainer's own push-every-save is switched off: the upload happens once, after training, so a failed
@@ -103,7 +138,7 @@ def prepare_hub(args, state) -> str | None:
         return None
     repo_id = hub.hub_repo_id(args)
     if state.is_main_process:
-        repo_id = hub.check_hub_access(repo_id, args.hub_token, args.hub_private_repo)
+        repo_id = hub.check_hub_access(repo_id, token, args.hub_private_repo)
     args.push_to_hub = False
     return repo_id
 
@@ -153,10 +188,11 @@ def train(trainer, resume: str | None, rewards: list, args) -> None:
         finish_wandb(args)
 
 
-def push(output_dir: Path, repo_id: str, args) -> None:
-    """Upload the finished run; a failure keeps everything local and says how to retry."""
+def push(output_dir: Path, repo_id: str, args, token: str | None = None) -> None:
+    """Upload the finished run (no file that holds a credential); a failure keeps everything local and says how
+    to retry."""
     try:
-        url = hub.upload(output_dir, repo_id, args.hub_token, args.hub_private_repo)
+        url = hub.upload(output_dir, repo_id, token, args.hub_private_repo, _say)
     except Exception as err:
         raise UserError(
             f"upload to {repo_id!r} failed ({type(err).__name__}: {err}). The trained model is safe in "
