@@ -155,3 +155,17 @@ def test_an_evaluation_made_from_other_options_model_or_baseline_is_made_again(t
     (folder / "made_from.json").unlink()  # results of unknown origin are not trusted
     step({**options, "n": 4})
     assert len(ran) == 5 and "what its results were made from is not recorded" in said[-1]
+
+
+def test_made_from_records_no_credential_of_a_condition_env(tmp_path):
+    from sas_trl.compare.runner import check_training_record, plan_runs, write_run_recipe
+
+    secret = "hf_s3cr3tV4lue0fAC0ndition"
+    study = small_study(tmp_path, f"max_steps: 4\nenv: {{HF_TOKEN: {secret}, SAS_TRL_PLAIN: kept}}\n")
+    (run,) = plan_runs(study)
+    write_run_recipe(study, run)
+    check_training_record(run)
+    text = (run.dir / "made_from.json").read_text()
+    assert secret not in text
+    assert json.loads(text)["recipe"]["env"] == {"HF_TOKEN": "<redacted>", "SAS_TRL_PLAIN": "kept"}
+    check_training_record(run)  # the redacted record still matches the same recipe

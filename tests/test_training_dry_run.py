@@ -212,3 +212,9 @@ def test_the_paper_recipe_dry_run_in_a_real_process_takes_seconds(tmp_path):
         for piece in ("launch command", "effective batch", "disk for the whole run, estimate", "GPU memory per"):
             assert piece in result.stdout
         assert time.perf_counter() - start < 60 and not out.exists()
+
+
+def test_the_dry_run_prints_no_credential(capsys, tmp_path):
+    secret = "hf_dryRunT0kenNeverPrinted"
+    report = dry(capsys, ["--recipe", PAPER, "--hub_token", secret], tmp_path)
+    assert secret not in report and "launch command" in report

@@ -35,7 +35,7 @@ import yaml
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
 from ..output_files import check_folder, for_append, write_text
-from ..redaction import redact_argv
+from ..redaction import redact_argv, redact_recipe
 from . import children, trajectory
 from . import jobs as parallel
 from .study import Study, own_environment, preflight_conditions, run_recipe
@@ -189,7 +189,8 @@ def resolved_recipe(run: Run) -> dict[str, Any]:
     """The run's recipe with its `base:` chain resolved, as JSON would store it (what training reads)."""
     from ..training.recipe_files import load_recipe
 
-    return json.loads(json.dumps(load_recipe(run.recipe_file), sort_keys=True, default=str))
+    recipe = redact_recipe(load_recipe(run.recipe_file), by_value=False)  # made_from.json keeps no credential
+    return json.loads(json.dumps(recipe, sort_keys=True, default=str))
 
 
 def check_training_record(run: Run) -> None:

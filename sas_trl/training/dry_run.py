@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import RecipeError
 from ..evaluation.config import check_output_folder
+from ..redaction import redact_text
 from . import estimates, preflight
 from .argv import pop_recipe_flag
 from .launch import accelerate_config, launch_command
@@ -71,7 +72,7 @@ def dry_run(argv: list[str]) -> str:
     adapter = _adapter(model_args)
     lines += ["", *_disk_lines(size, launch, args, Path(args.output_dir), adapter)]
     lines += ["", *_memory_lines(size, launch, args, model_args, run_args, adapter)]
-    return "\n".join(lines)
+    return redact_text("\n".join(lines))  # no credential printed
 
 
 def _plain(value: Any) -> Any:

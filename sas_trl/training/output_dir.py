@@ -331,6 +331,7 @@ NOT_TRAINING_SETTINGS = frozenset(
         "resume_from_checkpoint",
         "resume_with_changes",
         "resume_without_optimizer",
+        "reward_timeout",
         "run_name",
         "logging_dir",
         "logging_steps",
