@@ -20,6 +20,7 @@ from sas_trl.training.output_dir import (
     finished_message,
     keep_earlier_recipe,
     plan_output_dir,
+    recipe_changes,
     resolve_resume,
     resume_kind,
     saved_training_settings,
@@ -120,6 +121,17 @@ def test_training_settings_leave_out_where_a_run_is_written(tmp_path):
     assert differing_settings(before, {**now, "env": {}}) == {"sas_ratio": (0.5, 0.3)}
     saved.write_text("unknown_key: 1\n")
     assert saved_training_settings(saved) is None  # cannot be built any more: "cannot compare"
+
+
+def test_a_credential_inside_a_setting_is_no_change_against_its_redacted_record(tmp_path):
+    argv = ["--recipe", "recipes/tiny_cpu.yaml", "--output_dir", str(tmp_path)]
+    token = '{"token": "hf_aN3stedCredential0nly"}'
+    run_args, args, model_args, recipe = parse([*argv, "--model_init_kwargs", token])
+    (tmp_path / "resolved_recipe.yaml").write_text(dump_recipe(recipe))  # as training saves it: redacted
+    assert "hf_aN3sted" not in (tmp_path / "resolved_recipe.yaml").read_text()
+    assert recipe_changes(tmp_path, run_args, args, model_args, recipe) == {}
+    run_args, args, model_args, recipe = parse([*argv, "--model_init_kwargs", '{"token": "x", "dtype": "float32"}'])
+    assert list(recipe_changes(tmp_path, run_args, args, model_args, recipe)) == ["model_init_kwargs"]
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..errors import RecipeError
 from ..output_files import write_text
+from ..redaction import redact_value
 from .arguments import RunArguments
 from .checkpoints import TRAINER_STATE, checkpoint_folders, checkpoint_problem, optimizer_notes
 from .recipe_files import dump_recipe, load_recipe
@@ -277,7 +278,8 @@ def recipe_changes(output_dir: Path, run_args, args, model_args, recipe: dict[st
     if before is None:
         return {RESOLVED_RECIPE: ("missing or unreadable", "this run's recipe")}
     now = {**training_settings(run_args, args, model_args), "env": recipe.get("env", {})}
-    return differing_settings(before, now)
+    # The saved recipe holds its credentials `<redacted>` (a token in model_init_kwargs, say): compare likewise.
+    return differing_settings(redact_value(before, by_value=False), redact_value(now, by_value=False))
 
 
 def remove_previous_run(output_dir: Path) -> None:
