@@ -58,7 +58,8 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
     if run_args.max_prompt_tokens is not None:
         dataset = drop_long_prompts(dataset, model_id, model_args, run_args.max_prompt_tokens)
     rewards = get_reward_funcs(run_args, args)
-    trainer = build_trainer(model_id, rewards, args, model_args, dataset)
+    step_labels = (run_args.dataset_name or "").startswith("builtin:")  # the label metrics (built-in tasks only)
+    trainer = build_trainer(model_id, rewards, args, model_args, dataset, step_labels=step_labels)
     lapo.save_targets_with_checkpoints(trainer, rewards)
 
     start = time.perf_counter()
@@ -112,8 +113,9 @@ def model_init_kwargs(args, model_args) -> dict[str, Any]:
     return {**(args.model_init_kwargs or {}), **{k: v for k, v in from_model_args.items() if v is not None}}
 
 
-def build_trainer(model_id: str, rewards: list, args, model_args, dataset):
-    """`SASGRPOTrainer` with the project's console progress bar in place of transformers' printing."""
+def build_trainer(model_id: str, rewards: list, args, model_args, dataset, step_labels: bool = False):
+    """`SASGRPOTrainer` with the project's console progress bar in place of transformers' printing; `step_labels`
+    on the built-in tasks (ground truth per step for the label metrics)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import get_peft_config
 
@@ -127,6 +129,7 @@ def build_trainer(model_id: str, rewards: list, args, model_args, dataset):
         args=args,
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
+        step_labels=step_labels,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
