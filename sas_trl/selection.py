@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .constants import THINK_END
 from .segmentation import num_slots_of, row_chunks
-from .step_labels import CORRECT, OUTSIDE, REDUNDANT, WRONG, label_steps, parse_terms
+from .step_labels import CORRECT, DELIMITER, OUTSIDE, REDUNDANT, WRONG, label_steps, parse_terms
 
 
 @dataclass(frozen=True)
@@ -231,10 +232,21 @@ def text_of(value) -> str:
 
 
 def labels_of(prompt, completion) -> tuple[int, ...] | None:
-    """Step labels of one rollout of a built-in problem (`step_labels.label_steps`), or None when the prompt is not
-    one. `prompt`, `completion`: text, or chat messages."""
+    """Step labels of one rollout of a built-in problem, one per SAS step, or None when the prompt is not one.
+
+    `prompt`, `completion`: text, or chat messages. The labels are `step_labels.label_steps`'s, aligned with SAS's
+    segmentation (`sas_trl.segmentation`): there a delimiter token that follows another delimiter (or opens the
+    reasoning) is a step of its own, where the text has an empty piece and no step; such a step gets OUTSIDE.
+    """
     terms = parse_terms(text_of(prompt))
-    return None if terms is None else label_steps(terms, text_of(completion))
+    if terms is None:
+        return None
+    text = text_of(completion)
+    labels = iter(label_steps(terms, text))
+    pieces = text.partition(THINK_END)[0].split(DELIMITER)
+    while pieces and not pieces[-1]:  # a last delimiter closes the step before it; nothing follows
+        pieces.pop()
+    return tuple(next(labels) if piece else OUTSIDE for piece in pieces)
 
 
 def pad_labels(rows: list[tuple[int, ...]], device=None) -> torch.LongTensor:

@@ -72,7 +72,8 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
         self._sas_stats = SASStatistics()
         self._sas_generations: dict[str, tuple[int, int]] = {}  # mode -> (global step, generations in that step)
         self._sas_reward_values: torch.Tensor | None = None  # the correctness reward's values in the first batch
-        self._sas_degenerate_checked = not self._sas_rule.enabled
+        # The warning is about the count ceil(r * N); an oracle counts nothing.
+        self._sas_degenerate_checked = not self._sas_rule.enabled or self._sas_rule.needs_labels
         self._sas_labels = bool(step_labels) or self._sas_rule.needs_labels
 
     @staticmethod
