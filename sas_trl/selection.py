@@ -258,6 +258,18 @@ def pad_labels(rows: list[tuple[int, ...]], device=None) -> torch.LongTensor:
     return out.to(device)
 
 
+def batch_labels(prompts: list, completions: list, device=None) -> torch.LongTensor:
+    """LongTensor (B, L): each rollout's step labels (`labels_of`), OUTSIDE (0) as padding; a prompt that is not a
+    built-in problem raises ValueError naming it."""
+    rows = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        labels = labels_of(prompt, completion)
+        if labels is None:
+            raise ValueError(f"step labels need the built-in task's problems ('Add 3, 5, 7. ...'), got {prompt!r}")
+        rows.append(labels)
+    return pad_labels(rows, device)
+
+
 def token_labels(step_ids: torch.Tensor, labels: torch.Tensor) -> torch.LongTensor:
     """Each token's step label.
 

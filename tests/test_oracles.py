@@ -17,6 +17,7 @@ from sas_trl.errors import RecipeError
 from sas_trl.sas_metrics import BatchCounts, label_counts, metrics_of
 from sas_trl.selection import (
     SELECTIONS,
+    batch_labels,
     labels_of,
     oracle_rollout,
     oracle_step,
@@ -241,7 +242,7 @@ def test_label_metrics_are_logged_only_with_labels():
 )
 def test_the_trainer_zeroes_what_the_oracle_selects(tmp_path, tiny_model_dir, name, expected_steps):
     trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_selection=name))
-    labels = trainer._step_labels(PROMPTS, COMPLETIONS, torch.device("cpu"))
+    labels = batch_labels(PROMPTS, COMPLETIONS)
     assert labels.tolist() == [[C, C, R, 0], [W, W, 0, 0], [C, C, 0, 0], [C, C, C, R]]
     inputs = handmade_inputs(trainer, sas_labels=labels)
     rule = trainer._sas_rule
@@ -256,10 +257,9 @@ def test_the_trainer_zeroes_what_the_oracle_selects(tmp_path, tiny_model_dir, na
         assert torch.equal(zeroed[row] & valid[row], chosen & valid[row]), row
 
 
-def test_a_prompt_that_is_not_a_built_in_problem_is_named(tmp_path, tiny_model_dir):
-    trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, sas_selection="oracle_step"))
+def test_a_prompt_that_is_not_a_built_in_problem_is_named():
     with pytest.raises(ValueError, match="step labels need the built-in task's problems.*'What is 2 \\+ 2\\?'"):
-        trainer._step_labels(["What is 2 + 2?"], ["4"], torch.device("cpu"))
+        batch_labels(["Add 1, 2.", "What is 2 + 2?"], ["1 + 2 = 3", "4"])
 
 
 LABEL_METRICS = ("sas/mislabelled_frac", "sas/shielded_steps_correct_frac", "sas/zeroed_steps_redundant_or_wrong_frac")
@@ -293,7 +293,7 @@ def test_without_labels_nothing_extra_runs(tmp_path, tiny_model_dir, monkeypatch
     def tripwire(*args, **kwargs):
         raise AssertionError("labelled steps without being asked")
 
-    monkeypatch.setattr(trainer_module, "labels_of", tripwire)
+    monkeypatch.setattr(trainer_module, "batch_labels", tripwire)
     trainer = make_trainer(SASGRPOTrainer, tiny_model_dir, make_args(tmp_path, max_steps=1, sas_ratio=0.5))
     trainer.train()
     assert not any(name in trainer.state.log_history[0] for name in LABEL_METRICS)
