@@ -106,7 +106,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
             "",
             'Per training step, on the built-in task\'s ground truth (README, "Metrics"), in %: mean over all logged '
             f"steps, then over the last {int(100 * PART)}% of them; mean over seeds [{pct}% t-interval] (n = seeds). "
-            "n/a: nothing to count (GRPO shields no step; a rollout oracle zeroes whole rollouts).",
+            "n/a: nothing to count (GRPO zeroes no step; the rollout oracle none of a correct rollout).",
             "",
             "| condition | " + " | ".join(f"{label}: all / last" for _, label in shown) + " |",
             "|---|" + "---:|" * len(shown),
