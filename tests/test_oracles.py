@@ -298,3 +298,37 @@ def test_without_labels_nothing_extra_runs(tmp_path, tiny_model_dir, monkeypatch
     trainer.train()
     assert not any(name in trainer.state.log_history[0] for name in LABEL_METRICS)
     assert "sas/zeroed_frac" in trainer.state.log_history[0]
+
+
+def test_inspect_shows_an_oracle_on_built_in_problems(tmp_path, tiny_model_dir):
+    import json
+
+    out = tmp_path / "out"
+    code = cli_main(
+        ["inspect", "--model", str(tiny_model_dir), "--prompt", "Add 1, 2.", "--n", "2", "--max_tokens", "12",
+         "--sas_selection", "oracle_step", "--output_dir", str(out), "--no_progress"]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "inspect.json").read_text())
+    assert results["settings"]["sas_selection"] == "oracle_step" and results["rollouts"] == 2
+
+
+def test_inspect_rollouts_mask_the_oracles_choice_under_each_verdict():
+    from sas_trl.evaluation.inspection import Rollout, inspect_rollouts
+    from sas_trl.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    text = "1 + 2 = 3\n\nLet me double-check: 1 + 2 = 3\n\n</think>\\boxed{3}"
+    ids = tok(text)["input_ids"]
+    view = inspect_rollouts([Rollout("Add 1, 2.", (5,), ids, True, False)], [torch.zeros(len(ids))], tok,
+                            SASRule(selection="oracle_step"))  # fmt: skip
+    steps = view.step_ids[0]
+    assert torch.equal(view.zero_if_correct[0], steps == 1)  # the redundant re-check
+    assert torch.equal(view.zero_if_failed[0], steps == 0)  # the correct step
+
+
+def test_inspects_counting_note_names_the_oracle():
+    from sas_trl.evaluation.inspection_report import counting_note
+
+    note = counting_note(SASRule(selection="oracle_rollout"), torch.tensor([0, 0, 1]), False, True)
+    assert note == "Oracle 'oracle_rollout': zeroes by the ground-truth step labels, not by a count."
