@@ -332,3 +332,20 @@ def test_inspects_counting_note_names_the_oracle():
 
     note = counting_note(SASRule(selection="oracle_rollout"), torch.tensor([0, 0, 1]), False, True)
     assert note == "Oracle 'oracle_rollout': zeroes by the ground-truth step labels, not by a count."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("selection", ["oracle_rollout", "oracle_step"])
+def test_sas_trl_train_with_an_oracle_on_the_built_in_task(tmp_path, monkeypatch, selection):
+    import json
+
+    from cli_helpers import QUICK
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "run"
+    argv = ["train", "--recipe", "recipes/tiny_cpu.yaml", *QUICK, "--sas_selection", selection, "--logging_steps", "1"]
+    assert cli_main([*argv, "--output_dir", str(out)]) == 0
+    logs = [e for e in json.loads((out / "log_history.json").read_text()) if "loss" in e]
+    assert len(logs) == 2
+    for entry in logs:  # labelled because the data is built-in (`sas-trl train` asks for step labels)
+        assert 0.0 <= entry["sas/mislabelled_frac"] <= 1.0 and math.isfinite(entry["entropy"])
