@@ -349,3 +349,13 @@ def test_sas_trl_train_with_an_oracle_on_the_built_in_task(tmp_path, monkeypatch
     assert len(logs) == 2
     for entry in logs:  # labelled because the data is built-in (`sas-trl train` asks for step labels)
         assert 0.0 <= entry["sas/mislabelled_frac"] <= 1.0 and math.isfinite(entry["entropy"])
+
+
+def test_the_model_card_calls_an_oracle_run_a_diagnostic(tmp_path):
+    from test_training_hub import card_args
+
+    from sas_trl.training.hub import model_card
+
+    args = card_args(tmp_path, sas_selection="oracle_rollout", run_name="oracle")
+    card = model_card(None, args, "builtin:tiny", {"sas_selection": "oracle_rollout"}, {}, None)
+    assert "the diagnostic `oracle_rollout` selection" in card and "Step-level Advantage Selection**" not in card
