@@ -267,8 +267,19 @@ LABEL_METRICS = ("sas/mislabelled_frac", "sas/shielded_steps_correct_frac", "sas
 
 @pytest.mark.parametrize(
     "setting",
-    [{"sas_selection": "oracle_rollout"}, {"sas_selection": "oracle_step"}, {"sas_ratio": 0.5}],
-    ids=["oracle_rollout", "oracle_step", "sas-with-labels"],
+    [
+        {"sas_selection": "oracle_rollout"},
+        {"sas_selection": "oracle_step"},
+        {"sas_ratio": 0.5},
+        # labels travel with their rollouts through TRL's shuffle, split and reuse
+        {
+            "sas_selection": "oracle_step",
+            "num_iterations": 2,
+            "gradient_accumulation_steps": 2,
+            "steps_per_generation": 4,
+        },
+    ],
+    ids=["oracle_rollout", "oracle_step", "sas-with-labels", "oracle-iterations-accumulation"],
 )
 def test_short_training_logs_label_metrics_and_entropy(tmp_path, tiny_model_dir, setting):
     args = make_args(tmp_path, max_steps=2, max_completion_length=12, **setting)
@@ -359,3 +370,25 @@ def test_the_model_card_calls_an_oracle_run_a_diagnostic(tmp_path):
     args = card_args(tmp_path, sas_selection="oracle_rollout", run_name="oracle")
     card = model_card(None, args, "builtin:tiny", {"sas_selection": "oracle_rollout"}, {}, None)
     assert "the diagnostic `oracle_rollout` selection" in card and "Step-level Advantage Selection**" not in card
+
+
+def test_labels_travel_with_their_rollouts_through_shuffle_split_and_reuse(tmp_path, tiny_model_dir):
+    checked = []
+
+    class Spy(SASGRPOTrainer):
+        def _apply_sas(self, inputs, token_logps, policy_logps=None):
+            tok = self.processing_class
+            prompts = tok.batch_decode(inputs["prompt_ids"], skip_special_tokens=True)
+            ids = inputs["completion_ids"].masked_fill(inputs["completion_mask"] == 0, tok.pad_token_id)
+            expected = batch_labels(prompts, tok.batch_decode(ids, skip_special_tokens=True))
+            got = inputs["sas_labels"]
+            width = max(expected.size(1), got.size(1))
+            pad = torch.nn.functional.pad
+            assert torch.equal(pad(got, (0, width - got.size(1))), pad(expected, (0, width - expected.size(1))))
+            checked.append(len(prompts))
+            return super()._apply_sas(inputs, token_logps, policy_logps)
+
+    settings = {"num_iterations": 2, "gradient_accumulation_steps": 2, "steps_per_generation": 4}
+    args = make_args(tmp_path, max_steps=4, max_completion_length=16, sas_selection="oracle_step", **settings)
+    make_trainer(Spy, tiny_model_dir, args).train()
+    assert checked == [4] * 8  # one generation of 16 rollouts, split in 4 micro-batches, each used twice
