@@ -9,6 +9,9 @@ tokens under the policy that sampled the rollout (`sas_trl.selection`). With rat
 * verifier-failed rollout: the N - ceil((1 - r) * N) most confident steps get advantage 0 (they are
   shielded from a penalty that truncation, not bad reasoning, often earned).
 
+The oracles ("oracle_rollout", "oracle_step", `sas_trl.selection`) replace the ranking and the count by
+ground-truth step labels: diagnostics that bound what any fix can gain, on the built-in tasks only.
+
 After group normalisation a zeroed step sits below its positive peers in a winner and above its
 negative peers in a loser, so one operation both suppresses and shields.
 
@@ -107,7 +110,10 @@ class SASRule:
         metadata=_help(
             f"How steps are chosen, a registered selection (sas_trl.selection): {_listed(SELECTIONS)}. 'random' is "
             "the paper's ablation: keys drawn once per rollout at generation, from `seed`, the global step and the "
-            "process index."
+            "process index. 'oracle_rollout' and 'oracle_step' are diagnostics that read ground-truth step labels "
+            "(built-in tasks only; ratio, ranking and counting do not apply): the first zeroes every token of the "
+            "failed, truncated rollouts whose reasoning was correct so far, the second the correct steps of failed "
+            "rollouts and the redundant or wrong steps of correct ones."
         ),
     )
     granularity: str = field(
@@ -190,6 +196,11 @@ class SASRule:
             )
         elif think_end is not None and not isinstance(think_end, str):
             raise bad("think_end", "a token's text, or 'none'")
+        if self.needs_labels and self.granularity != "step":
+            raise SASRuleError(
+                f"{PREFIX}granularity={self.granularity!r} is not valid with {PREFIX}selection={self.selection!r}: "
+                "an oracle reads one label per step; allowed values: 'step'"
+            )
 
     # -- construction and naming ------------------------------------------------------------------------
 
@@ -218,8 +229,13 @@ class SASRule:
     @property
     def enabled(self) -> bool:
         """Whether SAS can zero anything: off for strategy 'none' and for ratio 0 in paper counting (the release's
-        counting zeroes N - 1 steps of a correct rollout even at ratio 0)."""
-        return self.strategy != "none" and (self.ratio > 0 or self.count_mode == "release")
+        counting zeroes N - 1 steps of a correct rollout even at ratio 0; an oracle reads no ratio)."""
+        return self.strategy != "none" and (self.ratio > 0 or self.count_mode == "release" or self.needs_labels)
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether the selection is an oracle, which reads ground-truth step labels (the built-in tasks only)."""
+        return SELECTIONS[self.selection].needs_labels
 
     @property
     def draws_random_keys(self) -> bool:
@@ -263,9 +279,12 @@ class SASRule:
         random_keys: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         num_slots: int | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.BoolTensor:
         """BoolTensor (B, T), the tokens whose advantage this rule sets to 0 (see `select_zero_mask`)."""
-        return _zero_mask(self, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots)
+        return _zero_mask(
+            self, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots, labels
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,6 +332,7 @@ def select_zero_mask(
     random_keys: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     num_slots: int | None = None,
+    labels: torch.Tensor | None = None,
     **settings: Any,
 ) -> torch.BoolTensor:
     """Tokens whose advantage SAS sets to 0.
@@ -328,6 +348,8 @@ def select_zero_mask(
             that reusing a rollout reuses its choice (selections that draw keys); steps with smaller keys go first.
         generator: for selections that draw keys, when no `random_keys` are given.
         num_slots: static S, see `step_statistics` (T always suffices).
+        labels: LongTensor (B, L), ground-truth step labels (`sas_trl.step_labels`, 0 as padding); the oracles
+            read them (and is_truncated) instead of confidence and counts.
 
     Returns:
         BoolTensor (B, T). Ties in confidence break towards the lower step index; empty steps are never
@@ -338,12 +360,24 @@ def select_zero_mask(
             raise TypeError(f"pass either a SASRule or settings, not both (got {sorted(settings)})")
     else:
         rule = SASRule(**settings) if rule is None else SASRule(ratio=rule, **settings)
-    return _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots)
+    return _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots, labels)
 
 
-def _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots):
+def _touched(rule: SASRule, is_correct, is_truncated, num_steps) -> torch.Tensor:
+    """BoolTensor (B,): the rollouts the rule may zero anything in (strategy, sas_min_steps, failed scope)."""
+    touch_correct = rule.strategy in ("both", "correct_only")
+    touch_failed = rule.strategy in ("both", "failed_only")
+    touched = ((is_correct & touch_correct) | (~is_correct & touch_failed)) & (num_steps >= rule.min_steps)
+    if rule.failed_scope == "truncated":
+        touched &= is_correct | is_truncated.bool().to(is_correct.device)
+    return touched
+
+
+def _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_keys, generator, num_slots, labels):
     if rule.failed_scope == "truncated" and is_truncated is None:
         raise ValueError("failed_scope='truncated' needs is_truncated")
+    if rule.needs_labels:
+        return _oracle_mask(rule, step_ids, is_correct, is_truncated, labels)
     if rule.granularity == "token":
         step_ids = token_granularity(step_ids)
     confidence, counts = step_statistics(step_ids, token_logps, rule.ranking, num_slots)
@@ -352,12 +386,7 @@ def _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_key
 
     num_steps = present.sum(dim=1)
     k = steps_to_zero(num_steps, is_correct, rule.ratio, rule.count_mode)
-    touch_correct = rule.strategy in ("both", "correct_only")
-    touch_failed = rule.strategy in ("both", "failed_only")
-    touched = ((is_correct & touch_correct) | (~is_correct & touch_failed)) & (num_steps >= rule.min_steps)
-    if rule.failed_scope == "truncated":
-        touched &= is_correct | is_truncated.bool().to(step_ids.device)
-    k = torch.where(touched, k, 0)
+    k = torch.where(_touched(rule, is_correct, is_truncated, num_steps), k, 0)
 
     key = SELECTIONS[rule.selection].keys(SelectionInputs(confidence, present, is_correct, random_keys, generator))
     order = torch.argsort(key, dim=1, stable=True)  # stable: ties keep step-index order
@@ -372,3 +401,16 @@ def _zero_mask(rule, step_ids, token_logps, is_correct, is_truncated, random_key
     for rows in row_chunks(step_ids):
         torch.gather(chosen[rows], 1, step_ids[rows] + 1, out=zero[rows])
     return zero
+
+
+def _oracle_mask(rule: SASRule, step_ids, is_correct, is_truncated, labels) -> torch.BoolTensor:
+    """An oracle's zero mask (B, T), restricted to the rollouts the rule touches (strategy, min steps, scope)."""
+    name = f"{PREFIX}selection={rule.selection!r}"
+    if labels is None:
+        raise ValueError(f"{name} needs step labels (B, L): they exist on the built-in tasks only")
+    if is_truncated is None:
+        raise ValueError(f"{name} needs is_truncated")
+    is_correct = is_correct.bool().to(step_ids.device)
+    zero = SELECTIONS[rule.selection].oracle(step_ids, labels, is_correct, is_truncated.bool().to(step_ids.device))
+    num_steps = step_ids.amax(dim=1).clamp(min=-1) + 1  # steps are 0..N-1 without gaps
+    return zero & _touched(rule, is_correct, is_truncated, num_steps).unsqueeze(1)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from .core import SASRule
+from .selection import reasoning_correct_rows
+from .step_labels import CORRECT, OUTSIDE, REDUNDANT, WRONG
 from .trl_losses import LOSS_TYPES
 
 
@@ -40,6 +42,14 @@ class BatchCounts:
     clip_high: torch.Tensor | float
     clip_region: torch.Tensor | float
     clip_units: torch.Tensor | float  # what the clip ratios divide by: kept tokens, or rollouts (sequence level)
+    # With step labels (built-in tasks; 0 without): see `label_counts`.
+    labelled: torch.Tensor | float = 0.0
+    mislabelled: torch.Tensor | float = 0.0
+    mislabelled_punished: torch.Tensor | float = 0.0
+    failed_zeroed_steps: torch.Tensor | float = 0.0
+    failed_zeroed_steps_correct: torch.Tensor | float = 0.0
+    correct_zeroed_steps: torch.Tensor | float = 0.0
+    correct_zeroed_steps_useless: torch.Tensor | float = 0.0
 
     @classmethod
     def of(
@@ -50,6 +60,8 @@ class BatchCounts:
         is_correct: torch.Tensor,
         is_truncated: torch.Tensor,
         clipped: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        labels: torch.Tensor | None = None,
+        advantages: torch.Tensor | None = None,
     ) -> BatchCounts:
         """Counts of one micro-batch.
 
@@ -59,6 +71,8 @@ class BatchCounts:
             is_correct, is_truncated: BoolTensor (B,).
             clipped: (low, high, region) BoolTensors from `clip_flags`: (B, T) with token-level importance
                 sampling, (B, 1) with sequence-level (one ratio per rollout).
+            labels: LongTensor (B, L), ground-truth step labels (built-in tasks), or None (the label counts stay 0).
+            advantages: FloatTensor (B,) or (B, T), the advantages the loss uses (after SAS); needed with `labels`.
 
         The clip counts follow TRL's metric at each level. Token level: clipped kept tokens over kept tokens.
         Sequence level: clipped rollouts over all rollouts, as TRL counts each row once there; a rollout SAS
@@ -66,6 +80,9 @@ class BatchCounts:
         """
         correct, failed = is_correct.unsqueeze(1), ~is_correct.unsqueeze(1)
         kept = valid & ~zero
+        labelled = {}
+        if labels is not None:
+            labelled = label_counts(zero, valid, step_ids, labels, is_correct, is_truncated, advantages)
         low, high, region = clipped
         if low.size(1) == 1:  # sequence level: one flag per rollout, counted if the rollout kept any token
             has_kept = kept.any(dim=1, keepdim=True)
@@ -93,6 +110,7 @@ class BatchCounts:
             clip_high=high.sum(),
             clip_region=region.sum(),
             clip_units=clip_units,
+            **labelled,
         )
 
     def stack(self) -> torch.Tensor:
@@ -106,6 +124,58 @@ class BatchCounts:
         return cls(*row)
 
 
+def label_counts(
+    zero: torch.Tensor,
+    valid: torch.Tensor,
+    step_ids: torch.Tensor,
+    labels: torch.Tensor,
+    is_correct: torch.Tensor,
+    is_truncated: torch.Tensor,
+    advantages: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """What the selection did against the ground truth, as 0-dim counts.
+
+    Args:
+        zero, valid: BoolTensor (B, T): zeroed tokens; valid completion tokens.
+        step_ids: LongTensor (B, T), -1 outside steps.
+        labels: LongTensor (B, L), step j's label in column j, OUTSIDE (0) as padding; steps past L - 1 are
+            unlabelled and not counted.
+        is_correct, is_truncated: BoolTensor (B,).
+        advantages: FloatTensor (B,) or (B, T), after SAS.
+
+    Returns:
+        labelled: the rollouts (all carry labels);
+        mislabelled: failed, truncated rollouts whose reasoning was correct so far (the budget's false failures);
+        mislabelled_punished: those whose mean advantage over their valid tokens is negative;
+        failed_zeroed_steps (_correct): labelled steps with a zeroed token in failed rollouts (those labelled
+        correct); correct_zeroed_steps (_useless): the same in correct rollouts (those labelled redundant or wrong).
+    """
+    labels = labels.to(step_ids.device, torch.long)
+    width = labels.size(1)
+    is_correct = is_correct.bool()
+    mislabelled = ~is_correct & is_truncated.bool() & reasoning_correct_rows(labels)
+    weight = valid.to(torch.float32)
+    advantages = advantages.float()
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)
+    mean_advantage = (advantages * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+    # A step counts as zeroed when any of its tokens is; column 0 collects tokens outside labelled steps.
+    index = torch.where((step_ids >= 0) & (step_ids < width), step_ids + 1, 0)
+    hits = torch.zeros((labels.size(0), width + 1), dtype=torch.long, device=step_ids.device)
+    hits.scatter_add_(1, index, (zero & valid).long())
+    zeroed = (hits[:, 1:] > 0) & (labels != OUTSIDE)  # (B, L)
+    failed, correct = zeroed & ~is_correct.unsqueeze(1), zeroed & is_correct.unsqueeze(1)
+    return {
+        "labelled": torch.full((), labels.size(0), device=step_ids.device),
+        "mislabelled": mislabelled.sum(),
+        "mislabelled_punished": (mislabelled & (mean_advantage < 0)).sum(),
+        "failed_zeroed_steps": failed.sum(),
+        "failed_zeroed_steps_correct": (failed & (labels == CORRECT)).sum(),
+        "correct_zeroed_steps": correct.sum(),
+        "correct_zeroed_steps_useless": (correct & ((labels == REDUNDANT) | (labels == WRONG))).sum(),
+    }
+
+
 # metric -> (numerator, denominator); a micro-batch whose denominator is 0 says nothing about that metric.
 RATIOS = {
     "sas/zeroed_frac": ("zeroed", "tokens"),
@@ -114,6 +184,13 @@ RATIOS = {
     "sas/steps_per_rollout": ("steps", "rollouts"),
     "sas/truncated_frac": ("truncated", "rollouts"),
     "sas/failed_truncated_frac": ("failed_truncated", "failed"),
+}
+# With ground-truth step labels (the built-in tasks; README, "Metrics"): the selection against the truth.
+LABEL_RATIOS = {
+    "sas/mislabelled_frac": ("mislabelled", "labelled"),
+    "sas/mislabelled_punished_frac": ("mislabelled_punished", "mislabelled"),
+    "sas/shielded_steps_correct_frac": ("failed_zeroed_steps_correct", "failed_zeroed_steps"),
+    "sas/zeroed_steps_redundant_or_wrong_frac": ("correct_zeroed_steps_useless", "correct_zeroed_steps"),
 }
 # TRL's clip metrics restricted to what SAS keeps (zeroed tokens have advantage 0 and are never clipped): kept
 # tokens with token-level importance sampling, rollouts with sequence-level (TRL's own unit there).
@@ -131,7 +208,7 @@ def metrics_of(counts: BatchCounts, loss_type: str) -> dict[str, float]:
     """The logged SAS metrics of reduced counts (floats), for a TRL `loss_type`."""
     clip = CLIP_RATIOS.get(LOSS_TYPES[loss_type].clip_metric, {}) if loss_type in LOSS_TYPES else {}
     out = {}
-    for name, (numerator, denominator) in {**RATIOS, **clip}.items():
+    for name, (numerator, denominator) in {**RATIOS, **LABEL_RATIOS, **clip}.items():
         if getattr(counts, denominator):
             out[name] = getattr(counts, numerator) / getattr(counts, denominator)
     return out

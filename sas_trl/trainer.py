@@ -1,10 +1,10 @@
 """`SASGRPOTrainer`: TRL's `GRPOTrainer` with step-level zero-advantage masks.
 
-The trainer owns no loss code. It records, per rollout, whether the verifier accepted it and whether
-it was truncated (and, for the random-selection ablation, its random step keys); then, for every
-micro-batch, it turns TRL's (B,) advantages into (B, T) advantages with the selected steps zeroed and
-hands them to `GRPOTrainer._compute_loss`. Zeroed tokens stay in the completion mask, so the loss
-denominator and the KL term are unchanged.
+The trainer owns no loss code. It records, per rollout, whether the verifier accepted it and whether it was
+truncated (and, for the random-selection ablation, its random step keys; on the built-in tasks, its step labels,
+which the oracles and the label metrics read); then, for every micro-batch, it turns TRL's (B,) advantages into
+(B, T) advantages with the selected steps zeroed and hands them to `GRPOTrainer._compute_loss`. Zeroed tokens stay
+in the completion mask, so the loss denominator and the KL term are unchanged.
 
 Confidence comes from the log-probs of the policy that sampled the rollouts. TRL 1.16 computes
 `old_per_token_logps` at generation time (with the trainer's own model, no grad) exactly when
@@ -32,7 +32,7 @@ from .rewards.params import GENERATION_MODE_KEY
 from .rollouts import truncated_flags
 from .sas_metrics import BatchCounts, SASStatistics, clip_flags, degenerate_warning, metrics_of
 from .segmentation import embedding_rows, vocabulary_warnings
-from .selection import draw_random_keys
+from .selection import batch_labels, draw_random_keys
 
 
 class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
@@ -40,7 +40,8 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "sas"]
 
-    def __init__(self, model, reward_funcs=None, args: SASConfig | None = None, *rest, **kwargs):
+    def __init__(self, model, reward_funcs=None, args: SASConfig | None = None, *rest, step_labels=False, **kwargs):
+        """`step_labels`: label each rollout's steps (built-in problems only) for the label metrics (oracles do)."""
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SASConfig(output_dir=f"{name.split('/')[-1]}-SAS")
@@ -67,7 +68,8 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
         self._sas_stats = SASStatistics()
         self._sas_generations: dict[str, tuple[int, int]] = {}  # mode -> (global step, generations in that step)
         self._sas_reward_values: torch.Tensor | None = None  # the correctness reward's values in the first batch
-        self._sas_degenerate_checked = not self._sas_rule.enabled
+        self._sas_degenerate_checked = not self._sas_rule.enabled or self._sas_rule.needs_labels  # oracles: no count
+        self._sas_labels = bool(step_labels) or self._sas_rule.needs_labels
 
     @staticmethod
     def _check_correct_reward_index(args: SASConfig, count: int, names: list[str] | None = None) -> None:
@@ -102,6 +104,8 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
                 completion_ids_list, self.eos_token_ids, self._sas_tokenizer.pad_token_id, device=local.device
             ),
         }
+        if self._sas_labels:  # ground truth per step, per rollout like a reward; tensor code from here on
+            self._sas_rollout_flags["sas_labels"] = batch_labels(prompts, completions, local.device)
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
@@ -166,14 +170,17 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
             mask = mask * inputs["tool_mask"]
         step_ids = rule.segment(ids, mask, self._sas_tokenizer, table=self._sas_table)
         is_correct, is_truncated = inputs["sas_is_correct"], inputs["sas_is_truncated"]
+        labels = inputs.get("sas_labels")
+        valid = mask.bool()
         if rule.enabled:
-            zero = rule.zero_mask(
+            zero = valid & rule.zero_mask(  # valid: the rollout oracle marks whole rows, padding included
                 step_ids,
                 token_logps,
                 is_correct,
                 is_truncated=is_truncated,
                 random_keys=inputs.get("sas_random_keys"),
                 num_slots=self._sas_num_slots(ids),
+                labels=labels,
             )
             advantages = inputs["advantages"]
             if advantages.dim() == 1:
@@ -185,7 +192,6 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
             zero = torch.zeros_like(step_ids, dtype=torch.bool)
         if self.args.log_completions:  # SAS's view in TRL's completion logs (sas_trl/completion_logs.py)
             self._sas_keep_for_logs(inputs, mask, step_ids, token_logps, zero, is_correct, is_truncated)
-        valid = mask.bool()
         clipped = clip_flags(
             token_logps if policy_logps is None else policy_logps,
             token_logps,
@@ -197,7 +203,7 @@ class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
             epsilon_high=self.epsilon_high,
             delta=self.args.delta,
         )
-        counts = BatchCounts.of(zero, valid, step_ids, is_correct, is_truncated, clipped)
+        counts = BatchCounts.of(zero, valid, step_ids, is_correct, is_truncated, clipped, labels, inputs["advantages"])
         mode = "train" if self.model.training else "eval"
         self._sas_stats.add(mode, counts)
         if not self._sas_degenerate_checked and mode == "train":

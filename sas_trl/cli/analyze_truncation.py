@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .eval_options import add_eval_options, common_config, interrupted
-from .sas_options import add_sas_options, sas_rule_from
+from .sas_options import add_sas_options, check_labels_available, sas_rule_from
 
 HELP = "how many traces correct at a long budget fail when cut short, and their step confidence"
 
@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--score_batch_size", type=int, default=4, help="sequences per log-prob forward pass")
     args = parser.parse_args(argv)
     rule, _ = sas_rule_from(args)
+    check_labels_available(rule, args.benchmarks)
     common = common_config(args, args.long_tokens)
 
     from ..evaluation.truncation import (

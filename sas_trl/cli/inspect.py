@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from .eval_options import add_eval_options, common_config, interrupted
-from .sas_options import add_sas_options, sas_rule_from
+from .sas_options import add_sas_options, check_labels_available, sas_rule_from
 
 HELP = "render a model's rollouts as SAS sees them: steps, confidences, what it would zero (HTML + terminal)"
 
@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     add_sas_options(parser, "a training recipe: its SAS settings (and max_completion_length) apply, as in training")
     args = parser.parse_args(argv)
     rule, recipe = sas_rule_from(args)  # exactly the rule `sas-trl train` would apply; checked before any model work
+    check_labels_available(rule, args.benchmarks, args.prompt, args.samples)
     benchmarks = args.benchmarks
     args.benchmarks = benchmarks or "addition"  # parsed (and checked) by the shared options; used only when asked
     common = common_config(args, completion_budget(args.max_tokens, recipe, args.recipe))

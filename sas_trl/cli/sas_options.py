@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from ..core import PREFIX, SASRule
-from ..errors import RecipeError
+from ..errors import RecipeError, UserError
 
 
 def add_sas_options(parser: argparse.ArgumentParser, recipe_help: str) -> None:
@@ -66,3 +66,24 @@ def sas_rule_from(args: argparse.Namespace) -> tuple[SASRule, dict[str, Any]]:
     except (ValueError, TypeError) as err:  # RecipeError included: its message gains the value's location
         raise RecipeError(with_location(str(err), recipe, argv)) from err
     return config.sas_rule, recipe
+
+
+def check_labels_available(
+    rule: SASRule, benchmarks: str | None, prompts: list[str] = (), samples: str | None = None
+) -> None:
+    """An oracle selection (`SASRule.needs_labels`) reads ground-truth step labels, which only the built-in tasks
+    have: refused, naming it, for any other benchmark, a --prompt that is not a built-in problem, or --samples."""
+    if not rule.needs_labels:
+        return
+    from ..evaluation.datasets import BUILTIN
+    from ..step_labels import parse_terms
+
+    names = [name.strip() for name in (benchmarks or "").split(",") if name.strip()]
+    others = [f"--benchmarks {name}" for name in names if name != BUILTIN]
+    others += [f"--prompt {text!r}" for text in prompts if parse_terms(text) is None]
+    others += [f"--samples {samples}"] if samples else []
+    if others:
+        raise UserError(
+            f"{PREFIX}selection={rule.selection!r} needs ground-truth step labels, which only the built-in tasks have "
+            f"(--benchmarks {BUILTIN}); not available for {', '.join(others)}"
+        )

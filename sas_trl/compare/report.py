@@ -1,7 +1,8 @@
 """The study's report: per condition and metric the mean over seeds with its spread and 95% interval, the
 paired difference from the reference condition with its interval and p-value, training curves averaged over
 seeds with a band, and accuracy against length; the power of each paired comparison, stability along training
-(with a trajectory) and the learning signal, with a warning for a condition that learned nothing. Written from
+(with a trajectory), the learning signal, with a warning for a condition that learned nothing, and the selection
+against the built-in task's step labels with the policy's entropy early and late (`labels.py`). Written from
 whatever results exist (`--report_only`), naming what each evaluation evaluated: one of another model is left
 out, one made with other eval options is marked (`evaluated.py`)."""
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..output_files import save_figure, write_text
-from . import evaluated, power, signal, trajectory
+from . import evaluated, labels, power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
 from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize, summary_cell
 from .study import Study
@@ -32,6 +33,7 @@ CURVES = (
     ("sas/zeroed_frac_correct", "zeroed fraction, correct rollouts"),
     ("sas/zeroed_frac_failed", "zeroed fraction, failed rollouts"),
     ("entropy", "policy entropy"),
+    ("sas/mislabelled_punished_frac", "mislabelled rollouts punished"),
     ("frac_reward_zero_std", "groups with equal rewards (no signal)"),
 )
 MARKERS = "osD^v<>ph*"
@@ -131,6 +133,9 @@ def collect(study: Study) -> dict[str, Any]:
             else {k: paired_difference(values[k], ref[k]) for k in metrics},
             "learning_signal": signal.condition_signal(
                 {str(s): signal.run_signal(histories[(condition, s)]) for s in study.seeds}
+            ),
+            "step_labels": labels.condition_labels(
+                {str(s): labels.run_labels(histories[(condition, s)]) for s in study.seeds}
             ),
         }
         if study.trajectory is not None:  # per seed: [{step, metrics}], step 0 the starting model
@@ -247,6 +252,7 @@ def markdown(results: dict[str, Any]) -> str:
         power.markdown(results["power"]["comparisons"], results["power"]["metric"]),
         trajectory.markdown(results),
         signal.markdown(results),
+        labels.markdown(results),
     ):
         lines += ["", *section] if section else []
     figures = results.get("figures", [])

@@ -21,6 +21,7 @@ import torch
 from ..core import SASRule
 from ..errors import UserError
 from ..output_files import write_text
+from ..selection import labels_of, pad_labels
 from .backends import SamplingSettings
 from .config import EvalInputs
 from .inspection_report import plot_histograms, report_html, statistics_of, terminal_summary
@@ -82,12 +83,21 @@ def inspect_rollouts(rollouts: list[Rollout], token_logps: list[torch.Tensor], t
     logps, _ = padded([lp.tolist() for lp in token_logps], 0.0, torch.float32)
     step_ids = rule.segment(ids, mask, tokenizer)
     truncated = torch.tensor([r.truncated for r in rollouts])
+    labels = None
+    if rule.needs_labels:  # an oracle: ground truth per step (the command admits built-in problems only)
+        texts = [tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
+        labels = pad_labels([labels_of(r.prompt_text, text) or () for r, text in zip(rollouts, texts, strict=True)])
     zeros = []
     for correct in (True, False):
         generator = torch.Generator().manual_seed(0)  # selections that draw keys (random), reproducibly
         zeros.append(
             rule.zero_mask(
-                step_ids, logps, torch.full((len(rollouts),), correct), is_truncated=truncated, generator=generator
+                step_ids,
+                logps,
+                torch.full((len(rollouts),), correct),
+                is_truncated=truncated,
+                generator=generator,
+                labels=labels,
             )
         )
     return Inspection(rollouts, ids, mask, logps, step_ids, *zeros)

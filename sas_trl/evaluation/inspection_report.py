@@ -67,6 +67,8 @@ def answer_note(rollout: Rollout) -> str:
 def counting_note(rule: SASRule, step_ids: torch.Tensor, correct: bool, truncated: bool) -> str:
     """The counting rule and what it gives for one rollout under a verdict, e.g. "r = 0.3, 3 steps, correct:
     zero ceil(0.3 x 3) = ceil(0.9) = 1 step". `step_ids`: (T,) from the rule's segmentation."""
+    if rule.needs_labels:  # an oracle counts nothing: it reads the step labels
+        return f"Oracle {rule.selection!r}: zeroes by the ground-truth step labels, not by a count."
     unit = "token" if rule.granularity == "token" else "step"
     n = int((step_ids >= 0).sum()) if unit == "token" else int(count_steps(step_ids[None])[0])
     k = int(steps_to_zero(torch.tensor([n]), torch.tensor([correct]), rule.ratio, rule.count_mode)[0])

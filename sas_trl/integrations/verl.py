@@ -84,6 +84,11 @@ def sas_settings(section: Mapping[str, Any] | None) -> tuple[SASRule, float]:
         rule = SASRule.from_settings({PREFIX + name: value for name, value in section.items()})
     except SASRuleError as err:
         raise SASRuleError(f"{SETTINGS_PATH}: {err}") from err
+    if rule.needs_labels:
+        raise SASRuleError(
+            f"{SETTINGS_PATH}: {PREFIX}selection={rule.selection!r} needs ground-truth step labels, which only "
+            "`sas-trl train` on the built-in tasks has"
+        )
     return rule, threshold
 
 

@@ -117,6 +117,12 @@ def method_text(args, base: str, recipe: dict[str, Any]) -> str:
         transform_params = _recipe_value(recipe, "transform_params") or {}
         if transform_params:
             reward_line += f" with {_inline(transform_params)}"
+    if rule.needs_labels:
+        return (
+            f"Post-trained from `{base}` with GRPO and the diagnostic `{rule.selection}` selection: advantages zeroed "
+            "by the built-in task's ground-truth step labels (an oracle that bounds what Step-level Advantage "
+            f"Selection can gain, not a method).\n\n{reward_line}. The full settings and recipe are below."
+        )
     if rule.enabled:
         scope = {"both": "correct and failed rollouts", "correct_only": "correct rollouts only"}.get(
             rule.strategy, "failed rollouts only"

@@ -64,7 +64,8 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
         if eval_dataset is not None:
             eval_dataset = drop_long_prompts(eval_dataset, model_id, model_args, run_args.max_prompt_tokens)
     rewards = get_reward_funcs(run_args, args)
-    trainer = build_trainer(model_id, rewards, args, model_args, dataset, eval_dataset)
+    step_labels = (run_args.dataset_name or "").startswith("builtin:")  # the label metrics (built-in tasks only)
+    trainer = build_trainer(model_id, rewards, args, model_args, dataset, eval_dataset, step_labels=step_labels)
     hide_loading_credentials(trainer.args)  # the model is loaded: the checkpoints' training_args.bin need none
     lapo.save_targets_with_checkpoints(trainer, rewards)
 
@@ -153,8 +154,11 @@ def model_init_kwargs(args, model_args) -> dict[str, Any]:
     return {**(args.model_init_kwargs or {}), **{k: v for k, v in from_model_args.items() if v is not None}}
 
 
-def build_trainer(model_id: str, rewards: list, args, model_args, dataset, eval_dataset=None):
-    """`SASGRPOTrainer` with the project's console progress bar in place of transformers' printing."""
+def build_trainer(
+    model_id: str, rewards: list, args, model_args, dataset, eval_dataset=None, step_labels: bool = False
+):
+    """`SASGRPOTrainer` with the project's console progress bar in place of transformers' printing; `step_labels`
+    on the built-in tasks (ground truth per step for the label metrics)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import get_peft_config
 
@@ -169,6 +173,7 @@ def build_trainer(model_id: str, rewards: list, args, model_args, dataset, eval_
         train_dataset=dataset,
         eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args),
+        step_labels=step_labels,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..constants import BUILTIN_MODEL
+from ..constants import BUILTIN_DATASET, BUILTIN_MODEL
 from ..errors import RecipeError
 from ..typecheck import matches, type_name
 from .arguments import TRL_ONLY_KEYS, RunArguments, all_fields
@@ -89,6 +89,7 @@ def check_settings(run_args: RunArguments, sas_args, model_args=None, where: Whe
         check_model_init_kwargs(
             sas_args.model_init_kwargs, model_args.model_name_or_path, model_args.model_revision, where
         )
+    check_labels_available(sas_args.sas_rule, run_args.dataset_name)
     index, names = sas_args.sas_correct_reward_index, run_args.reward_funcs
     if index >= len(names):
         raise RecipeError(
@@ -106,3 +107,12 @@ def check_settings(run_args: RunArguments, sas_args, model_args=None, where: Whe
             f"{', '.join(map(str, correct))}"
         )
     check_run_context(run_args, RunContext.of(run_args, sas_args))
+
+
+def check_labels_available(rule, dataset_name: str | None) -> None:
+    """An oracle selection reads ground-truth step labels, which only the built-in tasks have (`builtin:...`)."""
+    if rule.needs_labels and not (dataset_name or "").startswith("builtin:"):
+        raise RecipeError(
+            f"sas_selection={rule.selection!r} needs ground-truth step labels, which only the built-in tasks have; "
+            f"dataset_name={dataset_name!r} is not one (use dataset_name: {BUILTIN_DATASET}, or another selection)"
+        )

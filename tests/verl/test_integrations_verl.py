@@ -285,6 +285,11 @@ def test_selecting_the_trainer_with_bad_settings_fails_naming_the_setting(overri
     assert str(caught.value).startswith("trainer.v1.sas_sync") and named in str(caught.value)
 
 
+def test_the_oracles_are_refused_by_name():
+    with pytest.raises(UserError, match="sas_selection='oracle_step' needs ground-truth step labels"):
+        plugin.sas_settings({"selection": "oracle_step"})
+
+
 def test_messages_are_sasrules_own():
     with pytest.raises(UserError) as caught:
         plugin.sas_settings({"ratio": 1.5})
