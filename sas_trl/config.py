@@ -58,6 +58,14 @@ class SASConfig(GRPOConfig, SASRuleFields):
 
     def __post_init__(self):
         self._validate_sas()
+        # TRL sets `gradient_checkpointing` (default True), which transformers 5 renamed `activation_checkpointing`
+        # and warns about on every start; the new name, given the same value, means the same and warns nothing.
+        for old, new in (
+            ("gradient_checkpointing", "activation_checkpointing"),
+            ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+        ):
+            if hasattr(self, new) and getattr(self, new) is None:
+                setattr(self, new, getattr(self, old))
         super().__post_init__()
 
     def _validate_sas(self) -> None:
