@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import typing
+import warnings
 from dataclasses import dataclass, field, make_dataclass
 
 from trl import GRPOConfig
@@ -23,6 +24,22 @@ SASRuleFields = make_dataclass(
     "SASRuleFields",
     [(PREFIX + f.name, _HINTS[f.name], field(default=f.default, metadata=dict(f.metadata))) for f in SASRule.fields()],
 )
+
+
+def quiet_trl_deprecations() -> None:
+    """Ignore exactly the FutureWarnings transformers 5 gives TRL 1.16 for turning gradient checkpointing off around
+    each generation through the old method names (`is_gradient_checkpointing`, `gradient_checkpointing_disable`,
+    `gradient_checkpointing_enable`): one per call site, again after every checkpoint save, breaking the progress
+    bar, and nothing the user can change. Every other warning still shows."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`(is_gradient_checkpointing|gradient_checkpointing_(enable|disable))` is deprecated",
+        category=FutureWarning,
+        module=r"transformers\.modeling_utils",
+    )
+
+
+quiet_trl_deprecations()
 
 
 @dataclass

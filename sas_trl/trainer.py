@@ -35,22 +35,6 @@ from .segmentation import embedding_rows, vocabulary_warnings
 from .selection import draw_random_keys
 
 
-def quiet_trl_deprecations() -> None:
-    """Ignore exactly the FutureWarnings transformers 5 gives TRL 1.16 for turning gradient checkpointing off around
-    each generation through the old method names (`is_gradient_checkpointing`, `gradient_checkpointing_disable`,
-    `gradient_checkpointing_enable`): one per call site, again after every checkpoint save, breaking the progress
-    bar, and nothing the user can change. Every other warning still shows."""
-    warnings.filterwarnings(
-        "ignore",
-        message=r"`(is_gradient_checkpointing|gradient_checkpointing_(enable|disable))` is deprecated",
-        category=FutureWarning,
-        module=r"transformers\.modeling_utils",
-    )
-
-
-quiet_trl_deprecations()
-
-
 class SASGRPOTrainer(CompletionLogMixin, GRPOTrainer):
     """GRPO with Step-level Advantage Selection. Takes the arguments of `trl.GRPOTrainer`, with a `SASConfig`."""
 

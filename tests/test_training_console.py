@@ -10,8 +10,7 @@ from types import SimpleNamespace
 import pytest
 from cli_helpers import QUICK, sas_trl
 
-from sas_trl.config import SASConfig
-from sas_trl.trainer import quiet_trl_deprecations
+from sas_trl.config import SASConfig, quiet_trl_deprecations
 from sas_trl.training.arguments import RunArguments
 from sas_trl.training.run import finish_summary
 
