@@ -44,3 +44,22 @@ def test_readme_main_command_is_the_built_in_default():
     main_command = bash_blocks[0].strip().splitlines()[-1]
     assert main_command.endswith("sas-trl train --recipe recipes/tiny_cpu.yaml")
     assert (ROOT / "recipes" / "tiny_cpu.yaml").is_file()  # run end to end in tests/test_cli.py
+
+
+def test_commands_on_the_tiny_model_sample_only_problems_it_trained_on():
+    # The built-in addition task defaults to 8 addends; tiny_cpu.yaml trains on at most `builtin_max_terms`.
+    import yaml
+
+    trained = yaml.safe_load((ROOT / "recipes" / "tiny_cpu.yaml").read_text())["builtin_max_terms"]
+    texts = [README, (ROOT / "docs" / "inspect.md").read_text()]
+    commands = [
+        line
+        for text in texts
+        for line in text.splitlines()
+        if re.match(r"sas-trl (eval|inspect|analyze-truncation) .*--model outputs/tiny_cpu", line)
+        and "--benchmarks addition" in line
+    ]
+    assert any(c.startswith("sas-trl inspect") for c in commands)
+    for command in commands:
+        terms = re.search(r"--addition_terms (\d+),(\d+)", command)
+        assert terms and int(terms.group(2)) <= trained, command
