@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import UserError
 from .runs import Run
-from .stats import summarize, summary_cell
+from .stats import clip_band, summarize, summary_cell
 from .study import Study, eval_flags
 
 SETTINGS = "settings.json"
@@ -180,8 +180,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
     for name, c in results["conditions"].items():
         # Pass@1 differences in points; a spread has no sign.
         cells = [
-            summary_cell("pass@1", c["stability"][key], spread=False, signed=key == "final_minus_peak")
-            for key in ("final_minus_peak", "last_spread")
+            summary_cell("pass@1", c["stability"][key], spread=False, signed=key == "final_minus_peak", bounds=bounds)
+            for key, bounds in (("final_minus_peak", (-1.0, 0.0)), ("last_spread", (0.0, None)))
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
@@ -201,6 +201,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), squeeze=False)
     markers = "osD^v<>ph*"
+    clipped = False
     for index, (name, runs) in enumerate(conditions.items()):
         for ax, (metric, label, scale) in zip(axes[0], PANELS, strict=True):
             series = [{p["step"]: p["metrics"].get(metric) for p in t} for t in runs.values() if t]
@@ -212,12 +213,15 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
             )
             if len(series) > 1:
                 std = np.nanstd(values, axis=0, ddof=1)
-                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+                low, high = clip_band(mean - std, mean + std, (0.0, scale if scale == 100.0 else None))
+                clipped |= not (np.allclose(low, mean - std) and np.allclose(high, mean + std))
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
             ax.set_title(label, fontsize=9)
             ax.set_xlabel("training step")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    fig.suptitle("evaluation along training: mean over seeds, band ±1 std", fontsize=9)
+    where = ", clipped to each metric's range" if clipped else ""
+    fig.suptitle(f"trajectory evaluation along training: mean over seeds, band ±1 std{where}", fontsize=9)
     fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 4), 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
