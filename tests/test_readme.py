@@ -63,3 +63,15 @@ def test_commands_on_the_tiny_model_sample_only_problems_it_trained_on():
     for command in commands:
         terms = re.search(r"--addition_terms (\d+),(\d+)", command)
         assert terms and int(terms.group(2)) <= trained, command
+
+
+def test_the_readme_says_how_to_open_the_notebooks_with_the_dev_extras_jupyter():
+    dev = re.search(r"^dev = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), flags=re.S | re.M).group(1)
+    assert re.search(r'^\s*"(jupyterlab|notebook)\b', dev, flags=re.M)  # a front-end, not only a kernel
+    notebooks = README[README.index("## Notebooks") :]
+    assert ".venv/bin/jupyter lab notebooks/" in notebooks
+
+
+def test_the_first_command_says_why_it_is_silent_at_first():
+    two_commands = README[README.index("## Two commands") :].split("\n## ")[0]
+    assert "pip install -q" in two_commands and "prints nothing for its first minutes" in two_commands
