@@ -35,7 +35,7 @@ def answer(results: dict[str, Any]) -> list[str]:
         cell = difference_cell(metric, d)
         if d["ci_low"] > 0 or d["ci_high"] < 0:
             direction = "higher" if d["mean"] > 0 else "lower"
-            lines.append(f"- {name}: {metric} {direction}, {cell}: a difference these seeds tell apart from none.")
+            lines.append(f"- {name}: {metric} {direction}, {cell}: these seeds tell it apart from no difference.")
             continue
         smallest = ""
         if r.get("mde") is not None:
