@@ -172,6 +172,7 @@ def test_a_two_seed_report_says_it_cannot_answer_clips_its_intervals_and_names_e
     assert "2 seeds cannot give an answer" in found
     assert "- `sas` vs `grpo`: no difference in pass@1 these seeds can tell apart, +7.50 [" in found
     assert "a 2-point difference would need 27 seeds" in found  # sd of the differences: 3.54 points
+    assert "- `sas` vs `grpo`, response length (tokens): +0.0 [+0.0, +0.0] p=1.000 (n=2), not told apart." in found
     # The 2-seed t-interval of grpo's Pass@1 (10% and 90%) runs past 0 and 100%: clipped, marked and said so.
     assert "| grpo | 50.00 ± 56.57 [0.00†, 100.00†] (n=2)" in report and report.rstrip().endswith(
         "with few seeds the interval itself runs beyond it."

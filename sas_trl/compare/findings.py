@@ -45,6 +45,22 @@ def answer(results: dict[str, Any]) -> list[str]:
         if metric.startswith(RATES) and need is not None:
             smallest += f", and a 2-point difference would need {need} seeds"
         lines.append(f"- {name}: no difference in {metric} these seeds can tell apart, {cell}{smallest}.")
+    lines += _lengths(results, rows)
+    return lines
+
+
+def _lengths(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The same comparisons' difference in response length (against the reference only: the table's pairs)."""
+    lines = []
+    for r in rows:
+        d = results["conditions"].get(r["condition"], {}).get("vs_reference", {}).get("mean_tokens")
+        if r["against"] != results["reference"] or not d or d.get("ci_low") is None:
+            continue
+        told = "told apart from no difference" if d["ci_low"] > 0 or d["ci_high"] < 0 else "not told apart"
+        lines.append(
+            f"- `{r['condition']}` vs `{r['against']}`, response length (tokens): "
+            f"{difference_cell('mean_tokens', d)}, {told}."
+        )
     return lines
 
 

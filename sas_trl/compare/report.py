@@ -398,7 +398,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("Pass@1 (%)")
     where = ", clipped to 0-100% and >= 0 tokens" if any(clipped) else ""
     pct = int(100 * results["confidence"])
-    ax.set_title(f"accuracy vs length, final evaluation ({pct}% intervals over seeds{where})", fontsize=9)
+    ax.set_title(f"accuracy vs length, final evaluation\n{pct}% intervals over seeds{where}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
