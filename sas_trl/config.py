@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import typing
+import warnings
 from dataclasses import dataclass, field, make_dataclass
 
 from trl import GRPOConfig
@@ -23,6 +24,22 @@ SASRuleFields = make_dataclass(
     "SASRuleFields",
     [(PREFIX + f.name, _HINTS[f.name], field(default=f.default, metadata=dict(f.metadata))) for f in SASRule.fields()],
 )
+
+
+def quiet_trl_deprecations() -> None:
+    """Ignore exactly the FutureWarnings transformers 5 gives TRL 1.16 for turning gradient checkpointing off around
+    each generation through the old method names (`is_gradient_checkpointing`, `gradient_checkpointing_disable`,
+    `gradient_checkpointing_enable`): one per call site, again after every checkpoint save, breaking the progress
+    bar, and nothing the user can change. Every other warning still shows."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`(is_gradient_checkpointing|gradient_checkpointing_(enable|disable))` is deprecated",
+        category=FutureWarning,
+        module=r"transformers\.modeling_utils",
+    )
+
+
+quiet_trl_deprecations()
 
 
 @dataclass
@@ -58,6 +75,14 @@ class SASConfig(GRPOConfig, SASRuleFields):
 
     def __post_init__(self):
         self._validate_sas()
+        # TRL sets `gradient_checkpointing` (default True), which transformers 5 renamed `activation_checkpointing`
+        # and warns about on every start; the new name, given the same value, means the same and warns nothing.
+        for old, new in (
+            ("gradient_checkpointing", "activation_checkpointing"),
+            ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+        ):
+            if hasattr(self, new) and getattr(self, new) is None:
+                setattr(self, new, getattr(self, old))
         super().__post_init__()
 
     def _validate_sas(self) -> None:

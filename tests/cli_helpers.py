@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,23 +50,36 @@ QUICK = [
 
 
 def sas_trl(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
-    """`sas-trl ARGS` in a fresh process, from the repository root, one torch thread."""
-    return subprocess.run(
+    """`sas-trl ARGS` in a fresh process, from the repository root, one torch thread. It runs in a process group
+    of its own, killed whole when it ends or times out: nothing it started (grading workers, launched processes)
+    outlives the test."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "sas_trl.cli", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        stop_group(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Kill what is left of the process group `process` leads (SIGKILL) and reap `process`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def kill_when(args: list[str], done: Path, what: str, timeout: float = 300) -> None:
     """Run `sas-trl ARGS` in its own process group and kill the whole group (SIGKILL: a crash, no clean-up) as
-    soon as the file `done` exists; fails with `what` if the command ends or times out first."""
-    import signal
-    import time
-
+    soon as the file `done` exists; fails with `what` if the command ends or times out first (the group is
+    killed then too)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "sas_trl.cli", *args],
         cwd=ROOT,
@@ -72,12 +88,13 @@ def kill_when(args: list[str], done: Path, what: str, timeout: float = 300) -> N
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         start_new_session=True,
     )
-    deadline = time.monotonic() + timeout
-    while not done.is_file():
-        assert process.poll() is None and time.monotonic() < deadline, what
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    try:
+        deadline = time.monotonic() + timeout
+        while not done.is_file():
+            assert process.poll() is None and time.monotonic() < deadline, what
+            time.sleep(0.5)
+    finally:
+        stop_group(process)
 
 
 def trip_model_work(monkeypatch, extra: tuple[str, ...] = ()) -> None:

@@ -27,6 +27,9 @@ def test_version_and_help(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--sas_ratio" in out and "--model_name_or_path" in out and "--dataset_name" in out
+    # A default that prints as blank space is shown escaped, as in inspect's and analyze-truncation's help.
+    delimiter = " ".join(out[out.index("--sas_delimiter SAS_DELIMITER") :].split("--sas_think_end")[0].split())
+    assert delimiter.endswith("(default: '\\n\\n')") and "(default: )" not in out, delimiter
 
 
 def test_train_help_lists_sas_then_run_then_model_then_trl_settings(capsys):

@@ -91,6 +91,14 @@ def pids(study: Path) -> list[int]:
     return [int(p) for f in sorted((study / "marks").glob("*.pids")) for p in f.read_text().split()]
 
 
+def stop_left_over(study: Path) -> list[int]:
+    """Kill the runs' processes still alive (a failed test leaves none behind); returns their pids."""
+    left = [pid for pid in pids(study) if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
 @pytest.mark.parametrize(("name", "jobs"), [("SIGTERM", "2"), ("SIGHUP", "1")])
 def test_a_signal_to_compare_stops_every_child_before_the_lock_is_released(study, name, jobs):
     compare = start(study, "--jobs", jobs)
@@ -103,9 +111,10 @@ def test_a_signal_to_compare_stops_every_child_before_the_lock_is_released(study
     finally:
         if compare.poll() is None:
             os.killpg(compare.pid, signal.SIGKILL)
+        left = stop_left_over(study)
     assert compare.returncode == 128 + getattr(signal, name), err
     assert f"sas-trl compare: stopped by {name}, and its training and evaluation processes with it" in err
-    assert not [p for p in children if alive(p)]  # the runs' processes and theirs: none left writing
+    assert not left  # the runs' processes and theirs: none left writing
     assert (study / "out" / ".compare.lock").read_text() == ""  # released, by a process with nothing left
     again = sas_trl("compare", "--study", str(study / "study.yaml"), "--print_commands")
     assert again.returncode == 0, again.stderr
@@ -128,9 +137,7 @@ def test_a_study_whose_killed_compare_left_a_training_running_is_refused_naming_
         assert "that compare process has ended, but a training or evaluation it started still runs" in again.stderr
         assert log.read_bytes() == before and not (study / "marks" / "train-grpo-1.pids").exists()
     finally:
-        for pid in pids(study):
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        stop_left_over(study)
     wait_for(lambda: not alive(child), "the training did not end")
     again = sas_trl("compare", "--study", str(study / "study.yaml"), "--print_commands")
     assert again.returncode == 0, again.stderr  # the lock ended with the last process that held it

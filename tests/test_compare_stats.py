@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from sas_trl.compare.stats import paired_difference, summarize
+from sas_trl.compare.stats import (
+    CLIPPED,
+    CLIPPED_NOTE,
+    difference_cell,
+    paired_difference,
+    summarize,
+    summary_cell,
+)
 
 T_975_DF4 = 2.7764451051977987  # Student's t, 97.5% quantile, 4 degrees of freedom (tables)
 T_975_DF2 = 4.302652729911275
@@ -47,3 +54,16 @@ def test_paired_difference_drops_incomplete_pairs_and_never_gives_a_bare_interva
     assert same["ci_low"] == pytest.approx(0.1) and same["p"] == 0.0
     with pytest.raises(ValueError):
         paired_difference([0.5], [0.4, 0.3])  # pairs must line up seed by seed
+
+
+def test_an_interval_beyond_the_metrics_range_is_clipped_and_marked():
+    wide = summarize([0.1, 0.9])  # 2 seeds: t = 12.7, the interval runs far past 0 and 100%
+    assert wide["ci_low"] < 0 and wide["ci_high"] > 1  # the data keep the t-interval as computed
+    assert summary_cell("pass@1", wide) == f"50.00 ± 56.57 [0.00{CLIPPED}, 100.00{CLIPPED}] (n=2)"
+    assert CLIPPED not in summary_cell("pass@1", summarize([0.4, 0.5, 0.45]))
+    assert summary_cell("mean_tokens", summarize([1.0, 30.0])).startswith(f"15.5 ± 20.5 [0.0{CLIPPED}, ")
+    d = paired_difference([0.9, 0.1], [0.1, 0.2])
+    assert d["ci_low"] < -1 and d["ci_high"] > 1
+    assert difference_cell("pass@1", d).startswith(f"+35.00 [-100.00{CLIPPED}, +100.00{CLIPPED}] p=")
+    assert CLIPPED not in difference_cell("reward", d)  # no known range: shown as computed
+    assert CLIPPED in CLIPPED_NOTE

@@ -155,3 +155,44 @@ def test_report_only_refuses_trajectories_made_with_other_settings(tmp_path):
     message = r"evaluated with other trajectory settings \(the study file changed: eval.n: 2 -> 3\); delete"
     with pytest.raises(UserError, match=message):
         build_report(changed)
+
+
+def test_a_two_seed_report_says_it_cannot_answer_clips_its_intervals_and_names_each_evaluation(tmp_path):
+    study = load_study(study_file(tmp_path, seeds=[0, 1], conditions={"grpo": {}, "sas": {"sas_ratio": 0.3}}))
+    fake_eval(study.output_dir.resolve() / "base_eval" / "trajectory", 0.30)
+    finals = {("grpo", 0): 0.10, ("grpo", 1): 0.90, ("sas", 0): 0.20, ("sas", 1): 0.95}
+    for run in plan_runs(study):
+        final = finals[(run.condition, run.seed)]
+        fake_eval(run.eval_dir, final, 14.0)
+        for step in (4, 8, 12):
+            fake_eval(step_dir(run, step), final * step / 12)
+    build_report(study)
+    report = (study.output_dir / "report.md").read_text()
+    found = report[report.index("## What the study found") :].split("\n## ")[0]
+    assert "2 seeds cannot give an answer" in found
+    assert "- `sas` vs `grpo`: no difference in pass@1 these seeds can tell apart, +7.50 [" in found
+    assert "a 2-point difference would need 27 seeds" in found  # sd of the differences: 3.54 points
+    assert "- `sas` vs `grpo`, response length (tokens): +0.0 [+0.0, +0.0] p=1.000 (n=2), not told apart." in found
+    # The 2-seed t-interval of grpo's Pass@1 (10% and 90%) runs past 0 and 100%: clipped, marked and said so.
+    assert "| grpo | 50.00 ± 56.57 [0.00†, 100.00†] (n=2)" in report and report.rstrip().endswith(
+        "with few seeds the interval itself runs beyond it."
+    )
+    assert "Final evaluation (the tables and the accuracy-vs-length figure): `sas-trl eval --benchmarks addition " in (
+        report
+    )
+    assert "Trajectory evaluation (the stability section and the along-training figure): `sas-trl eval " in report
+    assert "--n 2 --limit 4`" in report and "a different evaluation from the final one" in report
+    assert "![accuracy vs length: the final evaluation](accuracy_vs_length.png)" in report
+    assert "![along training: the trajectory evaluation](trajectory.png)" in report
+
+
+def test_a_clear_difference_is_stated_as_found(tmp_path):
+    study = load_study(study_file(tmp_path, conditions={"grpo": {}, "sas": {"sas_ratio": 0.3}}))
+    for run in plan_runs(study):
+        fake_eval(run.eval_dir, (0.40 if run.condition == "grpo" else 0.50) + 0.01 * run.seed * (run.seed - 1))
+    build_report(study)
+    report = (study.output_dir / "report.md").read_text()
+    assert "- `sas` vs `grpo`: pass@1 higher, +10.00 [+10.00, +10.00] p=0.000 (n=3): these seeds tell it apart " in (
+        report
+    )
+    assert "cannot give an answer" not in report and "†" not in report

@@ -6,6 +6,7 @@ checked with a scripted backend whose correctness and lengths are known.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -196,6 +197,18 @@ def test_other_settings_refuse_to_mix_samples(tiny_model_dir, tmp_path):
         SampleStore(tmp_path / "x" / "eval_samples.jsonl", {"model": "m"})
 
 
+def group_ends(group: int, timeout: float = 10) -> bool:
+    """Whether every process of the process group `group` ends within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_ctrl_c_keeps_samples_and_the_same_command_resumes(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     args = ["eval", "--model", str(tiny_model_dir), "--benchmarks", "addition", "--limit", "100", "--n", "2"]
@@ -210,15 +223,22 @@ def test_ctrl_c_keeps_samples_and_the_same_command_resumes(tiny_model_dir, tmp_p
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its grading workers with it, in one group the test can always stop
     )
     samples = out / "eval_samples.jsonl"
-    deadline = time.monotonic() + 120
-    while not mark.exists():
-        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-        assert time.monotonic() < deadline, "the eval saved no 4 samples in 120 s"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not mark.exists():
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the eval saved no 4 samples in 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert group_ends(proc.pid), "the stopped eval left a process running (a grading worker?)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group: nothing when the eval stopped cleanly
+        proc.wait()
     assert proc.returncode == 130, err.decode()[-2000:]
     assert "run the same command to resume" in err.decode() and "Traceback" not in err.decode()
     done = read_samples(samples)

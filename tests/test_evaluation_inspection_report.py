@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sas_trl import segment_steps
-from sas_trl.evaluation.inspection_report import report_html, statistics_of, terminal_summary
+from sas_trl.evaluation.inspection_report import integer_bins, report_html, statistics_of, terminal_summary
 from sas_trl.evaluation.inspection_rollouts import Inspection, Rollout
 from sas_trl.evaluation.scoring import padded
 from sas_trl.tiny import build_tokenizer
@@ -103,3 +104,12 @@ def test_one_shading_scale_spans_the_observed_confidences():
         )
     }
     assert shades == {0.04, 0.5}  # the lowest and highest observed confidence take the scale's two ends
+
+
+@pytest.mark.parametrize("values", [[3], [0, 1, 1, 4], [2, 5, 17, 60, 61], list(range(7, 200, 3))])
+def test_histogram_bars_cover_whole_numbers_only(values):
+    edges = integer_bins(values)
+    assert all((e + 0.5).is_integer() for e in edges) and len(edges) - 1 <= 40
+    assert edges[0] < min(values) and max(values) < edges[-1]
+    widths = {b - a for a, b in zip(edges, edges[1:], strict=False)}
+    assert len(widths) == 1 and (widths == {1.0} or max(values) - min(values) + 1 > 40)  # one number a bar if it fits

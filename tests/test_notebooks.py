@@ -44,3 +44,24 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     for text in EXPECTED[path.name]:
         assert text in outputs, text
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
+
+
+def test_the_study_notebook_finds_its_studies_in_the_installed_package(tmp_path, monkeypatch, capsys):
+    # As installed: sas_trl outside any clone, the notebook started in an empty folder. Its setup cell finds the
+    # packaged studies by their `recipes/...` paths and puts every output in that folder.
+    import json
+
+    import sas_trl
+    from sas_trl.training.packaged import PACKAGED
+
+    path = next(p for p in NOTEBOOKS if p.name == "short_context_study.ipynb")
+    setup = "".join(json.loads(path.read_text())["cells"][1]["source"])
+    monkeypatch.delenv("SAS_NOTEBOOK_QUICK", raising=False)
+    monkeypatch.setattr(sas_trl, "__file__", str(tmp_path / "site-packages" / "sas_trl" / "__init__.py"))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(setup, f"{path.name}[setup cell]", "exec"), namespace)
+    studies = namespace["studies"]
+    assert studies["B"] == (PACKAGED / "studies" / "decisive_B.yaml").resolve()
+    assert namespace["output_dir"](studies["B"]).is_relative_to(tmp_path)
+    assert "regime B: " in capsys.readouterr().out

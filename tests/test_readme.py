@@ -44,3 +44,34 @@ def test_readme_main_command_is_the_built_in_default():
     main_command = bash_blocks[0].strip().splitlines()[-1]
     assert main_command.endswith("sas-trl train --recipe recipes/tiny_cpu.yaml")
     assert (ROOT / "recipes" / "tiny_cpu.yaml").is_file()  # run end to end in tests/test_cli.py
+
+
+def test_commands_on_the_tiny_model_sample_only_problems_it_trained_on():
+    # The built-in addition task defaults to 8 addends; tiny_cpu.yaml trains on at most `builtin_max_terms`.
+    import yaml
+
+    trained = yaml.safe_load((ROOT / "recipes" / "tiny_cpu.yaml").read_text())["builtin_max_terms"]
+    texts = [README, (ROOT / "docs" / "inspect.md").read_text()]
+    commands = [
+        line
+        for text in texts
+        for line in text.splitlines()
+        if re.match(r"sas-trl (eval|inspect|analyze-truncation) .*--model outputs/tiny_cpu", line)
+        and "--benchmarks addition" in line
+    ]
+    assert any(c.startswith("sas-trl inspect") for c in commands)
+    for command in commands:
+        terms = re.search(r"--addition_terms (\d+),(\d+)", command)
+        assert terms and int(terms.group(2)) <= trained, command
+
+
+def test_the_readme_says_how_to_open_the_notebooks_with_the_dev_extras_jupyter():
+    dev = re.search(r"^dev = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), flags=re.S | re.M).group(1)
+    assert re.search(r'^\s*"(jupyterlab|notebook)\b', dev, flags=re.M)  # a front-end, not only a kernel
+    notebooks = README[README.index("## Notebooks") :]
+    assert ".venv/bin/jupyter lab notebooks/" in notebooks
+
+
+def test_the_first_command_says_why_it_is_silent_at_first():
+    two_commands = README[README.index("## Two commands") :].split("\n## ")[0]
+    assert "pip install -q" in two_commands and "prints nothing for its first minutes" in two_commands

@@ -126,26 +126,51 @@ def test_a_packaged_study_and_its_base_recipe_load_from_any_folder(empty_folder)
     assert study.output_dir == Path("outputs/studies/tiny_smoke")  # relative to the current folder
 
 
-def test_recipes_command_lists_each_recipe_with_its_first_comment_line(capsys):
+def test_recipes_command_lists_each_file_with_the_first_sentence_of_its_comment(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    # Each entry: its name, then its description wrapped under the description column.
+    entries: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            name = line.split()[0]
+            entries[name] = line[2 + len(name) :].strip()
+        elif line.startswith("   ") and entries:
+            entries[name] += " " + line.strip()
     for name in ("deepscaler_4k", "baselines/l1_max", "ablations/only_correct", "tiny_cpu", "grpo_4k"):
-        first = next(line for line in (PACKAGED / f"{name}.yaml").read_text().splitlines() if line.startswith("#"))
-        assert first.lstrip("# ").strip() in lines[name], name
-    assert lines["studies/tiny_smoke"] and lines["accelerate/zero2"]
-    assert "deepscaler_4k_common" not in out  # verl's configs are not sas-trl train recipes
+        assert entries[name] == describe(PACKAGED / f"{name}.yaml"), name
+    assert entries["tiny_cpu"].endswith("under a short completion budget.")  # a whole sentence over 2 lines
+    assert all(len(line) <= 100 for line in out.splitlines() if line.startswith("   "))
+    # Studies only (their base recipes are not studies), and verl's configs and reward in their own section.
+    assert "studies/tiny_smoke" in entries and not [n for n in entries if n.endswith("_base")]
+    assert {"verl/deepscaler_4k_sas", "verl/deepscaler_4k_grpo", "verl/deepscaler_reward.py"} <= set(entries)
+    assert entries["verl/deepscaler_reward.py"].startswith("DeepScaleR's grading as a verl reward function")
+    assert out.index("verl configs") > out.index("accelerate configs") > out.index("studies (")
+    assert not [n for n, _ in training_recipes() if n.startswith(("verl/", "studies/", "accelerate/"))]
     names = [name for name, _ in training_recipes()]
     assert names.index("tiny_cpu") < names.index("ablations/only_correct")  # top-level recipes first
     assert f"sas-trl {__version__}" in out
 
 
-def test_describe_reads_the_first_comment_line(tmp_path):
+def test_describe_reads_the_first_sentence_of_the_leading_comment(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("\n# First line.\n# second\nmax_steps: 1\n")
-    assert describe(recipe) == "First line."
-    recipe.write_text("max_steps: 1\n# later\n")
-    assert describe(recipe) == ""
+    cases = {
+        "\n# First line. Second sentence.\nmax_steps: 1\n": "First line.",
+        "# A sentence that goes on\n# over two lines (Wu et al. 2025), then 4.5 more. Next.\n": (
+            "A sentence that goes on over two lines (Wu et al. 2025), then 4.5 more."
+        ),
+        "# @package _global_\n# Hydra's directive skipped.\n": "Hydra's directive skipped.",
+        "# No full stop\n#   python -m run   (an indented command)\n": "No full stop",
+        "# Ends here\n\n# another comment\n": "Ends here",
+        "max_steps: 1\n# later\n": "",
+    }
+    for text, expected in cases.items():
+        recipe.write_text(text)
+        assert describe(recipe) == expected, text
+    module = tmp_path / "reward.py"
+    module.write_text('"""A reward, graded. More detail\n\nA second paragraph."""\n')
+    assert describe(module) == "A reward, graded."
 
 
 def _source_copy(tmp_path: Path) -> Path:

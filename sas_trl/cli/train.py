@@ -46,6 +46,8 @@ def help_text() -> str:
     for action in parser._actions:  # argparse keeps no public list of a parser's actions
         if action.dest == "help":
             continue
+        if isinstance(action.default, str) and not (action.default.isprintable() and action.default.strip()):
+            action.help = f"{action.help} (default: %(default)r)"  # '\n\n', not a blank: shown escaped
         index = (
             0
             if action.dest.startswith("sas_")

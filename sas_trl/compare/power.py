@@ -21,26 +21,21 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
 
 from ..errors import UserError
-from .sections import check_section
+from .sections import PowerSpec
 from .stats import difference_cell, paired_difference
-
-if TYPE_CHECKING:
-    from .study import Study
+from .study import Study
 
 ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 10_000
 # Effects the report always sizes for, in metric units of a rate (1 and 2 points).
 POINTS = (0.01, 0.02)
-KEYS = ("effect", "metric", "primary", "pilot")
 
 
 def paired_power(sd: float, n: int, effect: float, alpha: float = ALPHA) -> float:
@@ -100,52 +95,6 @@ def paired_sd(values: Sequence[float | None], reference: Sequence[float | None])
 
 def _number(x) -> bool:
     return x is not None and not math.isnan(x)
-
-
-@dataclass(frozen=True)
-class PowerSpec:
-    """What a study is sized for (the study file's `power:`)."""
-
-    effect: float | None = None
-    metric: str = "pass@1"
-    primary: tuple[tuple[str, str], ...] = ()
-    pilot: Path | None = None
-
-
-def parse_power(path: Path, data: Any, conditions: Sequence[str], reference: str) -> PowerSpec | None:
-    """The study file's `power:` section, checked; None when absent."""
-    if data is None:
-        return None
-    check_section(path, "power", data, KEYS)
-    effect = data.get("effect")
-    if effect is not None and (isinstance(effect, bool) or not isinstance(effect, int | float) or effect <= 0):
-        raise UserError(f"study {path}: power.effect must be a number > 0 (0.02 = 2 points of a rate), got {effect!r}")
-    metric = data.get("metric", "pass@1")
-    if not isinstance(metric, str) or not metric:
-        raise UserError(f"study {path}: power.metric must be an eval metric name such as 'pass@1', got {metric!r}")
-    primary = data.get("primary")
-    if primary is None:
-        pairs = tuple((c, reference) for c in conditions if c != reference)
-    else:
-        if not isinstance(primary, list) or not all(isinstance(p, list) and len(p) == 2 for p in primary):
-            raise UserError(f"study {path}: power.primary must be a list of [condition, against] pairs")
-        pairs = tuple((str(a), str(b)) for a, b in primary)
-        for pair in pairs:
-            for name in pair:
-                if name not in conditions:
-                    raise UserError(
-                        f"study {path}: power.primary names {name!r}, not a condition; "
-                        f"conditions: {', '.join(conditions)}"
-                    )
-            if pair[0] == pair[1]:
-                raise UserError(f"study {path}: power.primary compares {pair[0]!r} with itself")
-    pilot = data.get("pilot")
-    return PowerSpec(
-        effect=None if effect is None else float(effect),
-        metric=metric,
-        primary=pairs,
-        pilot=None if pilot is None else Path(str(pilot)),
-    )
 
 
 def comparisons(study: Study) -> tuple[tuple[str, str], ...]:

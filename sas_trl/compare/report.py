@@ -15,9 +15,21 @@ from typing import Any
 
 from ..errors import UserError
 from ..output_files import save_figure, write_text
-from . import evaluated, labels, power, signal, trajectory
+from . import evaluated, findings, labels, power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
-from .stats import CONFIDENCE, RATES, difference_cell, format_value, paired_difference, summarize, summary_cell
+from .stats import (
+    CLIPPED,
+    CLIPPED_NOTE,
+    CONFIDENCE,
+    RATES,
+    clip_band,
+    difference_cell,
+    format_value,
+    metric_range,
+    paired_difference,
+    summarize,
+    summary_cell,
+)
 from .study import Study
 
 RESULTS_FILE = "results.json"
@@ -37,6 +49,12 @@ CURVES = (
     ("frac_reward_zero_std", "groups with equal rewards (no signal)"),
 )
 MARKERS = "osD^v<>ph*"
+# What each curve can take: its ±1 std band is clipped to it (a fraction below 0 is not a value).
+CURVE_RANGES = {
+    "completions/mean_length": (0.0, None),
+    "entropy": (0.0, None),
+    **{k: (0.0, 1.0) for k, _ in CURVES if "frac" in k},
+}
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -156,6 +174,7 @@ def collect(study: Study) -> dict[str, Any]:
         "eval_option_changes": {
             name: {k: list(v) for k, v in c.option_changes.items()} for name, c in checks.items() if c.option_changes
         },
+        "eval": study.eval_options,  # the final evaluation's options (the trajectory's: "trajectory")
         "metrics": metrics,
         "conditions": conditions,
         "missing": [r.name for r in runs if per_run[(r.condition, r.seed)] is None and r.name not in left_out],
@@ -220,6 +239,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     lines += [line for w in results.get("warnings", []) for line in (f"**{w}**", "")]
+    lines += findings.evaluations(results)
+    answer = findings.answer(results)
+    lines += [*answer, ""] if answer else []
     start = results["starting_model"]
     if start:
         cells = ", ".join(f"{_label(k)} {format_value(k, v)}" for k, v in start.items() if k != "aes")
@@ -257,7 +279,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", *section] if section else []
     figures = results.get("figures", [])
     if figures:
-        lines += ["", "## Figures", ""] + [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures]
+        captions = [findings.CAPTIONS.get(f, Path(f).stem.replace("_", " ")) for f in figures]
+        lines += ["", "## Figures", ""] + [f"![{c}]({f})" for c, f in zip(captions, figures, strict=True)]
+    if any(CLIPPED in line for line in lines):
+        lines += ["", CLIPPED_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -290,6 +315,7 @@ def plot_curves(study: Study, path: Path) -> Path | None:
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows + 0.6), squeeze=False)
     for ax in axes.flat[len(shown) :]:
         ax.set_visible(False)
+    clipped = False
     for ax, (key, label) in zip(axes.flat, shown, strict=False):
         for index, condition in enumerate(study.conditions):
             series = [
@@ -308,14 +334,18 @@ def plot_curves(study: Study, path: Path) -> Path | None:
             line.set_label(f"{condition} (n={len(series)})")
             if len(series) > 1:
                 std = values.std(axis=0, ddof=1)
-                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+                low, high = clip_band(mean - std, mean + std, CURVE_RANGES.get(key, (None, None)))
+                clipped |= not (np.allclose(low, mean - std) and np.allclose(high, mean + std))
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     legend_rows = -(-len(labels) // 4)
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle("training curves: mean over seeds, band ±1 std", fontsize=9)
+    where = ", clipped to each metric's range" if clipped else ""
+    title = f"training curves (TRL's log of the training rollouts): mean over seeds, band ±1 std{where}"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.25 * legend_rows / (3.0 * rows + 0.6), 1, 0.96))
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -330,7 +360,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    drawn = False
+    drawn, clipped = False, []
     points = [
         (name, c["summary"].get("pass@1"), c["summary"].get("mean_tokens"))
         for name, c in results["conditions"].items()
@@ -342,8 +372,12 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
     span = max((t["mean"] for _, _, t in points), default=1.0) - min((t["mean"] for _, _, t in points), default=0.0)
     for index, (name, acc, tok) in enumerate(points):
 
-        def err(s):
-            return None if s["ci_low"] is None else [[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]]
+        def err(s, key):  # the interval, clipped to the metric's range
+            if s["ci_low"] is None:
+                return None
+            low, high = clip_band(s["ci_low"], s["ci_high"], metric_range(key))
+            clipped.append(bool(low != s["ci_low"] or high != s["ci_high"]))
+            return [[s["mean"] - low], [high - s["mean"]]]
 
         # Conditions at the same length (a shared budget) would hide each other: a small horizontal offset,
         # its own marker, and the name next to the point keep each one readable; the offset is not data.
@@ -353,8 +387,8 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
         ax.errorbar(
             x,
             y,
-            xerr=err(tok),
-            yerr=_scaled(err(acc)),
+            xerr=err(tok, "mean_tokens"),
+            yerr=_scaled(err(acc, "pass@1")),
             fmt=MARKERS[index % len(MARKERS)],
             capsize=3,
             label=f"{name} (n={acc['n']})",
@@ -369,7 +403,9 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path | None:
         return None
     ax.set_xlabel("mean response tokens")
     ax.set_ylabel("Pass@1 (%)")
-    ax.set_title(f"accuracy vs length ({int(100 * results['confidence'])}% intervals over seeds)", fontsize=9)
+    where = ", clipped to 0-100% and >= 0 tokens" if any(clipped) else ""
+    pct = int(100 * results["confidence"])
+    ax.set_title(f"accuracy vs length, final evaluation\n{pct}% intervals over seeds{where}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)

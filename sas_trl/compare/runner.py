@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,46 +37,11 @@ from ..output_files import check_folder, for_append, write_text
 from ..redaction import redact_argv, redact_recipe
 from . import children, trajectory
 from . import jobs as parallel
+from .runs import EVAL_RESULTS, Run, plan_runs
 from .study import Study, own_environment, preflight_conditions, run_recipe
 
-EVAL_RESULTS = "eval_results.json"
 MADE_FROM = "made_from.json"
 LOCK_FILE = ".compare.lock"
-
-
-@dataclass(frozen=True)
-class Run:
-    condition: str
-    seed: int
-    dir: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.condition} seed {self.seed}"
-
-    @property
-    def recipe_file(self) -> Path:
-        return self.dir / "study_recipe.yaml"  # not recipe.yaml: the model card writes that one
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.dir / "eval"
-
-    def trained(self) -> bool:
-        return (self.dir / "run_info.json").is_file()  # written after the final save
-
-    def started(self) -> bool:
-        """Whether training left anything behind (a checkpoint or the final save)."""
-        return self.trained() or any(self.dir.glob("checkpoint-*"))
-
-    def evaluated(self) -> bool:
-        return (self.eval_dir / EVAL_RESULTS).is_file()
-
-
-def plan_runs(study: Study) -> list[Run]:
-    """Every (condition, seed), conditions in the study's order, seeds inner."""
-    root = study.output_dir.resolve() / "runs"
-    return [Run(c, s, root / c / f"seed{s}") for c in study.conditions for s in study.seeds]
 
 
 def base_recipe_values(study: Study) -> dict:

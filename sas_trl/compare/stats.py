@@ -24,6 +24,11 @@ def _interval(mean: float, sem: float, n: int, confidence: float) -> tuple[float
     return float(low), float(high)
 
 
+def t_critical(n: int, confidence: float = CONFIDENCE) -> float:
+    """The t quantile a `confidence` interval over `n` values multiplies the standard error by."""
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+
+
 def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float | int | None]:
     """Mean, sample standard deviation, and the t-interval of the mean over `values` (NaNs dropped).
 
@@ -81,23 +86,70 @@ def format_value(key: str, value: float | None, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
+# A t-interval over few seeds can run beyond what a metric can take (a Pass@1 of 112%); the reports clip it to
+# the metric's range and mark each clipped bound with CLIPPED, explained once under the table (CLIPPED_NOTE).
+CLIPPED = "†"
+CLIPPED_NOTE = (
+    f"{CLIPPED} a bound of the t-interval clipped to what the metric can take (a rate: 0 to 100%, a difference of "
+    "rates: -100 to +100 points): with few seeds the interval itself runs beyond it."
+)
+
+
+def metric_range(key: str, difference: bool = False) -> tuple[float | None, float | None]:
+    """The values `key` can take (None: unbounded), or its paired differences' with `difference`."""
+    if key.startswith(RATES):
+        return (-1.0, 1.0) if difference else (0.0, 1.0)
+    if key == "mean_tokens" and not difference:
+        return 0.0, None
+    return None, None
+
+
+def clip_band(low, high, bounds: tuple[float | None, float | None]):
+    """A figure's band or error bar (arrays or numbers) clipped to a metric's range `bounds` (None: open)."""
+    if bounds == (None, None):
+        return low, high
+    return np.clip(low, bounds[0], bounds[1]), np.clip(high, bounds[0], bounds[1])
+
+
+def _bounds(key: str, low: float, high: float, bounds: tuple[float | None, float | None], signed: bool) -> str:
+    """'[low, high]' formatted, each bound clipped to `bounds` and marked when it was."""
+    lower, upper = bounds
+    if lower is not None and low < lower:
+        low_cell = format_value(key, lower, signed) + CLIPPED
+    else:
+        low_cell = format_value(key, low, signed)
+    if upper is not None and high > upper:
+        high_cell = format_value(key, upper, signed) + CLIPPED
+    else:
+        high_cell = format_value(key, high, signed)
+    return f"[{low_cell}, {high_cell}]"
+
+
 def difference_cell(key: str, d: dict[str, float | int | None] | None) -> str:
     """A `paired_difference` as a table cell, `+1.23 [-0.50, +2.96] p=0.150 (n=10)`; never a bare difference:
-    without an interval, only the pair count."""
+    without an interval, only the pair count. An interval beyond the metric's range is clipped and marked."""
     if not d or d["ci_low"] is None:
         return f"no interval (n={d['n'] if d else 0})"
-    low, mean, high = (format_value(key, d[k], signed=True) for k in ("ci_low", "mean", "ci_high"))
-    return f"{mean} [{low}, {high}] p={d['p']:.3f} (n={d['n']})"
+    mean = format_value(key, d["mean"], signed=True)
+    interval = _bounds(key, d["ci_low"], d["ci_high"], metric_range(key, difference=True), signed=True)
+    return f"{mean} {interval} p={d['p']:.3f} (n={d['n']})"
 
 
-def summary_cell(key: str, s: dict[str, float | int | None], spread: bool = True, signed: bool = False) -> str:
+def summary_cell(
+    key: str,
+    s: dict[str, float | int | None],
+    spread: bool = True,
+    signed: bool = False,
+    bounds: tuple[float | None, float | None] | None = None,
+) -> str:
     """A `summarize` result as a table cell, `12.30 ± 1.10 [11.50, 13.10] (n=10)` (without `± sd` unless
-    `spread`); one seed has no interval and says so."""
+    `spread`); one seed has no interval and says so. The interval is clipped to `bounds` (default: the metric's
+    range) and each clipped bound marked."""
     if s["mean"] is None:
         return "n/a (n=0)"
     mean = format_value(key, s["mean"], signed)
     if s["ci_low"] is None:
         return f"{mean} (n=1, no interval)"
-    low, high = (format_value(key, s[k], signed) for k in ("ci_low", "ci_high"))
+    interval = _bounds(key, s["ci_low"], s["ci_high"], bounds or metric_range(key), signed)
     sd = f" ± {format_value(key, s['std'])}" if spread else ""
-    return f"{mean}{sd} [{low}, {high}] (n={s['n']})"
+    return f"{mean}{sd} {interval} (n={s['n']})"

@@ -23,7 +23,7 @@ import re
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,7 @@ from ..errors import UserError
 from ..training.packaged import resolve_path
 from ..training.recipe_files import load_yaml
 from ..training.settings_checks import SEED, SEED_MAX
-from .power import PowerSpec, parse_power
-from .trajectory import TrajectorySpec, parse_trajectory, with_steps
+from .sections import PowerSpec, TrajectorySpec, parse_power, parse_trajectory
 
 KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description", "trajectory", "power")
 REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
@@ -281,3 +280,35 @@ def preflight_conditions(study: Study) -> None:
             f"study {study.path}: {len(problems)} of {len(study.conditions)} condition(s) cannot train on this "
             f"machine; nothing was run: {'; '.join(problems)}"
         )
+
+
+def with_steps(study: Study) -> Study:
+    """The study with each condition's evaluated checkpoint steps, read from its recipe as `sas-trl train` parses
+    it: every condition must save a checkpoint at each multiple of `every` and keep them all."""
+    spec = study.trajectory
+    if spec is None:
+        return study
+    from ..errors import RecipeError
+    from ..training.recipes import parse
+
+    steps = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in study.conditions:
+            file = Path(tmp) / f"{name}.yaml"
+            file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
+            try:
+                with own_environment():  # the condition's `env:` stays its own
+                    _, args, _, _ = parse(["--recipe", str(file)])
+            except RecipeError as err:  # check_conditions reports these first; kept for a direct call
+                raise UserError(f"study {study.path}: condition {name!r}: {err}") from err
+            where = f"study {study.path}: trajectory.every={spec.every} with condition {name!r}"
+            if str(getattr(args.save_strategy, "value", args.save_strategy)) != "steps":
+                raise UserError(f"{where}: the condition must save checkpoints (save_strategy: steps)")
+            if spec.every % args.save_steps != 0:
+                raise UserError(f"{where}: every must be a multiple of its save_steps ({args.save_steps})")
+            if args.save_total_limit is not None:
+                raise UserError(f"{where}: save_total_limit={args.save_total_limit} would delete the checkpoints")
+            if args.max_steps < spec.every:
+                raise UserError(f"{where}: the run trains only {args.max_steps} steps")
+            steps[name] = tuple(range(spec.every, args.max_steps + 1, spec.every))
+    return replace(study, trajectory=replace(spec, steps=steps))

@@ -19,25 +19,18 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import yaml
 
 from ..errors import UserError
 from ..output_files import save_figure, write_text
-from .sections import check_section
-from .stats import summarize, summary_cell
+from .runs import Run
+from .stats import clip_band, summarize, summary_cell
+from .study import Study, eval_flags
 
-if TYPE_CHECKING:
-    from .runner import Run
-    from .study import Study
-
-KEYS = ("every", "eval", "last")
 SETTINGS = "settings.json"
 # (metric, label, scale) of the trajectory figure's panels.
 PANELS = (
@@ -45,66 +38,6 @@ PANELS = (
     ("mean_tokens", "response tokens", 1.0),
     ("truncated", "truncated (%)", 100.0),
 )
-
-
-@dataclass(frozen=True)
-class TrajectorySpec:
-    """The study file's `trajectory:`; `steps` (per condition, the checkpoints evaluated) is filled in from the
-    conditions' recipes when the study is loaded."""
-
-    every: int
-    eval: dict[str, Any] = field(default_factory=dict)
-    last: int = 3
-    steps: dict[str, tuple[int, ...]] = field(default_factory=dict)
-
-
-def parse_trajectory(path: Path, data: Any) -> TrajectorySpec | None:
-    """The `trajectory:` section, checked (its steps come later, from the recipes); None when absent."""
-    if data is None:
-        return None
-    check_section(path, "trajectory", data, KEYS)
-    every, last = data.get("every"), data.get("last", 3)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise UserError(f"study {path}: trajectory.every must be a whole number of steps >= 1, got {every!r}")
-    if isinstance(last, bool) or not isinstance(last, int) or last < 2:
-        raise UserError(f"study {path}: trajectory.last must be a whole number >= 2, got {last!r}")
-    options = data.get("eval") or {}
-    if not isinstance(options, dict):
-        raise UserError(f"study {path}: trajectory.eval must be a mapping of `sas-trl eval` options")
-    return TrajectorySpec(every=every, eval=dict(options), last=last)
-
-
-def with_steps(study: Study) -> Study:
-    """The study with each condition's evaluated checkpoint steps, read from its recipe as `sas-trl train` parses
-    it: every condition must save a checkpoint at each multiple of `every` and keep them all."""
-    spec = study.trajectory
-    if spec is None:
-        return study
-    from ..errors import RecipeError
-    from ..training.recipes import parse
-    from .study import own_environment, run_recipe
-
-    steps = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in study.conditions:
-            file = Path(tmp) / f"{name}.yaml"
-            file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
-            try:
-                with own_environment():  # the condition's `env:` stays its own
-                    _, args, _, _ = parse(["--recipe", str(file)])
-            except RecipeError as err:  # check_conditions reports these first; kept for a direct call
-                raise UserError(f"study {study.path}: condition {name!r}: {err}") from err
-            where = f"study {study.path}: trajectory.every={spec.every} with condition {name!r}"
-            if str(getattr(args.save_strategy, "value", args.save_strategy)) != "steps":
-                raise UserError(f"{where}: the condition must save checkpoints (save_strategy: steps)")
-            if spec.every % args.save_steps != 0:
-                raise UserError(f"{where}: every must be a multiple of its save_steps ({args.save_steps})")
-            if args.save_total_limit is not None:
-                raise UserError(f"{where}: save_total_limit={args.save_total_limit} would delete the checkpoints")
-            if args.max_steps < spec.every:
-                raise UserError(f"{where}: the run trains only {args.max_steps} steps")
-            steps[name] = tuple(range(spec.every, args.max_steps + 1, spec.every))
-    return replace(study, trajectory=replace(spec, steps=steps))
 
 
 def eval_options(study: Study) -> dict[str, Any]:
@@ -123,8 +56,6 @@ def step_dir(run: Run, step: int) -> Path:
 
 def eval_commands(study: Study, run: Run, program: list[str]) -> list[tuple[int, list[str]]]:
     """(step, `sas-trl eval` command) for each checkpoint of the run's trajectory."""
-    from .study import eval_flags
-
     if study.trajectory is None:
         return []
     flags = eval_flags(eval_options(study))
@@ -146,8 +77,6 @@ def eval_commands(study: Study, run: Run, program: list[str]) -> list[tuple[int,
 
 
 def base_command(study: Study, model: str, program: list[str]) -> list[str]:
-    from .study import eval_flags
-
     return [*program, "eval", "--model", model, "--output_dir", str(base_dir(study)), *eval_flags(eval_options(study))]
 
 
@@ -251,8 +180,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
     for name, c in results["conditions"].items():
         # Pass@1 differences in points; a spread has no sign.
         cells = [
-            summary_cell("pass@1", c["stability"][key], spread=False, signed=key == "final_minus_peak")
-            for key in ("final_minus_peak", "last_spread")
+            summary_cell("pass@1", c["stability"][key], spread=False, signed=key == "final_minus_peak", bounds=bounds)
+            for key, bounds in (("final_minus_peak", (-1.0, 0.0)), ("last_spread", (0.0, None)))
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
@@ -272,6 +201,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), squeeze=False)
     markers = "osD^v<>ph*"
+    clipped = False
     for index, (name, runs) in enumerate(conditions.items()):
         for ax, (metric, label, scale) in zip(axes[0], PANELS, strict=True):
             series = [{p["step"]: p["metrics"].get(metric) for p in t} for t in runs.values() if t]
@@ -283,12 +213,15 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
             )
             if len(series) > 1:
                 std = np.nanstd(values, axis=0, ddof=1)
-                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+                low, high = clip_band(mean - std, mean + std, (0.0, scale if scale == 100.0 else None))
+                clipped |= not (np.allclose(low, mean - std) and np.allclose(high, mean + std))
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
             ax.set_title(label, fontsize=9)
             ax.set_xlabel("training step")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    fig.suptitle("evaluation along training: mean over seeds, band ±1 std", fontsize=9)
+    where = ", clipped to each metric's range" if clipped else ""
+    fig.suptitle(f"trajectory evaluation along training: mean over seeds, band ±1 std{where}", fontsize=9)
     fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 4), 1, 0.95))
     save_figure(fig, path, dpi=110)
     plt.close(fig)

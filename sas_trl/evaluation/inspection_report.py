@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -193,26 +194,39 @@ def terminal_summary(view: Inspection, tokenizer, stats: dict, model: str, color
     return "\n".join(lines)
 
 
+def integer_bins(values: list[int], max_bins: int = 40) -> list[float]:
+    """Histogram edges for whole-number values: each bar covers whole numbers only (edges at k - 0.5), one number
+    per bar when they span at most `max_bins`, else `width` numbers per bar."""
+    low, high = min(values), max(values)
+    width = max(1, math.ceil((high - low + 1) / max_bins))
+    count = math.ceil((high - low + 1) / width)
+    return [low - 0.5 + width * i for i in range(count + 1)]
+
+
 def plot_histograms(stats: dict[str, Any], path: Path) -> Path:
-    """Two panels: steps per rollout, and step lengths in tokens."""
+    """Two panels: steps per rollout, and step lengths in tokens; bars and ticks on whole numbers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     steps = stats["steps_per_rollout"]
     if steps:
-        left.hist(steps, bins=range(0, max(steps) + 2), color="tab:blue", alpha=0.8, align="left")
+        left.hist(steps, bins=integer_bins(steps), color="tab:blue", alpha=0.8, edgecolor="white")
     left.set_xlabel("steps per rollout")
     left.set_ylabel("rollouts")
     left.set_title(f"steps per rollout (mean {stats['mean_steps']:.1f})", fontsize=10)
     lengths = stats["step_tokens"]
     if lengths:
-        right.hist(lengths, bins=min(40, max(5, len(set(lengths)))), color="tab:green", alpha=0.8)
+        right.hist(lengths, bins=integer_bins(lengths), color="tab:green", alpha=0.8, edgecolor="white")
         right.set_title(f"step length (median {stats['median_step_tokens']} tokens)", fontsize=10)
     else:
         right.text(0.5, 0.5, "no step", ha="center", va="center", transform=right.transAxes)
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("tokens per step")
     right.set_ylabel("steps")
     fig.tight_layout()

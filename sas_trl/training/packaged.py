@@ -15,10 +15,14 @@ does not exist there names a packaged recipe (`base: recipes/tiny_cpu.yaml` in a
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import yaml
 
 from ..errors import RecipeError
 
@@ -128,15 +132,42 @@ def resolve_base(recipe: Path, base: str) -> Path:
     return found.resolve() if found is not None else local
 
 
+# A sentence ends at . ! or ? followed by a space and a capital (not "et al. 2025", "e.g. a", "4.5").
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
+
+
 def describe(path: Path) -> str:
-    """A recipe's one-line description: its first comment line ('' when it has none)."""
-    for line in path.read_text(encoding="utf-8").splitlines():
+    """A packaged file's one-line description: the first sentence of its leading comment (a YAML file) or of its
+    docstring (a Python file), whole however many lines it spans; '' when it has none."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        paragraph = " ".join((ast.get_docstring(ast.parse(text)) or "").split("\n\n")[0].split())
+        return SENTENCE_END.split(paragraph, maxsplit=1)[0]
+    words: list[str] = []
+    for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith("#"):
-            return stripped.lstrip("#").strip()
-        if stripped:
-            return ""
-    return ""
+        comment = stripped[1:] if stripped.startswith("#") else None
+        if comment is None:
+            if stripped or words:
+                break  # the recipe itself, or a blank line after the comment
+            continue
+        if comment.strip().startswith("@"):
+            continue  # Hydra's `# @package _global_` directive
+        if not comment.strip() or comment.startswith("   "):
+            if words:
+                break  # the comment's first paragraph ended (a blank line, an indented command)
+            continue
+        words.append(comment.strip())
+    return SENTENCE_END.split(" ".join(words), maxsplit=1)[0]
+
+
+def is_study(path: Path) -> bool:
+    """Whether a packaged YAML file is a `sas-trl compare` study (it has `conditions:`), not a study's base recipe."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "conditions" in data
 
 
 @dataclass(frozen=True)
@@ -148,9 +179,9 @@ class Entry:
     path: Path
 
 
-def _entries(folder: Path, keep) -> list[Entry]:
+def _entries(folder: Path, keep, pattern: str = "*.yaml") -> list[Entry]:
     found = []
-    for path in sorted(folder.rglob("*.yaml")):
+    for path in sorted(folder.rglob(pattern)):
         name = path.relative_to(PACKAGED).with_suffix("").as_posix()
         if keep(name):
             found.append(Entry(name, describe(path), path))
@@ -165,5 +196,12 @@ def training_recipes() -> list[tuple[str, str]]:
 
 
 def other_files(folder: str) -> list[tuple[str, str]]:
-    """(name, description) of the packaged files in `folder` (`studies`, `accelerate`)."""
-    return [(e.name, e.description) for e in _entries(PACKAGED / folder, lambda name: True)]
+    """(name, description) of the packaged files in `folder`: `studies` (the studies only, not their base
+    recipes), `accelerate`, `verl` (its configs, then its Python files, named with their `.py`)."""
+    if folder == "studies":
+        entries = [e for e in _entries(PACKAGED / folder, lambda name: True) if is_study(e.path)]
+    else:
+        entries = _entries(PACKAGED / folder, lambda name: True)
+    if folder == "verl":
+        entries += [Entry(f"{e.name}.py", e.description, e.path) for e in _entries(PACKAGED / folder, bool, "*.py")]
+    return [(e.name, e.description) for e in entries]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..constants import BUILTIN_DATASET
 from ..errors import UserError
 from . import hub
 from .arguments import RunArguments
@@ -82,6 +83,8 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
             f"process(es); model saved to {output_dir}",
             flush=True,
         )
+        names = getattr(trainer, "reward_func_names", None) or [None]
+        print(finish_summary(trainer.state.log_history, names[0], output_dir, run_args, args, repo_id), flush=True)
         if repo_id is not None:
             push(output_dir, repo_id, args, token)
     return output_dir
@@ -116,6 +119,42 @@ def hide_loading_credentials(args) -> None:
 
     if isinstance(args.model_init_kwargs, dict):
         args.model_init_kwargs = {k: v for k, v in args.model_init_kwargs.items() if not is_secret_name(k)}
+
+
+def finish_summary(
+    log_history: list[dict[str, Any]],
+    correctness: str | None,
+    output_dir: Path,
+    run_args: RunArguments,
+    args,
+    repo_id: str | None,
+) -> str:
+    """The run's last logged training numbers (reward, the correctness reward's accuracy, length, truncation:
+    TRL's log of that step's rollouts) and the commands to run next."""
+    logged = [entry for entry in log_history if "reward" in entry]
+    if logged:
+        last = logged[-1]
+        parts = [f"reward {last['reward']:.3f}"]
+        accuracy = last.get(f"rewards/{correctness}/mean")
+        if accuracy is not None:
+            label = "accuracy" if correctness == "accuracy" else f"accuracy ({correctness})"
+            parts.append(f"{label} {100 * accuracy:.1f}%")
+        if "completions/mean_length" in last:
+            parts.append(f"{last['completions/mean_length']:.1f} tokens")
+        if "completions/clipped_ratio" in last:
+            parts.append(f"{100 * last['completions/clipped_ratio']:.0f}% truncated")
+        numbers = f"sas-trl: at step {last.get('step', '?')} (last logged, its training rollouts): {', '.join(parts)}"
+    else:
+        numbers = "sas-trl: no training step was logged (logging_steps beyond max_steps?)"
+    evaluate = f"sas-trl eval --model {output_dir}"
+    if run_args.dataset_name == BUILTIN_DATASET:  # the task it trained on, at its length budget
+        evaluate += (
+            f" --benchmarks addition --addition_terms {run_args.builtin_min_terms},{run_args.builtin_max_terms}"
+            f" --max_tokens {args.max_completion_length}"
+        )
+    upload = f"; upload it: sas-trl push --output_dir {output_dir} --hub_model_id USER/NAME"
+    upload = "" if repo_id is not None else upload  # pushed already
+    return f"{numbers}\nsas-trl: next, evaluate it: {evaluate}{upload}"
 
 
 def preflight(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> str | None:

@@ -4,6 +4,7 @@ the file MARK and waits there, so the test's Ctrl-C always arrives mid-run, neve
 usage: python eval_paused.py MARK MARK_AFTER -- EVAL_ARGS...
 """
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,4 +26,7 @@ def append_then_wait(self, records):
 
 
 store.SampleStore.append = append_then_wait
+# A shell starts a background job (`pytest &`) with SIGINT ignored, and Python then installs no KeyboardInterrupt
+# handler; a terminal's Ctrl-C reaches a foreground process, whose SIGINT is the default. Restore that default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(main(["eval", *sys.argv[4:]]))

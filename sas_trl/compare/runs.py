@@ -1,0 +1,45 @@
+"""A study's runs: one per (condition, seed), each in its own folder, and what that folder holds so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .study import Study
+
+EVAL_RESULTS = "eval_results.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    condition: str
+    seed: int
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.condition} seed {self.seed}"
+
+    @property
+    def recipe_file(self) -> Path:
+        return self.dir / "study_recipe.yaml"  # not recipe.yaml: the model card writes that one
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.dir / "eval"
+
+    def trained(self) -> bool:
+        return (self.dir / "run_info.json").is_file()  # written after the final save
+
+    def started(self) -> bool:
+        """Whether training left anything behind (a checkpoint or the final save)."""
+        return self.trained() or any(self.dir.glob("checkpoint-*"))
+
+    def evaluated(self) -> bool:
+        return (self.eval_dir / EVAL_RESULTS).is_file()
+
+
+def plan_runs(study: Study) -> list[Run]:
+    """Every (condition, seed), conditions in the study's order, seeds inner."""
+    root = study.output_dir.resolve() / "runs"
+    return [Run(c, s, root / c / f"seed{s}") for c in study.conditions for s in study.seeds]
