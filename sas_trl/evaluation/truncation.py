@@ -8,6 +8,16 @@ model itself (temperature 1, as SAS computes it, `SASRule.segment` + `step_stati
 decile of relative position, with the fraction of steps SAS's failed-side shield would zero (ratio r). Correct
 traces that fit in the short budget give the contrast profile.
 
+With `--n` samples per problem as a GRPO group, it also reports the median number of steps per rollout at the long
+budget and the share of mislabelled traces (correct at long, failed when cut) that sit in a mixed group, where
+another sample of the problem is correct at the short budget so GRPO gives the mislabelled one a negative
+advantage (in an all-fail group the advantage is 0 and no method can act). On the built-in `addition` benchmark
+every step has a label (`sas_trl.step_labels`: correct, wrong, redundant): it reports their shares and SAS's
+selection against them at the short budget (the rule of `--recipe` and the `--sas_*` flags, applied to every
+rollout cut as training would cut it): of the steps SAS shields in failed rollouts, the share that were correct;
+of the steps it zeroes in correct rollouts, the share that were redundant or wrong. Each of the testbed's criteria
+(`CRITERIA`, docs/testbed.md) is reported next to its target.
+
 Outputs in the output folder: truncation_samples.jsonl (the long samples, resumable like `sas-trl eval`),
 truncation.json and truncation.png.
 """
@@ -25,7 +35,10 @@ import torch
 from ..constants import THINK_END
 from ..core import SASRule, step_statistics
 from ..errors import UserError
+from ..segmentation import count_steps
+from ..step_labels import CORRECT, NAMES, REDUNDANT, WRONG, label_steps, parse_terms
 from .config import EvalInputs
+from .datasets import BUILTIN
 from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
 from .scoring import padded, scoring_model, token_logprobs
 
@@ -33,6 +46,37 @@ SAMPLES_FILE = "truncation_samples.jsonl"
 RESULTS_FILE = "truncation.json"
 PLOT_FILE = "truncation.png"
 MAX_POSITIONS = 32  # step positions reported one by one (the deciles cover every step)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One of the testbed's criteria on a starting model (docs/testbed.md): `low <= value <= high`."""
+
+    key: str  # the value's key in truncation.json
+    text: str
+    low: float | None = None
+    high: float | None = None
+
+    def target(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g} to {self.high:g}" if self.low != self.high else f"{self.low:g}"
+        return f">= {self.low:g}" if self.low is not None else f"<= {self.high:g}"
+
+    def holds(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+
+# The testbed's criteria (issue 26, section 1), fixed before any RL result; recipes/studies/testbed.yaml states them.
+CRITERIA = (
+    Criterion("pass_at_1", "Pass@1 at the long budget (headroom)", 0.40, 0.80),
+    Criterion("median_steps", "median steps per rollout at the long budget", low=8),
+    Criterion("flipped_fraction", "mislabel rate (correct at long, failed when cut)", 0.20, 0.40),
+    Criterion("mislabelled_in_mixed_groups", "share of mislabelled rollouts in mixed groups", low=0.70),
+    Criterion("impossible_prompts", "prompts whose solution without redundancy exceeds the short budget", 0, 0),
+    Criterion("redundant_step_share", "share of the model's steps that are redundant", low=0.05),
+)
 
 
 @dataclass(kw_only=True)
@@ -88,10 +132,7 @@ def confidence_profile(
     rule = rule if isinstance(rule, SASRule) else SASRule(ratio=rule)
     verdicts = torch.full((batch,), is_correct)
     zero = rule.zero_mask(step_ids, token_logps, verdicts, is_truncated=~verdicts)  # (B, T)
-    # A step is zeroed when its tokens are (selection is per step): scatter token flags onto step slots.
-    zeroed = torch.zeros(batch, confidence.size(1) + 1, dtype=torch.long)
-    zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
-    zeroed = zeroed[:, 1:].bool()
+    zeroed = zeroed_steps(step_ids, zero, confidence.size(1))
 
     num_steps = present.sum(dim=1, keepdim=True)  # (B, 1)
     position = torch.arange(confidence.size(1)).expand_as(confidence)
@@ -123,6 +164,77 @@ def confidence_profile(
     }
 
 
+def zeroed_steps(step_ids: torch.Tensor, zero: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """BoolTensor (B, S): whether SAS zeroes step j (selection is per step, so its tokens' flags agree).
+
+    Args:
+        step_ids: LongTensor (B, T), -1 outside steps. zero: BoolTensor (B, T), the zeroed tokens.
+    """
+    zeroed = torch.zeros(step_ids.size(0), num_slots + 1, dtype=torch.long)
+    zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
+    return zeroed[:, 1:].bool()
+
+
+def mixed_group_share(groups: list, mislabelled: list[bool], short_correct: list[bool]) -> float | None:
+    """Of the mislabelled rollouts, the share whose group (same key in `groups`) holds a rollout correct at the
+    short budget: the groups where GRPO gives them a negative advantage. None without mislabelled rollouts."""
+    mixed = {g for g, ok in zip(groups, short_correct, strict=True) if ok}
+    flagged = [g for g, bad in zip(groups, mislabelled, strict=True) if bad]
+    return sum(g in mixed for g in flagged) / len(flagged) if flagged else None
+
+
+def label_summary(labels: list[tuple[int, ...]]) -> dict[str, Any]:
+    """Shares of correct, wrong and redundant steps over all steps of `labels` (one tuple per rollout)."""
+    steps = [x for row in labels for x in row]
+    shares = {name: (sum(x == code for x in steps) / len(steps) if steps else None) for code, name in NAMES.items()}
+    return {"rollouts": len(labels), "steps": len(steps), **shares}
+
+
+def selection_against_labels(
+    labels: list[tuple[int, ...]], zeroed: torch.Tensor, num_steps: torch.Tensor, correct: list[bool]
+) -> dict[str, Any]:
+    """SAS's zeroed steps against the steps' labels.
+
+    Args:
+        labels: one label tuple per rollout (`label_steps`). zeroed: BoolTensor (B, S) from `zeroed_steps`.
+        num_steps: LongTensor (B,), SAS's steps per rollout; a rollout whose count differs from its labels'
+            (a step SAS splits differently from the text) is left out and counted.
+        correct: the rollouts' verdicts.
+
+    Returns:
+        `shielded_steps` (zeroed in failed rollouts) and `shielded_correct` (the share labelled correct);
+        `zeroed_steps` (in correct rollouts) and `zeroed_redundant_or_wrong`; `rollouts`, `left_out`.
+    """
+    shielded: list[int] = []
+    dropped: list[int] = []
+    left_out = 0
+    for i, (row, ok) in enumerate(zip(labels, correct, strict=True)):
+        if len(row) != int(num_steps[i]):
+            left_out += 1
+            continue
+        chosen = [row[j] for j in range(len(row)) if zeroed[i, j]]
+        (dropped if ok else shielded).extend(chosen)
+    return {
+        "rollouts": len(labels) - left_out,
+        "left_out": left_out,
+        "shielded_steps": len(shielded),
+        "shielded_correct": sum(x == CORRECT for x in shielded) / len(shielded) if shielded else None,
+        "zeroed_steps": len(dropped),
+        "zeroed_redundant_or_wrong": (
+            sum(x in (REDUNDANT, WRONG) for x in dropped) / len(dropped) if dropped else None
+        ),
+    }
+
+
+def check_criteria(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each criterion of `CRITERIA` with its measured value (None where not measured), target and verdict."""
+    return [
+        {"key": c.key, "criterion": c.text, "value": results.get(c.key), "target": c.target(),
+         "holds": c.holds(results.get(c.key))}
+        for c in CRITERIA
+    ]  # fmt: skip
+
+
 def profile_traces(
     model, tokenizer, prompts: list, completions: list, is_correct: bool, rule: SASRule, batch_size: int
 ) -> dict[str, Any] | None:
@@ -146,21 +258,27 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
     items = load_items(config)
     tokenizer = load_tokenizer(config.model)
     run = SamplingRun.open(config, items, tokenizer, SAMPLES_FILE, backend)
+    short = config.short_tokens
     with open_grader(config.reward_format) as reward:
         run.draw(reward, keep_token_ids=True)
         prompts = run.prompt_ids()
         records = run.records()
-        correct = [r for r in records if r["correct"] == 1.0]
-        fit = [r for r in correct if r["tokens"] <= config.short_tokens]
-        cut = [r for r in correct if r["tokens"] > config.short_tokens]
-        kept_texts = [tokenizer.decode(r["token_ids"][: config.short_tokens], skip_special_tokens=True) for r in cut]
         answers = {(it.benchmark, it.id): it.answers for it in items}
-        regraded = reward.grade(kept_texts, [answers[(r["benchmark"], r["id"])] for r in cut])
-    flipped = [(r, text) for r, text, score in zip(cut, kept_texts, regraded, strict=True) if score != 1.0]
-    lost = [r["tokens"] - config.short_tokens for r, _ in flipped]
+        cut_all = [r for r in records if r["tokens"] > short]
+        kept_all = [tokenizer.decode(r["token_ids"][:short], skip_special_tokens=True) for r in cut_all]
+        regraded_all = reward.grade(kept_all, [answers[(r["benchmark"], r["id"])] for r in cut_all])
+    correct = [r for r in records if r["correct"] == 1.0]
+    fit = [r for r in correct if r["tokens"] <= short]
+    short_ok = {id(r): r["correct"] == 1.0 for r in records}  # what the reward says of each rollout cut at short
+    short_ok.update({id(r): score == 1.0 for r, score in zip(cut_all, regraded_all, strict=True)})
+    cut = [r for r in cut_all if r["correct"] == 1.0]
+    kept_texts = {id(r): text for r, text in zip(cut_all, kept_all, strict=True)}
+    flipped = [(r, kept_texts[id(r)]) for r in cut if not short_ok[id(r)]]
+    lost = [r["tokens"] - short for r, _ in flipped]
 
-    model = scoring_model(run.backend, config.model) if (flipped or fit) else None  # no traces: nothing to score
-    short = config.short_tokens
+    builtin = [r for r in records if r["benchmark"] == BUILTIN]
+    needs_model = flipped or fit or builtin
+    model = scoring_model(run.backend, config.model) if needs_model else None  # no traces: nothing to score
     profiles = {
         "flipped": profile_traces(
             model,
@@ -181,6 +299,8 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             config.score_batch_size,
         ),
     }
+    steps = rollout_steps(tokenizer, [r["token_ids"] for r in records], config.sas)
+    flagged = {id(r) for r, _ in flipped}
     results = {
         "model": config.model,
         "settings": {
@@ -197,6 +317,8 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         },
         "samples": len(records),
         "correct_long": len(correct),
+        "pass_at_1": len(correct) / len(records) if records else None,
+        "median_steps": float(statistics.median(steps)) if steps else None,
         "fit_short": len(fit),
         "cut": len(cut),
         "flipped": len(flipped),
@@ -205,15 +327,81 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         "flipped_lost_only_answer": (
             sum(THINK_END in text for _, text in flipped) / len(flipped) if flipped else None
         ),  # reasoning finished ("</think>" kept) but the boxed answer was cut
+        "mislabelled_in_mixed_groups": mixed_group_share(
+            [(r["benchmark"], r["id"]) for r in records],
+            [id(r) in flagged for r in records],
+            [short_ok[id(r)] for r in records],
+        ),
         "tokens_lost": _describe(lost),
         "tokens_lost_all": lost,
         "profiles": profiles,
     }
+    if builtin:
+        results |= step_label_results(model, tokenizer, builtin, prompts, [short_ok[id(r)] for r in builtin], config)
+    results["criteria"] = check_criteria(results)
     out = config.resolved_output_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / PLOT_FILE)
     return results
+
+
+def rollout_steps(tokenizer, completions: list, rule: SASRule) -> list[int]:
+    """SAS's steps per rollout (token ids, as sampled at the long budget)."""
+    if not completions:
+        return []
+    ids, mask = padded(completions, tokenizer.pad_token_id or 0, torch.long)
+    return count_steps(rule.segment(ids, mask, tokenizer)).tolist()
+
+
+def step_label_results(
+    model, tokenizer, records: list[dict], prompts: dict, short_ok: list[bool], config: TruncationConfig
+) -> dict[str, Any]:
+    """On the built-in task: the steps' labels at the long budget, the prompts that cannot fit the short budget,
+    and SAS's selection (`config.sas`) on every rollout cut at the short budget, against the labels."""
+    from ..task import plain_solution
+
+    short = config.short_tokens
+    questions = {key: parse_terms(text) for key, text in _questions(config).items()}
+    terms = [questions[(r["benchmark"], r["id"])] for r in records]
+    long_texts = [tokenizer.decode(r["token_ids"], skip_special_tokens=True) for r in records]
+    cut_ids = [r["token_ids"][:short] for r in records]
+    cut_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in cut_ids]
+
+    def solution_tokens(key) -> int:
+        text = plain_solution(questions[key]).completion
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # and the EOS
+
+    impossible = sum(solution_tokens(key) > short for key in questions)
+    logps = token_logprobs(
+        model, [prompts[(r["benchmark"], r["id"])] for r in records], cut_ids, config.score_batch_size
+    )
+    ids, mask = padded(cut_ids, tokenizer.pad_token_id or 0, torch.long)
+    logp_table, _ = padded([lp.tolist() for lp in logps], 0.0, torch.float32)
+    step_ids = config.sas.segment(ids, mask, tokenizer)
+    verdicts = torch.tensor(short_ok, dtype=torch.bool)
+    truncated = torch.tensor([r["tokens"] > short for r in records], dtype=torch.bool)
+    generator = torch.Generator().manual_seed(config.sampling.seed or 0)  # a random selection's draw
+    zero = config.sas.zero_mask(step_ids, logp_table, verdicts, is_truncated=truncated, generator=generator)
+    num_slots = max(int(step_ids.max()) + 1, 1)
+    selection = selection_against_labels(
+        [label_steps(t, text) for t, text in zip(terms, cut_texts, strict=True)],
+        zeroed_steps(step_ids, zero, num_slots),
+        count_steps(step_ids, num_slots),
+        short_ok,
+    )
+    summary = label_summary([label_steps(t, text) for t, text in zip(terms, long_texts, strict=True)])
+    return {
+        "step_labels": summary,
+        "redundant_step_share": summary["redundant"],
+        "impossible_prompts": impossible,
+        "builtin_prompts": len(questions),
+        "selection_vs_labels": selection,
+    }
+
+
+def _questions(config: TruncationConfig) -> dict[tuple[str, str], str]:
+    return {(it.benchmark, it.id): it.messages[-1]["content"] for it in load_items(config) if it.benchmark == BUILTIN}
 
 
 def _describe(values: list[int]) -> dict[str, float] | None:
@@ -247,7 +435,37 @@ def summary_text(results: dict[str, Any]) -> str:
         lines.append(f"Tokens they lost: mean {t['mean']:.1f}, median {t['median']:.0f}, max {t['max']}.")
         share = 100 * results["flipped_lost_only_answer"]
         lines.append(f"Of those, {share:.1f}% had closed their reasoning (</think>) and lost only the answer.")
+    labels = results.get("step_labels")
+    if labels and labels["steps"]:
+        lines.append(
+            f"Step labels at {s['long_tokens']} tokens ({labels['steps']} steps): "
+            + ", ".join(f"{100 * labels[name]:.1f}% {name}" for name in NAMES.values())
+            + "."
+        )
+    chosen = results.get("selection_vs_labels")
+    if chosen:
+        lines.append(
+            f"SAS at {s['short_tokens']} tokens: of the {chosen['shielded_steps']} steps it shields in failed "
+            f"rollouts, {_percent(chosen['shielded_correct'])} were correct; of the {chosen['zeroed_steps']} it "
+            f"zeroes in correct rollouts, {_percent(chosen['zeroed_redundant_or_wrong'])} were redundant or wrong"
+            + (f" ({chosen['left_out']} rollouts left out: steps not aligned with the text)." if chosen["left_out"]
+               else ".")
+        )  # fmt: skip
+    lines.append("Testbed criteria (docs/testbed.md):")
+    for c in results.get("criteria") or check_criteria(results):
+        verdict = {True: "holds", False: "FAILS", None: "not measured"}[c["holds"]]
+        lines.append(f"  {c['criterion']}: {_value(c['value'])} (target {c['target']}): {verdict}")
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:g}" if float(value).is_integer() else f"{value:.3f}"
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:
