@@ -8,6 +8,9 @@ rate (correct at long, failed when cut), the share of mislabelled rollouts in mi
 steps (`sas_trl.step_labels`), the longest solution without redundancy against the short budget, and the time.
 
     python scripts/testbed_sweep.py --terms 8,10 --checks 0.3,0.5 --sft 300,600 --short 80 --long 160
+
+`--curve K` also measures the criteria every K supervised steps along each warm-up (a checkpoint of the run's own
+cosine schedule, not a shorter warm-up); `--save DIR` keeps each warmed-up model in DIR/<setting>.
 """
 
 from __future__ import annotations
@@ -100,21 +103,35 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=160)
     parser.add_argument("--problems", type=int, default=64)
     parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--curve", type=int, default=0, help="also measure every K warm-up steps")
+    parser.add_argument("--save", help="a folder to keep the warmed-up models in")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tokenizer = build_tokenizer()
-    table = []
     for checks, steps in itertools.product(args.checks, args.sft):
         task = AdditionTask(min_terms=args.terms[0], max_terms=args.terms[1], double_check_traces=checks)
-        start = time.perf_counter()
-        model = sft_warmup(build_task_model(tokenizer, seed=0), tokenizer, steps, seed=0, task=task)
-        warm = time.perf_counter() - start
         row = {"terms": args.terms, "checks": checks, "sft_steps": steps, "short": args.short, "long": args.long}
+        model = build_task_model(tokenizer, seed=0)
+
+        def checkpoint(step: int, loss: float, row=row, model=model, task=task) -> None:
+            if args.curve and (step + 1) % args.curve == 0 and step + 1 < row["sft_steps"]:
+                rng = torch.get_rng_state()  # sampling must not change the warm-up that follows
+                point = {**row, "at_step": step + 1, "loss": round(loss, 4)} | measure(model, tokenizer, task, args)
+                torch.set_rng_state(rng)
+                model.train()  # measure() samples in eval mode
+                print(json.dumps(point), flush=True)
+
+        start = time.perf_counter()
+        model = sft_warmup(model, tokenizer, steps, seed=0, task=task, callback=checkpoint)
+        warm = time.perf_counter() - start
         row |= measure(model, tokenizer, task, args)
         row["sft_seconds"] = round(warm, 1)
         row["total_seconds"] = round(time.perf_counter() - start, 1)
         print(json.dumps(row), flush=True)
-        table.append(row)
+        if args.save:
+            folder = f"{args.save}/terms{args.terms[0]}-{args.terms[1]}_checks{checks}_sft{steps}"
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
 
 
 if __name__ == "__main__":

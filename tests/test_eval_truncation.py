@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import statistics
 
 import pytest
 import torch
+import yaml
+from cli_helpers import ROOT
 from transformers import AutoTokenizer
 
 from sas_trl.cli import main
@@ -256,8 +259,6 @@ def test_analyze_truncation_on_the_built_in_model_needs_its_recipe(tmp_path, cap
 
 
 def test_analyze_truncation_measures_a_recipe_s_starting_model(tmp_path, monkeypatch, capsys):
-    from cli_helpers import ROOT
-
     monkeypatch.setenv("SAS_TRL_CACHE", str(tmp_path / "cache"))
     recipe = tmp_path / "start.yaml"
     recipe.write_text(f"base: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nsft_warmup_steps: 2\nbuiltin_max_terms: 3\n")
@@ -273,3 +274,46 @@ def test_analyze_truncation_measures_a_recipe_s_starting_model(tmp_path, monkeyp
     samples = (tmp_path / "truncation_results" / "start" / "truncation_samples.jsonl").read_text()
     assert "Add " in samples  # the recipe's addends (2..3): at most 3 numbers per question
     assert all(q.count(",") <= 2 for q in re.findall(r"Add ([\d, ]+)\.", samples))
+
+
+def readme_testbed_command() -> list[str]:
+    section = (ROOT / "README.md").read_text().split("### Testbed", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    line = next(c for c in block.splitlines() if c.startswith("sas-trl analyze-truncation"))
+    return shlex.split(line)[1:]
+
+
+def test_the_readme_testbed_command_measures_the_study_s_starting_model_at_its_budgets():
+    from sas_trl.training.recipes import parse
+
+    args = readme_testbed_command()
+    flag = {name: args[i + 1] for i, name in enumerate(args) if name.startswith("--")}
+    assert flag["--model"] == "builtin:tiny" and flag["--recipe"] == "recipes/studies/testbed_base.yaml"
+    run_args, train_args, _, _ = parse(["--recipe", str(ROOT / flag["--recipe"])])
+    # The study file read as YAML: `load_study` checks its oracle conditions (tests/test_compare_study.py).
+    study = yaml.safe_load((ROOT / "recipes" / "studies" / "testbed.yaml").read_text())
+    assert study["base_recipe"] == flag["--recipe"]
+    # The criteria are measured on training's rollouts: its sampling, its group size and its two budgets.
+    assert float(flag["--temperature"]) == train_args.temperature and float(flag["--top_p"]) == train_args.top_p
+    assert int(flag["--n"]) == train_args.num_generations
+    assert int(flag["--short_tokens"]) == train_args.max_completion_length
+    assert int(flag["--long_tokens"]) == study["conditions"]["grpo_long"]["max_completion_length"]
+    assert int(flag["--long_tokens"]) == study["eval"]["max_tokens"]
+    assert study["eval"]["addition_terms"] == [run_args.builtin_min_terms, run_args.builtin_max_terms]
+
+
+def test_the_readme_testbed_command_runs(tmp_path, monkeypatch, capsys):
+    args = readme_testbed_command()
+    monkeypatch.setenv("SAS_TRL_CACHE", str(tmp_path / "cache"))
+    recipe = tmp_path / "testbed_base.yaml"  # the testbed with a 2-step warm-up: the command, not the model, is tested
+    recipe.write_text(f"base: {ROOT / args[args.index('--recipe') + 1]}\nsft_warmup_steps: 2\n")
+    args[args.index("--recipe") + 1] = str(recipe)
+    args[args.index("--limit") + 1] = "2"
+    args[args.index("--n") + 1] = "2"
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--no_progress"]) == 0
+    out = capsys.readouterr().out
+    for criterion in CRITERIA:
+        assert f"  {criterion.text}: " in out and f"(target {criterion.target()})" in out
+    results = json.loads((tmp_path / "truncation_results" / "testbed_base" / "truncation.json").read_text())
+    assert results["impossible_prompts"] == 0 and results["settings"]["short_tokens"] == 80
