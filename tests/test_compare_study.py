@@ -301,7 +301,7 @@ def test_the_smoke_study_starts_from_a_model_with_something_to_learn():
 
 def test_the_testbed_study_states_its_design_before_running():
     # Loads once `sas_selection` knows the oracles (`oracle_rollout`, `oracle_step`).
-    from sas_trl.evaluation.truncation import CRITERIA
+    from sas_trl.evaluation.testbed import CRITERIA
 
     study = load_study("recipes/studies/testbed.yaml")
     assert set(study.conditions) == {

@@ -17,17 +17,14 @@ from transformers import AutoTokenizer
 from sas_trl.cli import main
 from sas_trl.core import SASRule
 from sas_trl.evaluation.backends import Completion, SamplingSettings
-from sas_trl.evaluation.truncation import (
+from sas_trl.evaluation.testbed import (
     CRITERIA,
-    TruncationConfig,
     check_criteria,
-    confidence_profile,
     label_summary,
     mixed_group_share,
-    run_truncation,
     selection_against_labels,
-    summary_text,
 )
+from sas_trl.evaluation.truncation import TruncationConfig, confidence_profile, run_truncation, summary_text
 from sas_trl.step_labels import CORRECT, DOUBLE_CHECK, REDUNDANT, WRONG
 from sas_trl.task import plain_solution, sample_problems
 

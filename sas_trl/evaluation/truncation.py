@@ -16,7 +16,7 @@ every step has a label (`sas_trl.step_labels`: correct, wrong, redundant): it re
 selection against them at the short budget (the rule of `--recipe` and the `--sas_*` flags, applied to every
 rollout cut as training would cut it): of the steps SAS shields in failed rollouts, the share that were correct;
 of the steps it zeroes in correct rollouts, the share that were redundant or wrong. Each of the testbed's criteria
-(`CRITERIA`, docs/testbed.md) is reported next to its target.
+(`testbed.CRITERIA`, docs/testbed.md) is reported next to its target.
 
 Outputs in the output folder: truncation_samples.jsonl (the long samples, resumable like `sas-trl eval`),
 truncation.json and truncation.png.
@@ -36,47 +36,17 @@ from ..constants import THINK_END
 from ..core import SASRule, step_statistics
 from ..errors import UserError
 from ..segmentation import count_steps
-from ..step_labels import CORRECT, NAMES, REDUNDANT, WRONG, label_steps, parse_terms
+from ..step_labels import NAMES
 from .config import EvalInputs
 from .datasets import BUILTIN
 from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
 from .scoring import padded, scoring_model, token_logprobs
+from .testbed import check_criteria, mixed_group_share, step_label_results, zeroed_steps
 
 SAMPLES_FILE = "truncation_samples.jsonl"
 RESULTS_FILE = "truncation.json"
 PLOT_FILE = "truncation.png"
 MAX_POSITIONS = 32  # step positions reported one by one (the deciles cover every step)
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """One of the testbed's criteria on a starting model (docs/testbed.md): `low <= value <= high`."""
-
-    key: str  # the value's key in truncation.json
-    text: str
-    low: float | None = None
-    high: float | None = None
-
-    def target(self) -> str:
-        if self.low is not None and self.high is not None:
-            return f"{self.low:g} to {self.high:g}" if self.low != self.high else f"{self.low:g}"
-        return f">= {self.low:g}" if self.low is not None else f"<= {self.high:g}"
-
-    def holds(self, value: float | None) -> bool | None:
-        if value is None:
-            return None
-        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
-
-
-# The testbed's criteria (issue 26, section 1), fixed before any RL result; recipes/studies/testbed.yaml states them.
-CRITERIA = (
-    Criterion("pass_at_1", "Pass@1 at the long budget (headroom)", 0.40, 0.80),
-    Criterion("median_steps", "median steps per rollout at the long budget", low=8),
-    Criterion("flipped_fraction", "mislabel rate (correct at long, failed when cut)", 0.20, 0.40),
-    Criterion("mislabelled_in_mixed_groups", "share of mislabelled rollouts in mixed groups", low=0.70),
-    Criterion("impossible_prompts", "prompts whose solution without redundancy exceeds the short budget", 0, 0),
-    Criterion("redundant_step_share", "share of the model's steps that are redundant", low=0.05),
-)
 
 
 @dataclass(kw_only=True)
@@ -162,77 +132,6 @@ def confidence_profile(
         "by_position": by_position,
         "by_decile": by_decile,
     }
-
-
-def zeroed_steps(step_ids: torch.Tensor, zero: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """BoolTensor (B, S): whether SAS zeroes step j (selection is per step, so its tokens' flags agree).
-
-    Args:
-        step_ids: LongTensor (B, T), -1 outside steps. zero: BoolTensor (B, T), the zeroed tokens.
-    """
-    zeroed = torch.zeros(step_ids.size(0), num_slots + 1, dtype=torch.long)
-    zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
-    return zeroed[:, 1:].bool()
-
-
-def mixed_group_share(groups: list, mislabelled: list[bool], short_correct: list[bool]) -> float | None:
-    """Of the mislabelled rollouts, the share whose group (same key in `groups`) holds a rollout correct at the
-    short budget: the groups where GRPO gives them a negative advantage. None without mislabelled rollouts."""
-    mixed = {g for g, ok in zip(groups, short_correct, strict=True) if ok}
-    flagged = [g for g, bad in zip(groups, mislabelled, strict=True) if bad]
-    return sum(g in mixed for g in flagged) / len(flagged) if flagged else None
-
-
-def label_summary(labels: list[tuple[int, ...]]) -> dict[str, Any]:
-    """Shares of correct, wrong and redundant steps over all steps of `labels` (one tuple per rollout)."""
-    steps = [x for row in labels for x in row]
-    shares = {name: (sum(x == code for x in steps) / len(steps) if steps else None) for code, name in NAMES.items()}
-    return {"rollouts": len(labels), "steps": len(steps), **shares}
-
-
-def selection_against_labels(
-    labels: list[tuple[int, ...]], zeroed: torch.Tensor, num_steps: torch.Tensor, correct: list[bool]
-) -> dict[str, Any]:
-    """SAS's zeroed steps against the steps' labels.
-
-    Args:
-        labels: one label tuple per rollout (`label_steps`). zeroed: BoolTensor (B, S) from `zeroed_steps`.
-        num_steps: LongTensor (B,), SAS's steps per rollout; a rollout whose count differs from its labels'
-            (a step SAS splits differently from the text) is left out and counted.
-        correct: the rollouts' verdicts.
-
-    Returns:
-        `shielded_steps` (zeroed in failed rollouts) and `shielded_correct` (the share labelled correct);
-        `zeroed_steps` (in correct rollouts) and `zeroed_redundant_or_wrong`; `rollouts`, `left_out`.
-    """
-    shielded: list[int] = []
-    dropped: list[int] = []
-    left_out = 0
-    for i, (row, ok) in enumerate(zip(labels, correct, strict=True)):
-        if len(row) != int(num_steps[i]):
-            left_out += 1
-            continue
-        chosen = [row[j] for j in range(len(row)) if zeroed[i, j]]
-        (dropped if ok else shielded).extend(chosen)
-    return {
-        "rollouts": len(labels) - left_out,
-        "left_out": left_out,
-        "shielded_steps": len(shielded),
-        "shielded_correct": sum(x == CORRECT for x in shielded) / len(shielded) if shielded else None,
-        "zeroed_steps": len(dropped),
-        "zeroed_redundant_or_wrong": (
-            sum(x in (REDUNDANT, WRONG) for x in dropped) / len(dropped) if dropped else None
-        ),
-    }
-
-
-def check_criteria(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each criterion of `CRITERIA` with its measured value (None where not measured), target and verdict."""
-    return [
-        {"key": c.key, "criterion": c.text, "value": results.get(c.key), "target": c.target(),
-         "holds": c.holds(results.get(c.key))}
-        for c in CRITERIA
-    ]  # fmt: skip
 
 
 def profile_traces(
@@ -337,7 +236,9 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         "profiles": profiles,
     }
     if builtin:
-        results |= step_label_results(model, tokenizer, builtin, prompts, [short_ok[id(r)] for r in builtin], config)
+        questions = {(it.benchmark, it.id): it.messages[-1]["content"] for it in items if it.benchmark == BUILTIN}
+        verdicts = [short_ok[id(r)] for r in builtin]
+        results |= step_label_results(model, tokenizer, builtin, prompts, questions, verdicts, config)
     results["criteria"] = check_criteria(results)
     out = config.resolved_output_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -352,56 +253,6 @@ def rollout_steps(tokenizer, completions: list, rule: SASRule) -> list[int]:
         return []
     ids, mask = padded(completions, tokenizer.pad_token_id or 0, torch.long)
     return count_steps(rule.segment(ids, mask, tokenizer)).tolist()
-
-
-def step_label_results(
-    model, tokenizer, records: list[dict], prompts: dict, short_ok: list[bool], config: TruncationConfig
-) -> dict[str, Any]:
-    """On the built-in task: the steps' labels at the long budget, the prompts that cannot fit the short budget,
-    and SAS's selection (`config.sas`) on every rollout cut at the short budget, against the labels."""
-    from ..task import plain_solution
-
-    short = config.short_tokens
-    questions = {key: parse_terms(text) for key, text in _questions(config).items()}
-    terms = [questions[(r["benchmark"], r["id"])] for r in records]
-    long_texts = [tokenizer.decode(r["token_ids"], skip_special_tokens=True) for r in records]
-    cut_ids = [r["token_ids"][:short] for r in records]
-    cut_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in cut_ids]
-
-    def solution_tokens(key) -> int:
-        text = plain_solution(questions[key]).completion
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # and the EOS
-
-    impossible = sum(solution_tokens(key) > short for key in questions)
-    logps = token_logprobs(
-        model, [prompts[(r["benchmark"], r["id"])] for r in records], cut_ids, config.score_batch_size
-    )
-    ids, mask = padded(cut_ids, tokenizer.pad_token_id or 0, torch.long)
-    logp_table, _ = padded([lp.tolist() for lp in logps], 0.0, torch.float32)
-    step_ids = config.sas.segment(ids, mask, tokenizer)
-    verdicts = torch.tensor(short_ok, dtype=torch.bool)
-    truncated = torch.tensor([r["tokens"] > short for r in records], dtype=torch.bool)
-    generator = torch.Generator().manual_seed(config.sampling.seed or 0)  # a random selection's draw
-    zero = config.sas.zero_mask(step_ids, logp_table, verdicts, is_truncated=truncated, generator=generator)
-    num_slots = max(int(step_ids.max()) + 1, 1)
-    selection = selection_against_labels(
-        [label_steps(t, text) for t, text in zip(terms, cut_texts, strict=True)],
-        zeroed_steps(step_ids, zero, num_slots),
-        count_steps(step_ids, num_slots),
-        short_ok,
-    )
-    summary = label_summary([label_steps(t, text) for t, text in zip(terms, long_texts, strict=True)])
-    return {
-        "step_labels": summary,
-        "redundant_step_share": summary["redundant"],
-        "impossible_prompts": impossible,
-        "builtin_prompts": len(questions),
-        "selection_vs_labels": selection,
-    }
-
-
-def _questions(config: TruncationConfig) -> dict[tuple[str, str], str]:
-    return {(it.benchmark, it.id): it.messages[-1]["content"] for it in load_items(config) if it.benchmark == BUILTIN}
 
 
 def _describe(values: list[int]) -> dict[str, float] | None:
