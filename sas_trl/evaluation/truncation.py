@@ -299,7 +299,7 @@ def summary_text(results: dict[str, Any]) -> str:
             f"SAS at {s['short_tokens']} tokens: of the {chosen['shielded_steps']} steps it shields in failed "
             f"rollouts, {_percent(chosen['shielded_correct'])} were correct; of the {chosen['zeroed_steps']} it "
             f"zeroes in correct rollouts, {_percent(chosen['zeroed_redundant_or_wrong'])} were redundant or wrong"
-            + (f" ({chosen['left_out']} rollouts left out: steps not aligned with the text)." if chosen["left_out"]
+            + (f" ({chosen['left_out']} rollout(s) left out: steps not aligned with the text)." if chosen["left_out"]
                else ".")
         )  # fmt: skip
     lines.append("Testbed criteria (docs/testbed.md):")
