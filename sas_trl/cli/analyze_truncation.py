@@ -14,7 +14,12 @@ HELP = "how many traces correct at a long budget fail when cut short, and their 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sas-trl analyze-truncation", description=HELP)
+    parser = argparse.ArgumentParser(
+        prog="sas-trl analyze-truncation",
+        description=HELP,
+        epilog=f"--model {BUILTIN_MODEL} --recipe R: the model R's runs start from (R's warm-up, from the shared "
+        "cache), on R's addends; the testbed's criteria are printed next to their targets (docs/testbed.md).",
+    )
     add_eval_options(parser, None)
     parser.set_defaults(n=4)
     parser.add_argument("--long_tokens", type=int, default=8192, help="sampling budget (default: %(default)s)")
