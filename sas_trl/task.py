@@ -105,6 +105,13 @@ def sample_problem(rng: random.Random, task: AdditionTask = AdditionTask()) -> P
     return Problem(terms, tuple(steps))
 
 
+def plain_solution(terms: tuple[int, ...]) -> Problem:
+    """The problem `terms` with its worked solution written without redundancy (no double-checks)."""
+    totals = [sum(terms[: i + 1]) for i in range(len(terms))]
+    steps = tuple(f"{totals[i - 1]} + {terms[i]} = {totals[i]}" for i in range(1, len(terms)))
+    return Problem(tuple(terms), steps)
+
+
 def sample_problems(n: int, seed: int = 0, task: AdditionTask = AdditionTask()) -> list[Problem]:
     """`n` problems from a seeded generator (same seed, same problems)."""
     rng = random.Random(seed)

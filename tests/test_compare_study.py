@@ -297,3 +297,27 @@ def test_the_smoke_study_starts_from_a_model_with_something_to_learn():
     assert run_args.builtin_max_terms == 2 and run_args.sft_warmup_steps >= 100 and args.temperature < 1.0
     study = load_study("recipes/studies/tiny_smoke.yaml")
     assert study.eval_options["addition_terms"] == [2, 2] and study.trajectory.steps["grpo"] == (4, 8, 12)
+
+
+def test_the_testbed_study_states_its_design_before_running():
+    # Loads once `sas_selection` knows the oracles (`oracle_rollout`, `oracle_step`).
+    from sas_trl.evaluation.testbed import CRITERIA
+
+    study = load_study("recipes/studies/testbed.yaml")
+    assert set(study.conditions) == {
+        "grpo_long", "grpo_short", "grpo_overlong_filter", "sas", "sas_only_correct", "sas_random",
+        "oracle_rollout", "oracle_step",
+    }  # fmt: skip
+    assert study.reference == "grpo_short" and len(study.seeds) >= 10 and study.trajectory is not None
+    assert study.conditions["oracle_rollout"]["sas_selection"] == "oracle_rollout"
+    assert study.conditions["oracle_step"]["sas_selection"] == "oracle_step"
+    assert study.conditions["sas_random"]["sas_selection"] == "random"
+    assert study.conditions["sas_only_correct"]["sas_strategy"] == "correct_only"
+    assert study.power.primary == (
+        ("sas", "grpo_short"),
+        ("sas", "grpo_overlong_filter"),
+        ("oracle_rollout", "grpo_short"),
+    )
+    text = (ROOT / "recipes" / "studies" / "testbed.yaml").read_text()
+    for criterion in CRITERIA:  # the criteria are written in the study file, with their targets
+        assert f"#   - {criterion.text}: {criterion.target()}" in text

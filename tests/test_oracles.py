@@ -178,6 +178,13 @@ def test_inspect_and_analyze_truncation_refuse_an_oracle_off_the_built_in_tasks(
     assert not (tmp_path / "out").exists()
 
 
+def test_analyze_truncation_refuses_an_oracle_on_the_built_in_task_too(tmp_path, capsys):
+    argv = ["analyze-truncation", "--model", str(tmp_path / "no-model"), "--benchmarks", "addition"]
+    assert cli_main([*argv, "--sas_selection", "oracle_step", "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "sas_selection='oracle_step' selects by those labels" in err and not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # The label metrics
 # --------------------------------------------------------------------------------------------------

@@ -190,3 +190,10 @@ def test_reward_inside_trl_grpo_step(tmp_path, tokenizer):
     # Most random rollouts run to the 12-token limit (TRL's clipped ratio is the project's truncation rule).
     assert logs["completions/clipped_ratio"] >= 0.5
     grader.close()
+
+
+def test_the_solution_without_redundancy_of_a_problem():
+    from sas_trl.task import plain_solution
+
+    problem = plain_solution((3, 5, 7))
+    assert problem.completion == "3 + 5 = 8\n\n8 + 7 = 15\n\n</think>\\boxed{15}" and problem.answer == 15

@@ -40,3 +40,9 @@ def test_every_recipe_key_names_the_first_dataclass_that_has_it():
     fields = all_fields()
     assert fields["dataset_name"][0] is RunArguments and fields["sas_ratio"][0] is SASConfig
     assert fields["model_name_or_path"][0] is ModelConfig and fields["sas_ratio"][1].name == "sas_ratio"
+
+
+def test_the_share_of_traces_with_double_checks_is_a_share():
+    with pytest.raises(RecipeError, match=r"builtin_double_check_traces=1.5 is not valid; allowed values: a share"):
+        RunArguments(builtin_double_check_traces=1.5)
+    assert RunArguments(builtin_double_check_traces=0.0).builtin_task().double_check_traces == 0.0

@@ -227,3 +227,27 @@ def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path, capsys, monkey
         UserError, match=f"warm-up cache folder {tmp_path / 'a_file' / 'cache' / 'warmup'} .*{CACHE_ENV}"
     ):
         prepare_in(tmp_path / "run", capsys, "--sft_warmup_steps", "0")
+
+
+def test_the_redundancy_knob_keys_the_warm_up_only_when_set_away_from_its_default():
+    run_args, args, _, _ = parse(["--recipe", "recipes/tiny_cpu.yaml"])
+    # The old recipes' entries keep their keys: the settings hold exactly the keys they held before the knob.
+    assert set(warmup_settings(run_args, args.seed)) == {
+        "model", "model_kwargs", "seed", "sft_warmup_steps", "builtin_min_terms", "builtin_max_terms",
+        "sas_trl_version",
+    }  # fmt: skip
+    assert entry_for("--builtin_double_check_traces", "0.5") == entry_for()
+    assert entry_for("--builtin_double_check_traces", "0.3") != entry_for()
+    run_args, _, _, _ = parse(["--recipe", "recipes/tiny_cpu.yaml", "--builtin_double_check_traces", "0.3"])
+    assert run_args.builtin_task().double_check_traces == 0.3
+
+
+def test_the_warm_up_a_command_measures_is_the_one_training_starts_from(tmp_path, capsys, cache):
+    from sas_trl.training.warmup import warmed_up_model
+
+    run_args, args, _, _ = parse(["--recipe", "recipes/tiny_cpu.yaml", "--sft_warmup_steps", "1"])
+    entry = warmed_up_model(run_args, args.seed)
+    assert entry == entry_for("--sft_warmup_steps", "1") and (entry / "config.json").is_file()
+    path, printed = prepare_in(tmp_path, capsys, "--sft_warmup_steps", "1")
+    assert "reusing the warmed-up builtin:tiny" in printed
+    assert (tmp_path / "base_model" / "model.safetensors").read_bytes() == (entry / "model.safetensors").read_bytes()

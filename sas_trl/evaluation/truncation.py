@@ -8,6 +8,16 @@ model itself (temperature 1, as SAS computes it, `SASRule.segment` + `step_stati
 decile of relative position, with the fraction of steps SAS's failed-side shield would zero (ratio r). Correct
 traces that fit in the short budget give the contrast profile.
 
+With `--n` samples per problem as a GRPO group, it also reports the median number of steps per rollout at the long
+budget and the share of mislabelled traces (correct at long, failed when cut) that sit in a mixed group, where
+another sample of the problem is correct at the short budget so GRPO gives the mislabelled one a negative
+advantage (in an all-fail group the advantage is 0 and no method can act). On the built-in `addition` benchmark
+every step has a label (`sas_trl.step_labels`: correct, wrong, redundant): it reports their shares and SAS's
+selection against them at the short budget (the rule of `--recipe` and the `--sas_*` flags, applied to every
+rollout cut as training would cut it): of the steps SAS shields in failed rollouts, the share that were correct;
+of the steps it zeroes in correct rollouts, the share that were redundant or wrong. Each of the testbed's criteria
+(`testbed.CRITERIA`, docs/testbed.md) is reported next to its target.
+
 Outputs in the output folder: truncation_samples.jsonl (the long samples, resumable like `sas-trl eval`),
 truncation.json and truncation.png.
 """
@@ -26,9 +36,13 @@ from ..constants import THINK_END
 from ..core import SASRule, step_statistics
 from ..errors import UserError
 from ..output_files import save_figure, write_text
+from ..segmentation import count_steps
+from ..step_labels import NAMES
 from .config import EvalInputs
+from .datasets import BUILTIN
 from .sampling import SamplingRun, load_items, load_tokenizer, open_grader
 from .scoring import padded, scoring_model, token_logprobs
+from .testbed import check_criteria, mixed_group_share, step_label_results, zeroed_steps
 
 SAMPLES_FILE = "truncation_samples.jsonl"
 RESULTS_FILE = "truncation.json"
@@ -89,10 +103,7 @@ def confidence_profile(
     rule = rule if isinstance(rule, SASRule) else SASRule(ratio=rule)
     verdicts = torch.full((batch,), is_correct)
     zero = rule.zero_mask(step_ids, token_logps, verdicts, is_truncated=~verdicts)  # (B, T)
-    # A step is zeroed when its tokens are (selection is per step): scatter token flags onto step slots.
-    zeroed = torch.zeros(batch, confidence.size(1) + 1, dtype=torch.long)
-    zeroed.scatter_reduce_(1, step_ids + 1, zero.long(), reduce="amax")
-    zeroed = zeroed[:, 1:].bool()
+    zeroed = zeroed_steps(step_ids, zero, confidence.size(1))
 
     num_steps = present.sum(dim=1, keepdim=True)  # (B, 1)
     position = torch.arange(confidence.size(1)).expand_as(confidence)
@@ -147,21 +158,27 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
     items = load_items(config)
     tokenizer = load_tokenizer(config.model)
     run = SamplingRun.open(config, items, tokenizer, SAMPLES_FILE, backend)
+    short = config.short_tokens
     with open_grader(config.reward_format) as reward:
         run.draw(reward, keep_token_ids=True)
         prompts = run.prompt_ids()
         records = run.records()
-        correct = [r for r in records if r["correct"] == 1.0]
-        fit = [r for r in correct if r["tokens"] <= config.short_tokens]
-        cut = [r for r in correct if r["tokens"] > config.short_tokens]
-        kept_texts = [tokenizer.decode(r["token_ids"][: config.short_tokens], skip_special_tokens=True) for r in cut]
         answers = {(it.benchmark, it.id): it.answers for it in items}
-        regraded = reward.grade(kept_texts, [answers[(r["benchmark"], r["id"])] for r in cut])
-    flipped = [(r, text) for r, text, score in zip(cut, kept_texts, regraded, strict=True) if score != 1.0]
-    lost = [r["tokens"] - config.short_tokens for r, _ in flipped]
+        cut_all = [r for r in records if r["tokens"] > short]
+        kept_all = [tokenizer.decode(r["token_ids"][:short], skip_special_tokens=True) for r in cut_all]
+        regraded_all = reward.grade(kept_all, [answers[(r["benchmark"], r["id"])] for r in cut_all])
+    correct = [r for r in records if r["correct"] == 1.0]
+    fit = [r for r in correct if r["tokens"] <= short]
+    short_ok = {id(r): r["correct"] == 1.0 for r in records}  # what the reward says of each rollout cut at short
+    short_ok.update({id(r): score == 1.0 for r, score in zip(cut_all, regraded_all, strict=True)})
+    cut = [r for r in cut_all if r["correct"] == 1.0]
+    kept_texts = {id(r): text for r, text in zip(cut_all, kept_all, strict=True)}
+    flipped = [(r, kept_texts[id(r)]) for r in cut if not short_ok[id(r)]]
+    lost = [r["tokens"] - short for r, _ in flipped]
 
-    model = scoring_model(run.backend, config.model) if (flipped or fit) else None  # no traces: nothing to score
-    short = config.short_tokens
+    builtin = [r for r in records if r["benchmark"] == BUILTIN]
+    needs_model = flipped or fit or builtin
+    model = scoring_model(run.backend, config.model) if needs_model else None  # no traces: nothing to score
     profiles = {
         "flipped": profile_traces(
             model,
@@ -182,6 +199,8 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
             config.score_batch_size,
         ),
     }
+    steps = rollout_steps(tokenizer, [r["token_ids"] for r in records], config.sas)
+    flagged = {id(r) for r, _ in flipped}
     results = {
         "model": config.model,
         "settings": {
@@ -198,6 +217,8 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         },
         "samples": len(records),
         "correct_long": len(correct),
+        "pass_at_1": len(correct) / len(records) if records else None,
+        "median_steps": float(statistics.median(steps)) if steps else None,
         "fit_short": len(fit),
         "cut": len(cut),
         "flipped": len(flipped),
@@ -206,14 +227,32 @@ def run_truncation(config: TruncationConfig, backend=None) -> dict[str, Any]:
         "flipped_lost_only_answer": (
             sum(THINK_END in text for _, text in flipped) / len(flipped) if flipped else None
         ),  # reasoning finished ("</think>" kept) but the boxed answer was cut
+        "mislabelled_in_mixed_groups": mixed_group_share(
+            [(r["benchmark"], r["id"]) for r in records],
+            [id(r) in flagged for r in records],
+            [short_ok[id(r)] for r in records],
+        ),
         "tokens_lost": _describe(lost),
         "tokens_lost_all": lost,
         "profiles": profiles,
     }
+    if builtin:
+        questions = {(it.benchmark, it.id): it.messages[-1]["content"] for it in items if it.benchmark == BUILTIN}
+        verdicts = [short_ok[id(r)] for r in builtin]
+        results |= step_label_results(model, tokenizer, builtin, prompts, questions, verdicts, config)
+    results["criteria"] = check_criteria(results)
     out = config.resolved_output_dir()
     write_text(out, RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     plot(results, out / PLOT_FILE)
     return results
+
+
+def rollout_steps(tokenizer, completions: list, rule: SASRule) -> list[int]:
+    """SAS's steps per rollout (token ids, as sampled at the long budget)."""
+    if not completions:
+        return []
+    ids, mask = padded(completions, tokenizer.pad_token_id or 0, torch.long)
+    return count_steps(rule.segment(ids, mask, tokenizer)).tolist()
 
 
 def _describe(values: list[int]) -> dict[str, float] | None:
@@ -247,7 +286,37 @@ def summary_text(results: dict[str, Any]) -> str:
         lines.append(f"Tokens they lost: mean {t['mean']:.1f}, median {t['median']:.0f}, max {t['max']}.")
         share = 100 * results["flipped_lost_only_answer"]
         lines.append(f"Of those, {share:.1f}% had closed their reasoning (</think>) and lost only the answer.")
+    labels = results.get("step_labels")
+    if labels and labels["steps"]:
+        lines.append(
+            f"Step labels at {s['long_tokens']} tokens ({labels['steps']} steps): "
+            + ", ".join(f"{100 * labels[name]:.1f}% {name}" for name in NAMES.values())
+            + "."
+        )
+    chosen = results.get("selection_vs_labels")
+    if chosen:
+        lines.append(
+            f"SAS at {s['short_tokens']} tokens: of the {chosen['shielded_steps']} steps it shields in failed "
+            f"rollouts, {_percent(chosen['shielded_correct'])} were correct; of the {chosen['zeroed_steps']} it "
+            f"zeroes in correct rollouts, {_percent(chosen['zeroed_redundant_or_wrong'])} were redundant or wrong"
+            + (f" ({chosen['left_out']} rollout(s) left out: steps not aligned with the text)." if chosen["left_out"]
+               else ".")
+        )  # fmt: skip
+    lines.append("Testbed criteria (docs/testbed.md):")
+    for c in results.get("criteria") or check_criteria(results):
+        verdict = {True: "holds", False: "FAILS", None: "not measured"}[c["holds"]]
+        lines.append(f"  {c['criterion']}: {_value(c['value'])} (target {c['target']}): {verdict}")
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:g}" if float(value).is_integer() else f"{value:.3f}"
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:

@@ -66,11 +66,19 @@ class RunArguments:
     builtin_num_problems: int = field(default=4096, metadata={"help": f"Problems generated for {BUILTIN_DATASET!r}."})
     builtin_min_terms: int = field(default=2, metadata={"help": f"Fewest addends of a {BUILTIN_DATASET!r} problem."})
     builtin_max_terms: int = field(default=8, metadata={"help": f"Most addends of a {BUILTIN_DATASET!r} problem."})
+    builtin_double_check_traces: float = field(
+        default=0.5,
+        metadata={
+            "help": f"Share of the warm-up's worked {BUILTIN_DATASET!r} solutions that carry redundant "
+            "'Let me double-check' steps (the redundancy a short budget can compress)."
+        },
+    )
     sft_warmup_steps: int = field(
         default=0,
         metadata={
             "help": f"For {BUILTIN_MODEL!r}: supervised steps on the built-in task before RL, done once per "
-            "settings (seed, sft_warmup_steps, builtin_*_terms) and cached for all runs in ~/.cache/sas-trl/warmup "
+            "settings (seed, sft_warmup_steps, builtin_*_terms, builtin_double_check_traces) and cached for all "
+            "runs in ~/.cache/sas-trl/warmup "
             "($SAS_TRL_CACHE overrides the folder); each run trains from its copy in output_dir/base_model."
         },
     )
@@ -159,6 +167,11 @@ class RunArguments:
             raise RecipeError(
                 f"reward_timeout={self.reward_timeout} is not valid; allowed values: a number of seconds > 0"
             )
+        if not 0 <= self.builtin_double_check_traces <= 1:
+            raise RecipeError(
+                f"builtin_double_check_traces={self.builtin_double_check_traces} is not valid; allowed values: "
+                "a share in [0, 1]"
+            )
         if self.sft_warmup_steps < 0:
             raise RecipeError(f"sft_warmup_steps={self.sft_warmup_steps} is not valid; allowed values: >= 0")
         self._check_baselines()
@@ -174,7 +187,11 @@ class RunArguments:
         """The built-in task's generator settings."""
         from ..task import AdditionTask
 
-        return AdditionTask(min_terms=self.builtin_min_terms, max_terms=self.builtin_max_terms)
+        return AdditionTask(
+            min_terms=self.builtin_min_terms,
+            max_terms=self.builtin_max_terms,
+            double_check_traces=self.builtin_double_check_traces,
+        )
 
 
 # Keys of TRL's own `trl grpo` script that sas-trl does not take, and why (docs/trl_recipes.md).

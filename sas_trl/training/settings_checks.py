@@ -155,9 +155,9 @@ RANGES: dict[str, Range] = {
 # holds every numeric field of the three dataclasses to be in `RANGES` or here.
 CHECKED_ELSEWHERE = (
     "max_train_samples", "max_prompt_tokens", "builtin_num_problems", "builtin_min_terms", "builtin_max_terms",
-    "sft_warmup_steps", "num_processes", "sas_ratio", "sas_min_steps", "sas_correct_reward_index",
-    "sas_correct_threshold", "local_rank", "pad_to_multiple_of", "entropy_coef", "entropy_coef_delta",
-    "entropy_target", "reward_timeout",
+    "builtin_double_check_traces", "sft_warmup_steps", "num_processes", "sas_ratio", "sas_min_steps",
+    "sas_correct_reward_index", "sas_correct_threshold", "local_rank", "pad_to_multiple_of", "entropy_coef",
+    "entropy_coef_delta", "entropy_target", "reward_timeout",
 )  # fmt: skip
 
 # Text fields whose values TRL lists only in its help (transformers' enums and argparse choices are read from the

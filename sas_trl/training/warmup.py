@@ -2,10 +2,10 @@
 
 The cache lives in the user's cache folder (`$SAS_TRL_CACHE`, else `$XDG_CACHE_HOME/sas-trl`, else
 `~/.cache/sas-trl`), one entry per settings: `warmup/<key>/`, where the key is a hash of what makes the model
-(seed, sft_warmup_steps, the built-in task's terms, the model's shape). Each entry holds the model, its tokenizer
-and `sas_trl_warmup.json` (written last, so it also marks the build complete): those settings and every file's
-size and SHA-256. An entry is verified before each reuse and rebuilt, with a message saying why, when a file is
-missing or damaged. Entries are built in a temporary folder and renamed into place under a lock, so two
+(seed, sft_warmup_steps, the built-in task's terms and redundancy, the model's shape). Each entry holds the model,
+its tokenizer and `sas_trl_warmup.json` (written last, so it also marks the build complete): those settings and
+every file's size and SHA-256. An entry is verified before each reuse and rebuilt, with a message saying why, when
+a file is missing or damaged. Entries are built in a temporary folder and renamed into place under a lock, so two
 processes never see a half-built entry nor build it twice.
 
 Each run gets its own copy in `output_dir/base_model` (0.45M parameters: a few MB), so a run folder stays
@@ -32,6 +32,7 @@ from .arguments import RunArguments
 CACHE_ENV = "SAS_TRL_CACHE"  # overrides the cache folder (tests point it at a temporary folder)
 WARMUP_KEY = "sas_trl_warmup.json"  # next to a cached built-in model: the settings that made it, its checksums
 BASE_MODEL = "base_model"  # the run's copy, in output_dir
+DEFAULT_DOUBLE_CHECK_TRACES = RunArguments.__dataclass_fields__["builtin_double_check_traces"].default
 
 
 def cache_dir() -> Path:
@@ -47,7 +48,7 @@ def warmup_settings(run_args: RunArguments, seed: int) -> dict[str, Any]:
     from .. import __version__
     from ..task import TASK_MODEL_KWARGS
 
-    return {
+    settings = {
         "model": BUILTIN_MODEL,
         "model_kwargs": dict(TASK_MODEL_KWARGS),
         "seed": seed,
@@ -56,6 +57,11 @@ def warmup_settings(run_args: RunArguments, seed: int) -> dict[str, Any]:
         "builtin_max_terms": run_args.builtin_max_terms,
         "sas_trl_version": __version__,  # the model and its tokenizer are built by this package's code
     }
+    # Knobs added later enter the key only when set away from their default, so the entries (and the runs) of
+    # recipes that leave them alone keep their keys.
+    if run_args.builtin_double_check_traces != DEFAULT_DOUBLE_CHECK_TRACES:
+        settings["builtin_double_check_traces"] = run_args.builtin_double_check_traces
+    return settings
 
 
 def warmup_key(settings: dict[str, Any]) -> str:
@@ -144,6 +150,16 @@ def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
                 shared_warmup(entry, settings, run_args, args.seed)
                 copy_into_run(entry, base, settings)
     return str(base)
+
+
+def warmed_up_model(run_args: RunArguments, seed: int) -> Path:
+    """The shared cache entry of the built-in model a run with `run_args` and `seed` starts from (built if needed):
+    what `sas-trl analyze-truncation --model builtin:tiny --recipe R` measures."""
+    settings = warmup_settings(run_args, seed)
+    entry = cache_entry(settings)
+    with _build_lock(entry):
+        shared_warmup(entry, settings, run_args, seed)
+    return entry
 
 
 def shared_warmup(entry: Path, settings: dict[str, Any], run_args: RunArguments, seed: int) -> None:
