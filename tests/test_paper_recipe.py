@@ -55,7 +55,7 @@ def test_paper_recipe_trains_two_steps_on_cpu(tmp_path, deepscaler_like, monkeyp
     from sas_trl.training.recipes import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "deepscaler_4k.yaml")
-    assert recipe["beta"] == 0.001 and recipe["activation_checkpointing"] and recipe["reward_format"] == "r1"
+    assert recipe["beta"] == 0.001 and recipe["gradient_checkpointing"] and recipe["reward_format"] == "r1"
     seen = []
     compute_loss = SASGRPOTrainer._compute_loss
 

@@ -32,6 +32,51 @@ def test_ci_runs_the_readme_test_command():
     assert any(c.endswith("-m pytest -q tests/verl") for c in readme_tests)
 
 
+def _bash_lines() -> list[tuple[str | None, str]]:
+    """(the comment line right above or None, the command) for every command line of the README's bash blocks."""
+    pairs = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        above = None
+        for line in block.splitlines():
+            if line.startswith("#"):
+                above = line
+            elif line.strip():
+                pairs.append((above, line))
+                above = None
+    return pairs
+
+
+def test_every_readme_install_line_is_run_by_ci_or_says_why_not():
+    """An install line CI runs is in .ci/run with the same `&&`-separated steps (the train command after the first
+    one runs in tests/test_cli.py); any other says on the line above why CI does not run it (a GPU machine, a host
+    CI cannot reach)."""
+    ci_steps = {step for line in (ROOT / ".ci" / "run").read_text().splitlines() for step in line.split(" && ")}
+    installs = [(above, line) for above, line in _bash_lines() if "pip install" in line]
+    assert len(installs) >= 4
+    for above, line in installs:
+        install_steps = [step for step in line.split(" && ") if "pip install" in step or "-m venv" in step]
+        if all(step in ci_steps for step in install_steps):
+            continue
+        assert above and above.startswith("# Not run by CI ("), (
+            f"README install line neither in .ci/run nor marked: {line}"
+        )
+        assert "GPU" in above or "download.pytorch.org" in above, above
+    marked = [line for above, line in installs if above and above.startswith("# Not run by CI (")]
+    assert any("[vllm,deepspeed]" in line for line in marked)  # the GPU install, marked with its reason
+    assert any("--index-url https://download.pytorch.org/whl/cpu" in line for line in marked)
+    assert not re.search(r"pip install[^\n`]*\"sas-trl\[", README)  # not on the package index: no such line
+
+
+def test_the_gpu_pins_environment_takes_the_vllm_extras_transformers_cap():
+    """CI's third environment runs the suite under the transformers the `vllm` extra allows (its cap, as vLLM's)."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (extra,) = re.findall(r"^vllm = \[(.*)\]$", pyproject, flags=re.M)
+    (cap,) = re.findall(r'"(transformers<[0-9.]+)"', extra)
+    (line,) = [c for c in (ROOT / ".ci" / "run").read_text().splitlines() if ".venv-gpu-pins/bin/pip" in c]
+    assert f'"{cap}"' in line and line.endswith(".venv-gpu-pins/bin/python -m pytest -q")
+    assert ".venv-gpu-pins/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
 def test_the_main_suite_does_not_collect_the_verl_tests():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'testpaths = ["tests"]' in pyproject

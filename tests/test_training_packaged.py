@@ -153,6 +153,18 @@ def test_recipes_command_lists_each_file_with_the_first_sentence_of_its_comment(
     assert f"sas-trl {__version__}" in out
 
 
+def test_recipes_path_prints_a_packaged_folder_for_tools_that_take_a_path(empty_folder, capsys):
+    """verl's `--config-path="$(sas-trl recipes --path verl)"`: an absolute path, from any folder."""
+    for name in ("verl", "recipes/verl/", "verl/deepscaler_4k_sas.yaml"):
+        assert main(["recipes", "--path", name]) == 0
+        printed = Path(capsys.readouterr().out.strip())
+        assert printed.is_absolute() and printed.exists() and printed.resolve().is_relative_to(PACKAGED.resolve())
+        assert printed.resolve() == (ROOT / "recipes" / name.removeprefix("recipes/").strip("/")).resolve()
+    for name in ("verl2", "../sas_trl", ""):
+        assert main(["recipes", "--path", name]) == 2
+        assert f"no packaged recipe file or folder {name!r}" in capsys.readouterr().err
+
+
 def test_describe_reads_the_first_sentence_of_the_leading_comment(tmp_path):
     recipe = tmp_path / "r.yaml"
     cases = {

@@ -6,6 +6,7 @@ sas-trl push --output_dir DIR --hub_model_id NAME
 sas-trl eval --model PATH_OR_HUB_ID [--benchmarks aime24,aime25,amc,math500,olympiad_bench] [--baseline RESULTS.json]
 sas-trl analyze-truncation --model PATH_OR_HUB_ID --benchmarks math500 [--long_tokens 8192 --short_tokens 4096]
 sas-trl compare --study STUDY.yaml [--print_commands | --report_only]
+sas-trl verl-data [--output_dir ~/data/deepscaler] [--train_source FILE_OR_HUB_ID] [--benchmarks aime24]
 sas-trl inspect --model PATH_OR_HUB_ID (--prompt TEXT | --samples FILE | --benchmarks NAMES) [--recipe R] [--sas_* ...]
 """
 
@@ -27,6 +28,7 @@ COMMANDS = {
     "compare": "compare",
     "inspect": "inspect",
     "recipes": "recipes",
+    "verl-data": "verl_data",
 }
 
 

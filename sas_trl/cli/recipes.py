@@ -11,10 +11,19 @@ HELP = "list the packaged recipes (sas-trl train --recipe NAME), studies, accele
 
 def main(argv: list[str]) -> int:
     from .. import __version__
-    from ..training.packaged import PACKAGED, other_files, training_recipes
+    from ..training.packaged import PACKAGED, other_files, packaged_folder_or_file, training_recipes
 
     parser = argparse.ArgumentParser(prog="sas-trl recipes", description=HELP, allow_abbrev=False)
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--path",
+        metavar="NAME",
+        help="print only the packaged file or folder NAME's absolute path (relative to the recipes folder, e.g. "
+        "verl for verl's --config-path), and exit",
+    )
+    args = parser.parse_args(argv)
+    if args.path is not None:
+        print(packaged_folder_or_file(args.path))
+        return 0
     recipes = training_recipes()
     width = max(len(name) for name, _ in recipes) + 2
     sections = [

@@ -11,7 +11,11 @@ with the same rule object as the TRL trainer (`sas_trl.core.SASRule`):
 * confidence: `old_log_probs`, the log-probs verl's actor recomputes for the rollout policy before the update;
 * correctness: the response's score (its `rm_scores` summed, what GRPO normalises) `>= correct_threshold` (default
   1.0, as `sas_correct_threshold` in TRL); NaN counts as failed;
-* truncation: `sas_trl.rollouts.truncated_rows` (last valid token neither EOS nor pad).
+* truncation: `sas_trl.rollouts.truncated_rows` (last valid token neither a stop id nor pad), with every stop id
+  the rollout engine stops at: the tokenizer's EOS and the model's generation config's `eos_token_id` (a list for
+  models with several stop ids);
+* padding: the rows verl adds to make the batch divisible across its workers (tagged `is_padding`, no valid token)
+  are left out of the metrics, so `sas/*` counts real rollouts only.
 
 Settings come from `trainer.v1.sas_sync` (`+trainer.v1.sas_sync.ratio=0.3`, the names of `SASRule`'s fields plus
 `correct_threshold`), validated by `SASRule` before any model work. Metrics are logged under the TRL trainer's
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -107,6 +111,8 @@ def sas_advantages(
     rule: SASRule,
     correct_threshold: float = 1.0,
     generator: torch.Generator | None = None,
+    eos_token_ids: Iterable[int] | None = None,
+    is_padding: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """verl's advantages with the SAS-selected tokens set to 0, and SAS's metrics for the batch.
 
@@ -120,6 +126,8 @@ def sas_advantages(
         rule: the SAS rule.
         generator: draws the random-selection ablation's keys (`rule.draws_random_keys`); verl computes advantages
             once per rollout batch, so keys drawn here are drawn once per rollout.
+        eos_token_ids: every id the rollout stops at (`stop_token_ids`); default the tokenizer's EOS only.
+        is_padding: BoolTensor (B,), rows verl added to fill the batch (no valid token): not counted in the metrics.
 
     Returns:
         advantages: FloatTensor (B, T), same dtype as given; untouched when `rule.enabled` is False.
@@ -128,7 +136,8 @@ def sas_advantages(
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     step_ids = rule.segment(responses, response_mask, tokenizer)
     is_correct = scores.to(step_ids.device) >= correct_threshold  # NaN compares False: failed
-    is_truncated = truncated_rows(responses, response_mask, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    stop_ids = tokenizer.eos_token_id if eos_token_ids is None else eos_token_ids
+    is_truncated = truncated_rows(responses, response_mask, stop_ids, tokenizer.pad_token_id)
     if rule.enabled:
         zero = rule.zero_mask(
             step_ids,
@@ -140,7 +149,9 @@ def sas_advantages(
         advantages = advantages.masked_fill(zero, 0.0)
     else:
         zero = torch.zeros_like(step_ids, dtype=torch.bool)
-    return advantages, _metrics(zero, response_mask != 0, step_ids, is_correct, is_truncated)
+    real = slice(None) if is_padding is None else ~is_padding.to(step_ids.device)
+    counted = (zero[real], (response_mask != 0)[real], step_ids[real], is_correct[real], is_truncated[real])
+    return advantages, _metrics(*counted)
 
 
 def _metrics(zero, valid, step_ids, is_correct, is_truncated) -> dict[str, float]:
@@ -153,6 +164,16 @@ def _metrics(zero, valid, step_ids, is_correct, is_truncated) -> dict[str, float
         for name, (numerator, denominator) in RATIOS.items()
         if getattr(counts, denominator)
     }
+
+
+def stop_token_ids(tokenizer, generation_config=None) -> tuple[int, ...]:
+    """Every id a rollout may end with: the tokenizer's `eos_token_id` and the generation config's (an int or a
+    list; vLLM and SGLang stop at each of them), sorted, without duplicates."""
+    ids = []
+    for source in (tokenizer, generation_config):
+        value = getattr(source, "eos_token_id", None)
+        ids += [] if value is None else [value] if isinstance(value, int) else list(value)
+    return tuple(sorted({int(i) for i in ids}))
 
 
 def padded(tensor: torch.Tensor, padding: float = 0.0) -> torch.Tensor:
@@ -269,6 +290,20 @@ class SASPPOTrainerSync(PPOTrainerSync):
     def trainer_mode(self, configured: str) -> None:
         pass  # PPOTrainer.__init__ assigns the configured name, "sas_sync"
 
+    def _init_tokenizer(self) -> None:
+        """verl's own, then the stop ids the rollout engine uses (the model's generation config), for truncation."""
+        super()._init_tokenizer()
+        self.sas_stop_ids = stop_token_ids(self.tokenizer, self._generation_config())
+
+    def _generation_config(self):
+        """The model's generation config as verl's rollout reads it (None when the model has none)."""
+        from verl.utils.fs import copy_to_local
+        from verl.utils.model import get_generation_config
+
+        model = self.config.actor_rollout_ref.model
+        local = copy_to_local(model.get("hf_config_path") or model.path, use_shm=model.get("use_shm", False))
+        return get_generation_config(local, trust_remote_code=model.get("trust_remote_code", False))
+
     def _init_sas(self, config) -> None:
         from omegaconf import DictConfig, OmegaConf
 
@@ -278,6 +313,9 @@ class SASPPOTrainerSync(PPOTrainerSync):
         self.sas_rule, self.sas_correct_threshold = sas_settings(section)
 
     def _compute_advantage(self, batch, metrics: dict):
+        # The padding tags of the batch as given: the batch verl's base returns need not carry them.
+        tags = getattr(batch, "tags", None) or [{}] * len(batch)
+        is_padding = torch.tensor([bool(tag.get("is_padding", False)) for tag in tags], dtype=torch.bool)
         batch = super()._compute_advantage(batch, metrics=metrics)
         tq = trainer_base.tq  # verl's own client handle (a module attribute), read at call time
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=list(FIELDS))
@@ -293,6 +331,7 @@ class SASPPOTrainerSync(PPOTrainerSync):
         generator = None
         if rule.draws_random_keys:
             generator = random_generator(self.config.data.get("seed"), getattr(self, "global_steps", 0))
+        stop_ids = getattr(self, "sas_stop_ids", None) or stop_token_ids(tokenizer)
         advantages, sas_metrics = sas_advantages(
             padded(data["advantages"], 0.0),
             padded(data["responses"], tokenizer.pad_token_id or 0),  # the mask, not the padding, marks the end
@@ -303,6 +342,8 @@ class SASPPOTrainerSync(PPOTrainerSync):
             rule,
             self.sas_correct_threshold,
             generator=generator,
+            eos_token_ids=stop_ids,
+            is_padding=is_padding,
         )
         metrics.update(sas_metrics)
         if not rule.enabled:

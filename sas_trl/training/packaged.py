@@ -53,6 +53,18 @@ def packaged_path(value: str) -> Path | None:
     return None
 
 
+def packaged_folder_or_file(name: str) -> Path:
+    """The absolute path of a packaged file or folder named relative to the recipes folder (`verl`,
+    `verl/deepscaler_4k_sas.yaml`; a leading `recipes/` is allowed), for tools that take a path (verl's
+    `--config-path`). Raises a `RecipeError` naming the folder's entries when there is none."""
+    relative = PurePosixPath(name.strip().removeprefix(PREFIX).strip("/"))
+    path = PACKAGED / relative
+    if relative.parts and ".." not in relative.parts and path.exists():
+        return path
+    entries = sorted(p.name for p in PACKAGED.iterdir())
+    raise RecipeError(f"no packaged recipe file or folder {name!r} in {PACKAGED}; it holds: {', '.join(entries)}")
+
+
 def resolve_recipe(source: str | os.PathLike) -> Path:
     """The recipe file `--recipe SOURCE` reads: SOURCE itself when it exists, else the packaged recipe it names.
 

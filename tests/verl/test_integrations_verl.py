@@ -20,6 +20,7 @@ from tensordict import NonTensorStack, TensorDict
 from verl.trainer.ppo.v1 import get_trainer_cls, trainer_base
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from sas_trl.constants import PROMPT_SUFFIX
 from sas_trl.core import SASRule
 from sas_trl.errors import UserError
 from sas_trl.integrations import verl as plugin
@@ -44,22 +45,29 @@ class MemoryTransferQueue:
 
     def __init__(self, dense: tuple[str, ...] = ()):
         self.rows: dict[tuple[str, str], dict] = {}
+        self.tags: dict[tuple[str, str], dict] = {}  # kept per sample, returned with every put, as verl's storage
         self.dense = set(dense)
 
     def kv_batch_put(self, keys, partition_id, fields=None, tags=None):
         from transfer_queue import KVBatchMeta
 
+        for key, tag in zip(keys, tags or [None] * len(keys), strict=True):
+            self.tags[(partition_id, key)] = tag or self.tags.get((partition_id, key), {})
         for name in fields.keys():  # noqa: SIM118 - a TensorDict iterates over its batch, not its keys
             value = fields[name]
-            rows = list(value.unbind(0)) if isinstance(value, torch.Tensor) else list(value.tolist())
+            if isinstance(value, torch.Tensor):
+                rows = list(value.unbind(0))
+            else:  # a NonTensorStack, or the plain list-like tensordict returns for a stack of strings
+                rows = list(value.tolist() if hasattr(value, "tolist") else value)
             for key, row in zip(keys, rows, strict=True):
                 self.rows.setdefault((partition_id, key), {})[name] = row
-        return KVBatchMeta(keys=list(keys), tags=[{} for _ in keys], partition_id=partition_id)
+        stored = [dict(self.tags[(partition_id, key)]) for key in keys]
+        return KVBatchMeta(keys=list(keys), tags=stored, partition_id=partition_id)
 
     def kv_batch_get(self, keys, partition_id, select_fields=None):
         samples = [self.rows[(partition_id, key)] for key in keys]
         out = {}
-        for name in select_fields:
+        for name in select_fields or list(samples[0]):
             if not all(name in sample for sample in samples):
                 continue
             values = [sample[name] for sample in samples]
@@ -139,6 +147,7 @@ def store(rows, tq: MemoryTransferQueue):
     keys = [row["key"] for row in rows]
     for row in rows:
         tq.rows[("train", row["key"])] = {name: value for name, value in row.items() if name != "key"}
+        tq.tags[("train", row["key"])] = {}
     from transfer_queue import KVBatchMeta
 
     return KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train")
@@ -418,6 +427,63 @@ def test_random_selection_is_a_function_of_seed_and_step(tokenizer, monkeypatch)
     assert torch.equal(first, base.masked_fill(zero, 0.0))
 
 
+def test_verls_padding_rows_are_not_counted_as_rollouts(tokenizer, monkeypatch):
+    """verl's own upsampling (`_balance_batch`) adds no-op rows tagged is_padding: SAS's metrics leave them out."""
+    from verl.trainer.ppo import padding_utils
+
+    rows = make_batch(tokenizer, groups=2, n=3, seed=8)
+    config = compose(*SAS_CONFIG, "actor_rollout_ref.rollout.n=3")
+    tq = MemoryTransferQueue()
+    monkeypatch.setattr(trainer_base, "tq", tq)
+    monkeypatch.setattr(padding_utils, "tq", tq)
+    batch = padding_utils.upsample_batch_to_divisible_size(store(rows, tq), 8, tokenizer.eos_token_id)
+    padding = [key for key, tag in zip(batch.keys, batch.tags, strict=True) if tag.get("is_padding")]
+    assert len(batch) == 8 and len(padding) == 2
+    for key in padding:  # the actor's log-prob pass gives a padding row one log-prob, as for its one token
+        tq.rows[("train", key)]["old_log_probs"] = torch.zeros(1)
+    metrics: dict = {}
+    trainer_of(plugin.SASPPOTrainerSync, config, tokenizer)._compute_advantage(batch, metrics)
+    _, expected, _ = run_advantage(plugin.SASPPOTrainerSync, config, tokenizer, rows, monkeypatch)
+    assert metrics == pytest.approx(expected)  # the six real rollouts' numbers, as without padding
+    truncated = sum(r["responses"][-1] != tokenizer.eos_token_id for r in rows)
+    assert metrics["sas/truncated_frac"] == pytest.approx(truncated / 6)
+
+
+def test_every_stop_id_of_the_model_ends_a_rollout_untruncated(tokenizer, monkeypatch):
+    """A model with several stop ids (generation_config.eos_token_id a list): a rollout ending with any of them is
+    finished, as vLLM stopped it there; with the tokenizer's EOS alone it would count as truncated."""
+    from transformers import GenerationConfig
+
+    second_stop = tokenizer.convert_tokens_to_ids("<|EOT|>")  # a second stop id of this vocabulary
+    assert second_stop != tokenizer.eos_token_id
+    rows = make_batch(tokenizer, groups=2, n=4, seed=9)
+    for row in rows[::2]:  # finished rows end with the second stop id instead
+        if row["responses"][-1] == tokenizer.eos_token_id:
+            row["responses"][-1] = second_stop
+    ended_with_second_stop = sum(int(r["responses"][-1]) == second_stop for r in rows)
+    assert ended_with_second_stop
+    config = compose(*SAS_CONFIG)
+    monkeypatch.setattr(PPOTrainerSync, "_init_tokenizer", lambda self: setattr(self, "tokenizer", tokenizer))
+    monkeypatch.setattr(
+        plugin.SASPPOTrainerSync,
+        "_generation_config",
+        lambda self: GenerationConfig(eos_token_id=[tokenizer.eos_token_id, second_stop]),
+    )
+    trainer = trainer_of(plugin.SASPPOTrainerSync, config, None)
+    trainer._init_tokenizer()
+    assert trainer.sas_stop_ids == tuple(sorted({tokenizer.eos_token_id, second_stop}))
+    tq = MemoryTransferQueue()
+    monkeypatch.setattr(trainer_base, "tq", tq)
+    metrics: dict = {}
+    trainer._compute_advantage(store(rows, tq), metrics)
+    stop = (tokenizer.eos_token_id, second_stop)
+    assert metrics["sas/truncated_frac"] == pytest.approx(sum(int(r["responses"][-1]) not in stop for r in rows) / 8)
+    _, eos_only, _ = run_advantage(plugin.SASPPOTrainerSync, config, tokenizer, rows, monkeypatch)
+    assert eos_only["sas/truncated_frac"] == pytest.approx(metrics["sas/truncated_frac"] + ended_with_second_stop / 8)
+    assert plugin.stop_token_ids(tokenizer, GenerationConfig(eos_token_id=second_stop)) == tuple(sorted(stop))
+    assert plugin.stop_token_ids(tokenizer, None) == (tokenizer.eos_token_id,)
+
+
 # --------------------------------------------------------------------------------------------------
 # Helpers, names, recipes
 # --------------------------------------------------------------------------------------------------
@@ -458,12 +524,96 @@ def test_recipes_compose_with_verls_config(recipe, mode):
         assert trainer.sas_rule == SASRule(ratio=0.3) and trainer.sas_correct_threshold == 1.0
 
 
-def test_the_recipes_reward_grades_as_deepscaler():
-    spec = importlib.util.spec_from_file_location(
-        "deepscaler_reward", ROOT / "recipes" / "verl" / "deepscaler_reward.py"
+def compose_recipe(recipe: str, *overrides: str, folder: Path = ROOT / "recipes" / "verl"):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(folder), version_base=None):
+        return hydra_compose(recipe, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("recipe", ["deepscaler_4k_sas", "deepscaler_4k_grpo"])
+@pytest.mark.parametrize(
+    "gpus", [("trainer.n_gpus_per_node=8",), ("trainer.n_gpus_per_node=1",), ("trainer.nnodes=4",)]
+)
+def test_recipes_pass_verls_own_validate_config(recipe, gpus, capsys):
+    """What `main_ppo` runs before any worker starts, with the arguments it passes."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    config = compose_recipe(recipe, *gpus)
+    assert need_reference_policy(config) and not need_critic(config)  # the KL loss needs the reference model
+    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    assert "All configuration checks passed" in capsys.readouterr().out
+
+
+def test_validate_config_refuses_what_the_recipes_lacked():
+    """The check above can fail: without the micro-batch sizes the recipes now set, verl refuses the config."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    config = compose_recipe("deepscaler_4k_sas", "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=null")
+    with pytest.raises(ValueError, match="log_prob_micro_batch_size"):
+        validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+
+def test_the_recipes_compose_from_the_installed_package(tmp_path, monkeypatch):
+    """`--config-path="$(sas-trl recipes --path verl)"` from any folder; the reward is an installed module."""
+    from sas_trl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path(_stdout_of(main, ["recipes", "--path", "verl"]))
+    assert folder.is_absolute() and folder.resolve() == (ROOT / "recipes" / "verl").resolve()
+    config = compose_recipe("deepscaler_4k_sas", folder=folder)
+    assert config.reward.custom_reward_function.path == "pkg://sas_trl.integrations.verl_reward"
+
+
+def _stdout_of(function, argv) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert function(argv) == 0
+    return out.getvalue().strip()
+
+
+def test_the_recipes_reward_loads_through_verl_and_grades_as_deepscaler(tmp_path, monkeypatch):
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    monkeypatch.chdir(tmp_path)  # no clone file is read: the path names an installed module
+    compute_score = get_custom_reward_fn(compose_recipe("deepscaler_4k_sas"))
+    assert compute_score("math", "2 + 2 = 4.\n\n</think>\nSo \\boxed{4}.", "4") == 1.0
+    assert compute_score("math", "2 + 2 = 5.\n\n</think>\nSo \\boxed{5}.", "4") == 0.0
+    assert compute_score("math", "2 + 2 = 4. \\boxed{4}", "4") == 0.0  # no </think>: a format failure
+    assert compute_score("math", "So.\n\n</think>\n\\boxed{5}", ["4", "5"]) == 1.0  # several accepted answers
+
+
+def test_the_recipes_read_the_files_sas_trl_verl_data_writes(tmp_path, monkeypatch):
+    """`sas-trl verl-data` writes where the recipes read, and verl's own dataset class reads its rows (with the
+    recipes' `filter_overlong_prompts`, which applies a chat template: the built-in model's tokenizer has one)."""
+    from verl.trainer.ppo.utils import create_rl_dataset
+
+    from sas_trl.cli import main
+    from sas_trl.cli.verl_data import DEFAULT_DIR
+    from sas_trl.integrations.verl_data import TRAIN_FILE
+    from sas_trl.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = compose_recipe("deepscaler_4k_sas")
+    assert Path(config.data.train_files) == Path(DEFAULT_DIR).expanduser() / TRAIN_FILE
+    assert Path(config.data.val_files) == Path(DEFAULT_DIR).expanduser() / "aime24.parquet"
+    fixtures = ROOT / "tests" / "fixtures"
+    argv = ["verl-data", "--train_source", str(fixtures / "deepscaler.jsonl")]
+    assert main([*argv, "--source", f"aime24={fixtures / 'aime24.jsonl'}"]) == 0
+    dataset = create_rl_dataset(config.data.train_files, config.data, tokenizer, None, is_train=True)
+    row = dataset[0]
+    assert len(dataset) == 5 and row["data_source"] == "deepscaler"
+    assert row["reward_model"]["ground_truth"] == "2"
+    assert list(row["raw_prompt"]) == [{"role": "user", "content": "What is $1 + 1$?" + PROMPT_SUFFIX}]
+    aime = create_rl_dataset(config.data.val_files, config.data, tokenizer, None, is_train=False)
+    assert (
+        len(aime) == len((fixtures / "aime24.jsonl").read_text().splitlines()) and aime[0]["data_source"] == "aime24"
     )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.compute_score("math", "2 + 2 = 4.\n\n</think>\nSo \\boxed{4}.", "4") == 1.0
-    assert module.compute_score("math", "2 + 2 = 5.\n\n</think>\nSo \\boxed{5}.", "4") == 0.0
-    assert module.compute_score("math", "2 + 2 = 4. \\boxed{4}", "4") == 0.0  # no </think>: a format failure
