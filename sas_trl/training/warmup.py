@@ -192,14 +192,22 @@ def _replace_folder(new: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def _build_lock(entry: Path) -> Iterator[None]:
-    """An exclusive lock on one cache entry (a `.lock` file next to it), so that one process builds it."""
+    """An exclusive lock on one cache entry (a `.lock` file next to it), so that one process builds it.
+
+    A cache folder that cannot be created or written is refused here, naming it, before any model work.
+    """
+    from ..evaluation.config import unwritable
+
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
+        problem = unwritable(entry.parent)
     except OSError as err:
+        problem = err.strerror or str(err)
+    if problem is not None:
         raise UserError(
-            f"the warm-up cache folder {entry.parent} cannot be created ({err.strerror or err}); set {CACHE_ENV} "
-            "to a writable folder"
-        ) from err
+            f"the warm-up cache folder {entry.parent} cannot be written ({problem}); set {CACHE_ENV} to a writable "
+            "folder"
+        )
     try:
         import fcntl
     except ImportError:  # no POSIX locks (Windows): the renames alone keep the entry whole
