@@ -48,8 +48,58 @@ KEYS = (
     "use_liger_kernel",
     "dataset_name",
     "dataset_config",
+    "optim",
+    "fsdp",
+    "use_peft",
+    "model_init_kwargs",
 )
 FLASH_ATTENTION = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+# transformers' `optim` values -> the module they need and its pip name (transformers checks only when the
+# trainer builds its optimizer, after the model is loaded). bitsandbytes' 8-bit and paged optimizers need CUDA.
+OPTIMIZER_PACKAGES = {
+    **dict.fromkeys(
+        (
+            "adamw_bnb_8bit",
+            "adamw_8bit",
+            "paged_adamw_32bit",
+            "paged_adamw_8bit",
+            "ademamix",
+            "ademamix_8bit",
+            "paged_ademamix_32bit",
+            "paged_ademamix_8bit",
+            "lion_32bit",
+            "lion_8bit",
+            "paged_lion_32bit",
+            "paged_lion_8bit",
+            "rmsprop_bnb",
+            "rmsprop_bnb_8bit",
+            "rmsprop_bnb_32bit",
+        ),
+        ("bitsandbytes", "bitsandbytes"),
+    ),
+    **dict.fromkeys(
+        (
+            "galore_adamw",
+            "galore_adamw_8bit",
+            "galore_adafactor",
+            "galore_adamw_layerwise",
+            "galore_adamw_8bit_layerwise",
+            "galore_adafactor_layerwise",
+        ),
+        ("galore_torch", "galore-torch"),
+    ),
+    **dict.fromkeys(("apollo_adamw", "apollo_adamw_layerwise"), ("apollo_torch", "apollo-torch")),
+    **dict.fromkeys(("lomo", "adalomo"), ("lomo_optim", "lomo-optim")),
+    "grokadamw": ("grokadamw", "grokadamw"),
+    **dict.fromkeys(("adamw_torch_4bit", "adamw_torch_8bit"), ("torchao", "torchao")),
+    **dict.fromkeys(
+        ("schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd"), ("schedulefree", "schedulefree")
+    ),
+    "adamw_anyprecision": ("torchdistx", "torchdistx"),
+    "stable_adamw": ("optimi", "torch-optimi"),
+    "adamw_torch_xla": ("torch_xla", "torch_xla"),
+    "adamw_torch_npu_fused": ("torch_npu", "torch_npu"),
+}
 NO_WANDB_MODES = ("offline", "disabled", "dryrun")
 # transformers' `report_to` names -> the module it needs (wandb has its own check: credentials too).
 REPORTERS = {
@@ -139,6 +189,62 @@ def _launch_config(value: Any) -> tuple[str, dict]:
     return str(value), config if isinstance(config, dict) else {}
 
 
+def _init_kwargs(values: dict[str, Any]) -> dict[str, Any]:
+    """`model_init_kwargs` as a mapping (a flag's JSON text parsed; {} when absent or unreadable: the settings'
+    own check names a malformed value)."""
+    value = values.get("model_init_kwargs")
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _attention(values: dict[str, Any]) -> tuple[str | None, str]:
+    """The attention implementation the model will load with, and the setting that asks for it:
+    `attn_implementation`, else `model_init_kwargs`' own (which reaches the loader unchecked otherwise)."""
+    attn = values.get("attn_implementation")
+    if not _none(attn):
+        return str(attn), "attn_implementation"
+    attn = _init_kwargs(values).get("attn_implementation")
+    if isinstance(attn, str) and attn:
+        return attn, "model_init_kwargs.attn_implementation"
+    return None, "attn_implementation"
+
+
+def _processes(values: dict[str, Any]) -> int:
+    """How many processes the run starts (num_processes, else the accelerate config's, else 1)."""
+    flag = values.get("num_processes")
+    _, config = _launch_config(values.get("accelerate_config"))
+    try:
+        return int(flag) if not _none(flag) else int(config.get("num_processes", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def settings_problems(values: dict[str, Any]) -> list[str]:
+    """Settings transformers refuses only when the trainer is built, whatever the machine: FSDP in one
+    process, a quantized model trained without a LoRA adapter."""
+    problems = []
+    fsdp = values.get("fsdp")
+    sharded = not _none(fsdp) and fsdp not in (False, []) and str(fsdp).strip() not in ("", "False", "false")
+    if sharded and not is_launched_child() and _processes(values) <= 1:
+        problems.append(
+            f"fsdp {fsdp!r} shards the model over several processes, but this run starts one (transformers "
+            "refuses it when the trainer is built); pass --num_processes N (on N GPUs) or --fsdp ''"
+        )
+    for key in ("load_in_4bit", "load_in_8bit"):
+        if as_bool(values.get(key, False)) and not as_bool(values.get("use_peft", False)):
+            problems.append(
+                f"{key}: true loads a quantized model, which transformers refuses to train without a LoRA adapter; "
+                f"pass --use_peft true (QLoRA), or --{key} false"
+            )
+    return problems
+
+
 def check_machine(recipe: dict[str, Any], argv: list[str]) -> None:
     """Refuse (`RecipeError`, one line naming every problem found) settings this machine cannot run; see the
     module's docstring."""
@@ -180,6 +286,7 @@ def machine_problems(values: dict[str, Any], *, hardware: bool = True) -> list[s
     if hardware:
         found, named = hardware_problems(values)
         problems += found
+    problems += settings_problems(values)
     problems += _package_problems(values, skip=named)
     problems += _reporter_problems(values)
     problems += _data_problems(values)
@@ -225,11 +332,24 @@ def _check_cpu_machine(values: dict[str, Any]) -> tuple[list[str], set[str]]:
             needs.append(key)
             fixes.append(f"--{key} false")
             named.add(key)
-    attn = values.get("attn_implementation")
-    if not _none(attn) and str(attn) in FLASH_ATTENTION:
-        needs.append(f"attn_implementation {attn}")
+    attn, attn_key = _attention(values)
+    if attn in FLASH_ATTENTION:
+        needs.append(f"{attn_key} {attn}")
         fixes.append("--attn_implementation sdpa")
         named.add("attn_implementation")
+    optim = str(values.get("optim", "") or "")
+    if OPTIMIZER_PACKAGES.get(optim, ("",))[0] == "bitsandbytes":
+        needs.append(f"optim {optim} (bitsandbytes)")
+        fixes.append("--optim adamw_torch")
+        named.add("optim")
+    device_map = _init_kwargs(values).get("device_map")
+    if isinstance(device_map, str | int) and not isinstance(device_map, bool) and _on_cuda(device_map):
+        needs.append(f"model_init_kwargs.device_map {device_map!r}")
+        fixes.append("(remove device_map from model_init_kwargs)")
+    if as_bool(values.get("use_liger_kernel", False)):
+        needs.append("use_liger_kernel (Triton kernels)")
+        fixes.append("--use_liger_kernel false")
+        named.add("use_liger_kernel")
     path, config = _launch_config(values.get("accelerate_config"))
     kind = str(config.get("distributed_type", "")).upper()
     if kind in ("DEEPSPEED", "FSDP", "MULTI_GPU", "XLA"):
@@ -242,6 +362,11 @@ def _check_cpu_machine(values: dict[str, Any]) -> tuple[list[str], set[str]]:
         f"this recipe is written for GPUs and this machine has no CUDA device ({', '.join(needs)} need one); "
         f"for a CPU run pass {' '.join(fixes)}"
     ], named
+
+
+def _on_cuda(device_map: str | int) -> bool:
+    """A `device_map` that places the model on a CUDA device ("cuda", "cuda:1", a device index)."""
+    return isinstance(device_map, int) or str(device_map).lower().startswith("cuda")
 
 
 def _check_gpu_machine(values: dict[str, Any], gpus: int) -> str | None:
@@ -279,17 +404,25 @@ def _package_problems(values: dict[str, Any], skip: set[str] = frozenset()) -> l
             f"accelerate_config {path} uses DeepSpeed, which is not installed: pip install 'sas-trl[deepspeed]', "
             "or pass --accelerate_config recipes/accelerate/ddp.yaml (or null for one process)"
         )
-    attn = values.get("attn_implementation")
-    flash = not _none(attn) and str(attn) in FLASH_ATTENTION and "attn_implementation" not in skip
+    attn, attn_key = _attention(values)
+    flash = attn in FLASH_ATTENTION and "attn_implementation" not in skip
     if flash and not installed(FLASH_ATTENTION[str(attn)]):
         problems.append(
-            f"attn_implementation {attn} needs the {FLASH_ATTENTION[str(attn)]} package, which is not installed: "
+            f"{attn_key} {attn} needs the {FLASH_ATTENTION[str(attn)]} package, which is not installed: "
             "pip install flash-attn --no-build-isolation, or pass --attn_implementation sdpa"
+        )
+    optim = str(values.get("optim", "") or "")
+    if optim in OPTIMIZER_PACKAGES and "optim" not in skip and not installed(OPTIMIZER_PACKAGES[optim][0]):
+        module, package = OPTIMIZER_PACKAGES[optim]
+        problems.append(
+            f"optim {optim} needs the {module} package, which is not installed: pip install {package}, or pass "
+            "--optim adamw_torch"
         )
     for key in ("load_in_4bit", "load_in_8bit"):
         if as_bool(values.get(key, False)) and key not in skip and not installed("bitsandbytes"):
             problems.append(f"{key}: true needs bitsandbytes: pip install bitsandbytes, or pass --{key} false")
-    if as_bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
+    liger = as_bool(values.get("use_liger_kernel", False)) and "use_liger_kernel" not in skip
+    if liger and not installed("liger_kernel"):
         problems.append(
             "use_liger_kernel: true needs liger-kernel: pip install liger-kernel, or pass --use_liger_kernel false"
         )
