@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import BUILTIN_MODEL
-from ..errors import UserError
+from ..errors import UserError, disk_full_error, is_disk_full
 from .arguments import RunArguments
 
 CACHE_ENV = "SAS_TRL_CACHE"  # overrides the cache folder (tests point it at a temporary folder)
@@ -147,7 +147,10 @@ def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
 
 
 def shared_warmup(entry: Path, settings: dict[str, Any], run_args: RunArguments, seed: int) -> None:
-    """Make `entry` hold an intact warm-up made with `settings`: reused when verified, else (re)built atomically."""
+    """Make `entry` hold an intact warm-up made with `settings`: reused when verified, else (re)built atomically.
+
+    A full disk leaves no half-built entry and ends in one `UserError` saying what was not saved and how much
+    space the model needs."""
     reason = cached_warmup_changes(entry, settings)
     if reason is None:
         print(f"sas-trl: reusing the warmed-up {BUILTIN_MODEL} in {entry} (same settings, files verified)", flush=True)
@@ -161,6 +164,15 @@ def shared_warmup(entry: Path, settings: dict[str, Any], run_args: RunArguments,
         build_builtin_model(staging, run_args, seed)
         write_warmup_record(staging, settings)
         _replace_folder(staging, entry)
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(
+            entry.parent,
+            saved="nothing (the partial model was removed: no half-written cache entry is left to reuse)",
+            not_saved=f"the warmed-up {BUILTIN_MODEL} (its warm-up runs again next time)",
+            needed=getattr(err, "needed", None),
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -177,8 +189,21 @@ def copy_into_run(entry: Path, base: Path, settings: dict[str, Any]) -> None:
     try:
         shutil.copytree(entry, staging)
         _replace_folder(staging, base)
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(
+            base.parent,
+            saved=f"the warmed-up model in the shared cache, {entry}",
+            not_saved=f"the run's copy {base} (the partial copy was removed)",
+            needed=_folder_bytes(entry),
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _replace_folder(new: Path, target: Path) -> None:
@@ -225,8 +250,9 @@ def _build_lock(entry: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
-    """Build the built-in model and tokenizer into `path`, after `sft_warmup_steps` supervised steps if any."""
+def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> int:
+    """Build the built-in model and tokenizer into `path`, after `sft_warmup_steps` supervised steps if any;
+    returns the bytes its weights take. A failed save carries them as the error's `needed`."""
     from ..task import build_task_model, evaluate, sft_warmup
     from ..tiny import build_tokenizer
 
@@ -243,5 +269,11 @@ def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
             f"{result.accuracy:.2f}, {result.mean_tokens:.1f} tokens",
             flush=True,
         )
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    needed = sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (1 << 20)  # + tokenizer
+    try:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    except Exception as err:
+        err.needed = needed  # for the full-disk message
+        raise
+    return needed
