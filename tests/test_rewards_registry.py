@@ -52,7 +52,7 @@ def test_a_dotted_path_names_the_users_reward_function(user_rewards):
     )
     assert resolved["reward_funcs"] == ["accuracy", f"{MODULE}.brevity"]
     accuracy, brevity = get_reward_funcs(run_args, args)
-    assert brevity is sys.modules[MODULE].brevity and brevity(["a"], [[1, 2, 3]]) == [-0.03]
+    assert brevity.__wrapped__ is sys.modules[MODULE].brevity and brevity(["a"], [[1, 2, 3]]) == [-0.03]
     accuracy.close()
     assert not reward_spec(f"{MODULE}.brevity").correctness  # not a correctness reward unless it says so
     assert reward_spec(f"{MODULE}.exact_match").correctness  # it says so: sas_correctness = True

@@ -16,12 +16,12 @@ it needs) and training read only what its spec declares.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RecipeError
+from . import checks
 from .params import NoParams, RunContext, build_named_params, nearest
 
 RewardFactory = Callable[[Any, RunContext], Callable]
@@ -72,7 +72,7 @@ def import_reward(path: str) -> Callable:
     """The callable at dotted path `module.attribute` (TRL's CLI fallback), or `RecipeError` naming it."""
     module_path, _, attribute = path.rpartition(".")
     try:
-        module = importlib.import_module(module_path)
+        module = checks.import_module(path, module_path)  # a syntax error or a failing import: file and line
     except ImportError as err:
         raise RecipeError(
             f"reward_funcs: {path!r} is neither a registered reward nor an importable path: cannot import "
@@ -86,6 +86,7 @@ def import_reward(path: str) -> Callable:
             f"reward_funcs: {path!r} is not a reward function (completions, **kwargs) -> list[float]; it is "
             f"of type {type(reward).__name__}"
         )
+    checks.check_signature(path, reward)  # TRL calls it by keyword only: **kwargs needed
     return reward
 
 
@@ -100,7 +101,9 @@ def reward_spec(name: str) -> RewardSpec:
         )
     reward = import_reward(name)
     correct = getattr(reward, CORRECTNESS_ATTRIBUTE, False) is True
-    return RewardSpec(lambda params, context: reward, correct, "", NoParams, None, name, dotted_path=True)
+    return RewardSpec(
+        lambda params, context: checks.checked_call(name, reward), correct, "", NoParams, None, name, dotted_path=True
+    )
 
 
 def check_reward_names(names: Sequence[str]) -> None:
