@@ -22,7 +22,7 @@ from .argv import flag_names, pop_recipe_flag, unescape_flags
 from .launch import is_launched_child
 from .packaged import PACKAGED, resolve_accelerate_config, resolve_path, resolve_recipe
 from .preflight import build_flags, effective_values, join_problems, machine_problems
-from .recipe_files import Recipe, dump_recipe, load_recipe
+from .recipe_files import MAX_DEPTH, Recipe, dump_recipe, load_recipe
 from .settings_checks import check_values
 from .validation import check_keys, check_local_files, check_settings, check_types
 
@@ -39,6 +39,7 @@ def parse(argv: list[str], *, this_machine: bool = False):
     """
     argv, source = pop_recipe_flag(list(argv))
     argv = unescape_flags(argv)
+    check_flag_nesting(argv)
     recipe: dict[str, Any] = {}
     if source is not None:
         path = resolve_recipe(source)
@@ -66,6 +67,22 @@ def parse(argv: list[str], *, this_machine: bool = False):
     for key in flag_names(argv):
         resolved[key] = _value_of(key, run_args, sas_args, model_args)
     return run_args, sas_args, model_args, resolved
+
+
+def check_flag_nesting(argv: list[str]) -> None:
+    """A flag's JSON/YAML text nested deeper than a recipe may be (`MAX_DEPTH`): refused by name before a
+    parser recurses into it (thousands of levels end in a RecursionError)."""
+    name = None
+    for arg in argv:
+        if arg.startswith("--"):
+            name, _, arg = arg[2:].partition("=")
+        depth = deepest = 0
+        for char in arg:
+            depth += char in "[{"
+            depth -= char in "]}"
+            deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            raise RecipeError(f"--{name}: the value is nested {deepest} levels deep, more than {MAX_DEPTH}")
 
 
 def checked(recipe: dict[str, Any], argv: list[str]):
