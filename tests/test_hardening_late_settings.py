@@ -112,6 +112,18 @@ CASES = {
         ["--model_init_kwargs", json.dumps({"device_map": "cuda:0"})],
         ["model_init_kwargs.device_map 'cuda:0'"],
     ),
+    "ddp_backend gloo in the starting process": (
+        0,
+        (),
+        ["--ddp_backend", "gloo"],
+        ["ddp_backend='gloo': transformers starts that backend's process group", "leave ddp_backend unset"],
+    ),
+    "ddp_backend nccl, two processes on a CPU": (
+        0,
+        (),
+        ["--ddp_backend", "nccl", "--num_processes", "2"],
+        ["ddp_backend='nccl'", "leave ddp_backend unset"],
+    ),
     "Liger kernels on a CPU": (0, (), ["--use_liger_kernel", "true"], ["use_liger_kernel (Triton kernels)"]),
 }
 

@@ -120,6 +120,14 @@ def build(recipe: dict[str, Any], argv: list[str]):
     try:
         run_args, sas_args, model_args = parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, TypeError) as err:  # RecipeError included: its message gains the value's location
+        backend = getattr(namespace, "ddp_backend", None)
+        if backend and "process group" in str(err):  # accelerate's words, which name no setting
+            raise RecipeError(
+                f"ddp_backend={backend!r}: transformers starts that backend's process group while the settings are "
+                "built, which works only inside processes that torchrun or accelerate launch started; accelerate "
+                "picks the backend itself (nccl on GPUs, gloo on CPUs): leave ddp_backend unset"
+                + locator(recipe, argv)("ddp_backend")
+            ) from err
         raise RecipeError(with_location(str(err), recipe, argv)) from err
     return run_args, sas_args, model_args
 
