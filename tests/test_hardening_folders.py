@@ -149,3 +149,39 @@ def test_a_folder_the_kernel_refuses_is_named_for_real(tmp_path):
     assert run.returncode == 2, run.stderr
     assert f"--output_dir {out!r} cannot be written (its first existing folder {locked!r})" in run.stderr
     assert "Traceback" not in run.stderr and not os.path.exists(out)
+
+
+def test_a_read_only_cache_that_holds_the_entry_is_used_as_it_is(tmp_path, monkeypatch, capsys):
+    """Nothing to write into the shared cache: a read-only one with the intact warm-up is read, not refused."""
+    import contextlib
+
+    from sas_trl.training import warmup
+    from sas_trl.training.recipes import parse
+
+    class OneProcess:
+        is_main_process = True
+        main_process_first = staticmethod(contextlib.nullcontext)
+
+    monkeypatch.setenv(warmup.CACHE_ENV, str(tmp_path / "cache"))
+
+    def prepare(out):
+        run_args, args, model_args, _ = parse(
+            ["--recipe", RECIPE, "--sft_warmup_steps", "0", "--output_dir", str(out)]
+        )
+        return warmup.prepare_model(run_args, model_args, args, OneProcess())
+
+    prepare(tmp_path / "first")  # builds the entry
+    real = tempfile.TemporaryFile
+    cache = str(tmp_path / "cache")
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(cache):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+    monkeypatch.setattr(warmup, "build_builtin_model", lambda *a, **k: pytest.fail("rebuilt"))
+    capsys.readouterr()
+    prepare(tmp_path / "second")
+    assert "reusing the warmed-up builtin:tiny in the read-only cache" in capsys.readouterr().out
+    assert warmup.cached_warmup_changes(tmp_path / "second" / "base_model", {}) is None

@@ -140,9 +140,13 @@ def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
     with state.main_process_first():  # one process builds it, the others load the saved copy
         if state.is_main_process:
             entry = cache_entry(settings)
-            with _build_lock(entry):
-                shared_warmup(entry, settings, run_args, args.seed)
+            if _read_only_with_entry(entry, settings):  # a shared read-only cache: used as it is, no lock needed
+                print(f"sas-trl: reusing the warmed-up {BUILTIN_MODEL} in the read-only cache {entry}", flush=True)
                 copy_into_run(entry, base, settings)
+            else:
+                with _build_lock(entry):
+                    shared_warmup(entry, settings, run_args, args.seed)
+                    copy_into_run(entry, base, settings)
     return str(base)
 
 
@@ -213,6 +217,15 @@ def _replace_folder(new: Path, target: Path) -> None:
         os.replace(target, aside)
         shutil.rmtree(aside, ignore_errors=True)
     os.replace(new, target)
+
+
+def _read_only_with_entry(entry: Path, settings: dict[str, Any]) -> bool:
+    """Whether the cache folder cannot be written but already holds an intact `entry` made with `settings`."""
+    from ..evaluation.config import unwritable
+
+    return (
+        entry.parent.is_dir() and unwritable(entry.parent) is not None and not cached_warmup_changes(entry, settings)
+    )
 
 
 @contextlib.contextmanager
