@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_every_baseline_and_its_tiny_variant_is_shipped():
 
 
 @pytest.mark.parametrize("recipe", LATER_STAGES, ids=lambda p: p.relative_to(BASELINES).as_posix())
-def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path, monkeypatch):
+def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path, monkeypatch, tiny_model_dir):
     raw = load_recipe(recipe)
     with pytest.raises(RecipeError, match=r"does not exist|not found"):
         parse(["--recipe", str(recipe), *CPU_OVERRIDES])
@@ -45,7 +46,7 @@ def test_later_stages_need_and_accept_the_earlier_stages_output(recipe, tmp_path
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     previous = tmp_path / raw["model_name_or_path"]
-    previous.mkdir(parents=True)
+    shutil.copytree(tiny_model_dir, previous)  # a saved model: an empty folder is refused, naming config.json
     if "lapo_target" in raw.get("transform_params", {}):
         (previous / "lapo_targets.json").write_text(json.dumps({"a prompt": 120}))
     run_args, args, model_args, _ = parse(["--recipe", str(recipe), *CPU_OVERRIDES])

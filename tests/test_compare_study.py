@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 
 import pytest
 import yaml
@@ -117,7 +118,7 @@ def test_a_bad_seed_fails_before_the_warm_up_and_base_evaluation(tmp_path, capsy
     assert not (tmp_path / "out").exists()
 
 
-def test_print_commands_gives_one_self_contained_line_per_run(tmp_path, capsys):
+def test_print_commands_gives_one_self_contained_line_per_run(tmp_path, capsys, tiny_model_dir):
     assert main(["compare", "--study", study_file(tmp_path), "--print_commands"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("sas-trl compare --study") and lines[0].endswith("--prepare_only")
@@ -125,7 +126,7 @@ def test_print_commands_gives_one_self_contained_line_per_run(tmp_path, capsys):
     runs = lines[2:]
     assert len(runs) == 2 * 3
     study = load_study(study_file(tmp_path))
-    (study.output_dir / "base_model").mkdir(parents=True)  # built by --prepare_only, the first line
+    shutil.copytree(tiny_model_dir, study.output_dir / "base_model")  # built by --prepare_only, the first line
     for line, run in zip(runs, plan_runs(study), strict=True):
         train, evaluate = (shlex.split(part) for part in line.split(" && "))
         assert train[:3] == ["sas-trl", "train", "--recipe"] and train[-2:] == ["--resume_from_checkpoint", "last"]

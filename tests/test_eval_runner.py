@@ -88,7 +88,7 @@ def test_unreadable_model_fails_before_generation(kind, tmp_path, capsys):
         "missing": "no such folder",
         "file": "is a file",
         "no_config": "no config.json",
-        "bad_config": "cannot load",
+        "bad_config": "config.json is not valid JSON",
     }
     assert code == 2 and expected[kind] in err and str(model) in err
     assert not out.exists()  # nothing started

@@ -41,7 +41,7 @@ def test_a_dotted_path_reward_needs_no_change_to_the_package(tmp_path, monkeypat
     (tmp_path / "my_recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_args, _, _, _ = parse(["--recipe", str(tmp_path / "my_recipe.yaml")])
     rewards = get_reward_funcs(run_args)
-    assert rewards[1].__wrapped__ is sys.modules["my_rewards"].brevity  # under its deadline (reward_timeout)
+    assert rewards[1].__wrapped__ is sys.modules["my_rewards"].brevity  # under its deadline and its checks
     assert rewards[1](["a", "b"], completion_ids=[[1] * 10, [1] * 500]) == [-0.01, -0.5]
 
 

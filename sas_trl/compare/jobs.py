@@ -19,6 +19,9 @@ from ..errors import UserError
 T = TypeVar("T")
 
 
+MAX_JOBS = 500  # a study's most runs (study.MAX_RUNS): more slots could never be used
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -39,6 +42,8 @@ def job_envs(jobs: int, gpus: Sequence[str] | None = None, cores: int | None = N
     """The environment changes of each of `jobs` slots: GPUs split evenly when there are any, else CPU threads."""
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > MAX_JOBS:  # each slot is built here: a typo of 10**12 must not allocate 10**12 of them
+        raise UserError(f"--jobs {jobs} is more runs at once than a study holds (at most {MAX_JOBS} runs)")
     gpus = visible_gpus() if gpus is None else list(gpus)
     if gpus:
         if jobs > len(gpus):

@@ -13,14 +13,35 @@ from .backends import SamplingSettings
 BACKENDS = ("auto", "transformers", "vllm")
 
 
-def check_output_folder(path: Path, name: str) -> None:
-    """Refuse an output folder that is (or lies under) an existing file: the first existing one must be a folder."""
+def check_output_folder(path: Path, name: str, probe: bool = True) -> None:
+    """Refuse an output folder that is (or lies under) an existing file, or (`probe`) that cannot be written.
+
+    The first existing one of `path` and its parents must be a folder; with `probe`, a nameless temporary file
+    is created in it and closed at once (nothing is left behind). A real write is the only test that also holds
+    for root, whom permission bits do not stop, and for read-only mounts.
+    """
     for where in (path, *path.parents):
         if where.exists():
             if not where.is_dir():
                 what = "is" if where == path else f"lies under {str(where)!r}, which is"
                 raise UserError(f"{name} {str(path)!r} {what} an existing file, not a folder")
+            problem = unwritable(where) if probe else None
+            if problem is not None:
+                what = "" if where == path else f" (its first existing folder {str(where)!r})"
+                raise UserError(f"{name} {str(path)!r} cannot be written{what}: {problem}")
             return
+
+
+def unwritable(folder: Path) -> str | None:
+    """None when a file can be created in the existing `folder`, else why not (the system's words)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
 
 
 @dataclass(kw_only=True)

@@ -25,6 +25,7 @@ from ..errors import UserError
 from .backends import SEEDING, Request, SamplingSettings, make_backend, model_fingerprint, model_identity
 from .config import EvalInputs
 from .datasets import EvalItem, load_benchmark
+from .model_files import model_folder_problem
 from .store import SampleStore
 
 # --------------------------------------------------------------------------------------------------
@@ -52,8 +53,9 @@ def load_tokenizer(model: str):
             raise UserError(f"--model {model!r} is a file; pass the model's folder")
         if not os.access(path, os.R_OK | os.X_OK):
             raise UserError(f"--model {model!r}: the folder is not readable")
-        if not (path / "config.json").is_file():
-            raise UserError(f"--model {model!r} holds no saved model (no config.json)")
+        problem = model_folder_problem(path)  # transformers' traceback halfway through loading, otherwise
+        if problem is not None:
+            raise UserError(f"--model {model!r}: {problem}")
     from transformers import AutoConfig, AutoTokenizer
 
     try:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, disk_full_error, is_disk_full
 from ..output_files import for_append, write_text
 
 Key = tuple[str, str, int]
@@ -124,10 +124,22 @@ class SampleStore:
                 f"sas-trl: {self.path}: dropped its last line ({cut} bytes), cut short when a run stopped", flush=True
             )
             self._complete = None
-        with open(self.path, "a") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        text = "".join(json.dumps(record) + "\n" for record in records)
+        size = self.path.stat().st_size
+        try:
+            with open(self.path, "a") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            os.truncate(self.path, size)  # no half line left behind: the file holds whole samples only
+            raise disk_full_error(
+                self.path.parent,
+                saved=f"{self.path} with its {len(self.records)} earlier samples (the same command resumes from them)",
+                not_saved=f"the last {len(records)} sample(s)",
+                needed=len(text.encode()),
+            ) from err
         for record in records:
             self.records[(record["benchmark"], record["id"], record["sample"])] = record

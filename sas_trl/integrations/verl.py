@@ -64,12 +64,19 @@ def sas_settings(section: Mapping[str, Any] | None) -> tuple[SASRule, float]:
     """The SAS rule and correctness threshold from a `trainer.v1.sas_sync` mapping (missing keys keep defaults).
 
     Raises:
-        SASRuleError (a `UserError`): an unknown key, or a value `SASRule` refuses (its message, naming the
-            `sas_*` setting), prefixed with where it was read.
+        SASRuleError (a `UserError`): a section that is not a mapping (a list, a text, a number), an unknown key,
+            or a value `SASRule` refuses (its message, naming the `sas_*` setting), prefixed with where it was read.
     """
+    if section is not None and not isinstance(section, Mapping):  # `+trainer.v1.sas_sync=0.3`: `.ratio` forgotten
+        number = isinstance(section, int | float) and not isinstance(section, bool)
+        hint = f"; did you mean +{SETTINGS_PATH}.ratio={section!r}?" if number else ""
+        raise SASRuleError(
+            f"{SETTINGS_PATH} must be a mapping of SAS settings (+{SETTINGS_PATH}.ratio=0.3, one key per "
+            f"setting: {', '.join(setting_names())}), got {type(section).__name__} {section!r}{hint}"
+        )
     section = dict(section or {})
     names = setting_names()
-    unknown = sorted(set(section) - set(names))
+    unknown = sorted(set(section) - set(names), key=str)  # keys of any type: YAML and Hydra allow numbers
     if unknown:
         raise SASRuleError(
             f"{SETTINGS_PATH}.{unknown[0]} is not a SAS setting; allowed keys: {', '.join(names)} (verl's own sync "

@@ -99,6 +99,8 @@ def parse_mapping(value: Any, key: str) -> dict[str, dict[str, Any]]:
             value = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as err:
             raise RecipeError(f"{key}: {value!r} is not a YAML/JSON mapping ({err})") from err
+        except RecursionError as err:
+            raise RecipeError(f"{key}: the value is nested too deeply to read (thousands of levels)") from err
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -138,11 +140,23 @@ def build_params(cls: type, values: Mapping[str, Any] | None, prefix: str):
         hint = hints[name]
         if not matches(hint, values[name]):
             raise RecipeError(f"{prefix}.{name}: {values[name]!r} is not a valid {type_name(hint)}")
+        too_large = [v for v in _numbers(values[name]) if abs(v) > MAX_INTEGER]
+        if too_large:  # it would overflow a 64-bit dataset column or a float, deep inside the dataset map
+            raise RecipeError(f"{prefix}.{name}: {too_large[0]} is too large (at most {MAX_INTEGER:,} in size)")
         values[name] = _convert(hint, values[name])
     try:
         return cls(**values)
     except ParamError as err:
         raise err.at(prefix) from None
+
+
+MAX_INTEGER = 2**63 - 1  # the largest integer a dataset column (int64) holds
+
+
+def _numbers(value) -> list[int]:
+    """The integers in a parameter's value (itself, or a list's items)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    return [v for v in items if isinstance(v, int) and not isinstance(v, bool)]
 
 
 def _convert(hint, value):

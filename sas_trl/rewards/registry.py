@@ -17,12 +17,12 @@ it needs) and training read only what its spec declares.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RecipeError
+from . import checks
 from .deadline import with_deadline
 from .params import NoParams, RunContext, build_named_params, nearest
 
@@ -74,7 +74,7 @@ def import_reward(path: str) -> Callable:
     """The callable at dotted path `module.attribute` (TRL's CLI fallback), or `RecipeError` naming it."""
     module_path, _, attribute = path.rpartition(".")
     try:
-        module = importlib.import_module(module_path)
+        module = checks.import_module(path, module_path)  # a syntax error or a failing import: file and line
     except ImportError as err:
         raise RecipeError(
             f"reward_funcs: {path!r} is neither a registered reward nor an importable path: cannot import "
@@ -88,6 +88,7 @@ def import_reward(path: str) -> Callable:
             f"reward_funcs: {path!r} is not a reward function (completions, **kwargs) -> list[float]; it is "
             f"of type {type(reward).__name__}"
         )
+    checks.check_signature(path, reward)  # TRL calls it by keyword only: **kwargs needed
     return reward
 
 
@@ -103,7 +104,7 @@ def reward_spec(name: str) -> RewardSpec:
     reward = import_reward(name)
     correct = getattr(reward, CORRECTNESS_ATTRIBUTE, False) is True
     return RewardSpec(
-        lambda params, context: with_deadline(reward, name, context.reward_timeout),
+        lambda params, context: _guarded(reward, name, context.reward_timeout),
         correct,
         "",
         NoParams,
@@ -111,6 +112,14 @@ def reward_spec(name: str) -> RewardSpec:
         name,
         dotted_path=True,
     )
+
+
+def _guarded(reward: Callable, name: str, seconds: float | None) -> Callable:
+    """A user's reward under its deadline (`deadline.py`) with what it raises or returns checked (`checks.py`);
+    `__wrapped__` stays the user's function."""
+    wrapper = checks.checked_call(name, with_deadline(reward, name, seconds))
+    wrapper.__wrapped__ = reward
+    return wrapper
 
 
 def check_reward_names(names: Sequence[str]) -> None:

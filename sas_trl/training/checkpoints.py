@@ -1,4 +1,4 @@
-"""Is a checkpoint folder whole? Cheap checks (file headers and sizes, no tensor read) of what transformers loads.
+"""Is a checkpoint folder whole and usable? Checks of what transformers loads, before any model work.
 
 A save cut short (no `trainer_state.json`, which transformers writes last), a trainer state that is not JSON,
 weights cut short, a missing shard, a torch file that is not a whole archive: each named by its file, before any
@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import RecipeError
+from ..evaluation.model_files import model_folder_problem, weights_problem
 
 TRAINER_STATE = "trainer_state.json"  # written last in a checkpoint folder
 
@@ -28,11 +29,8 @@ def checkpoint_folders(output_dir: Path) -> list[tuple[int, Path]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Is a checkpoint whole? Cheap checks (headers and sizes, no tensors read) that transformers would fail on
+# Is a checkpoint whole? Headers, sizes, the readers transformers uses, finite weights
 # --------------------------------------------------------------------------------------------------
-
-WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin")
-INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def checkpoint_problem(folder: Path) -> str | None:
@@ -41,68 +39,65 @@ def checkpoint_problem(folder: Path) -> str | None:
     Checked: `trainer_state.json` is a JSON object with a `global_step`; model weights are there (single file,
     sharded with their index, a LoRA adapter, or an FSDP / DeepSpeed state folder), every `.safetensors` file's
     size matches its header, every shard an index names exists, and every torch file (`*.pt`, `*.pth`, `*.bin`:
-    zip archives) has its archive directory, which a file cut short lacks.
+    zip archives) has its archive directory, which a file cut short lacks. And what only shows when the
+    checkpoint is used: transformers' own reader accepts the trainer state (a field of a newer transformers, a
+    byte that is not UTF-8), a full model's `config.json` is JSON with a `model_type`, and no safetensors weight
+    holds NaN or infinity (the only check that reads tensors, one at a time).
     """
     state = folder / TRAINER_STATE
     if not state.is_file():
         return f"{state} is missing (a save cut short)"
     try:
-        value = json.loads(state.read_text())
+        value = json.loads(state.read_text(encoding="utf-8"))  # as transformers reads it
     except (OSError, ValueError) as err:
         return f"{state} is not valid JSON ({err})"
     if not isinstance(value, dict) or not isinstance(value.get("global_step"), int):
         return f"{state} has no global_step"
-    weights = [folder / n for n in WEIGHT_FILES if (folder / n).is_file()]
-    for index in (folder / n for n in INDEX_FILES):
-        if index.is_file():
-            try:
-                shards = set(json.loads(index.read_text())["weight_map"].values())
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                return f"{index} is not a valid weights index"
-            for shard in sorted(shards):
-                if not (folder / shard).is_file():
-                    return f"{folder / shard} is missing (named in {index.name})"
-                weights.append(folder / shard)
-    states = [p for p in folder.iterdir() if p.is_dir() and ("pytorch_model_fsdp" in p.name or _deepspeed(p))]
-    if not weights and not states and not any(folder.glob("*/adapter_model.*")):
-        return f"{folder} holds no model weights (model.safetensors)"
-    for path in sorted({*weights, *folder.glob("*.pt"), *folder.glob("*.pth"), *folder.glob("*.bin")}):
-        problem = _safetensors_problem(path) if path.suffix == ".safetensors" else _torch_file_problem(path)
+    problem = _trainer_state_problem(state)
+    if problem is not None:
+        return problem
+    config = folder / "config.json"
+    if config.is_file():  # a full model's checkpoint (a LoRA one has adapter_config.json)
+        problem = model_folder_problem(folder)
         if problem is not None:
-            return f"{path} {problem}"
+            return problem
+    problem = weights_problem(folder, extra_states=True)
+    if problem is not None:
+        return problem
+    return _nonfinite_weights(folder)
+
+
+def _trainer_state_problem(state: Path) -> str | None:
+    """What transformers' own reader (`TrainerState.load_from_json`) refuses: a field of another transformers
+    version, a value it cannot take."""
+    from transformers import TrainerState
+
+    try:
+        TrainerState.load_from_json(str(state))
+    except TypeError as err:  # TrainerState(**fields): a field this transformers version does not have
+        return f"{state} cannot be read by this transformers version ({err}; saved by another version?)"
+    except Exception as err:  # noqa: BLE001 - whatever the reader trips on, named with its file
+        return f"{state} cannot be read ({type(err).__name__}: {err})"
+    return None
+
+
+def _nonfinite_weights(folder: Path) -> str | None:
+    """The first safetensors weight holding NaN or infinity (a diverged run's save), named with its file; one
+    tensor in memory at a time."""
+    import torch
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return f"{path} holds NaN or infinite values (tensor {name!r}): the run had diverged"
     return None
 
 
 def _deepspeed(path: Path) -> bool:
     return path.name.startswith("global_step")
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    """A safetensors file is an 8-byte header length, a JSON header, then exactly the tensors it lists."""
-    size = path.stat().st_size
-    try:
-        with path.open("rb") as handle:
-            length = int.from_bytes(handle.read(8), "little")
-            if size < 8 or 8 + length > size:
-                return "is cut short or damaged (its header runs past the end of the file)"
-            header = json.loads(handle.read(length))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-        return "is damaged (its header is not valid safetensors)"
-    if 8 + length + max(ends, default=0) != size:
-        return "is cut short or damaged (its size does not match its header)"
-    return None
-
-
-def _torch_file_problem(path: Path) -> str | None:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            archive.namelist()
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return "is cut short or damaged (not a whole torch archive)"
-    return None
 
 
 def optimizer_problem(folder: Path) -> str | None:

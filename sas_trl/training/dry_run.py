@@ -42,7 +42,7 @@ def dry_run(argv: list[str]) -> str:
             resolved[key] = originals[key]
         else:
             resolved.pop(key, None)
-    check_output_folder(Path(args.output_dir), "output_dir")  # as a start checks it (reads only)
+    check_output_folder(Path(args.output_dir), "output_dir", probe=False)  # as a start checks it, reads only
 
     config = accelerate_config(run_args.accelerate_config)
     launch = estimates.launch_of(config, run_args.num_processes)

@@ -283,19 +283,37 @@ def recipe_changes(output_dir: Path, run_args, args, model_args, recipe: dict[st
 
 
 def remove_previous_run(output_dir: Path) -> None:
-    """Remove an earlier run's checkpoints and run_info.json (`--overwrite_output_dir true`)."""
+    """Remove an earlier run's checkpoints and run_info.json (`--overwrite_output_dir true`).
+
+    Nothing outside `output_dir` is removed through a symbolic link: a link among them is removed itself (its
+    target stays), and `shutil.rmtree` removes links inside a checkpoint folder without following them. A file
+    that cannot be removed is a `RecipeError` naming it, saying what was removed already.
+    """
     import shutil
 
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    removed = sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"))
-    for path in removed:
-        shutil.rmtree(path)
-    if (output_dir / RUN_INFO).is_file():
-        (output_dir / RUN_INFO).unlink()
-        removed.append(output_dir / RUN_INFO)
+    found = sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"))
+    info = output_dir / RUN_INFO
+    if info.is_symlink() or info.is_file():
+        found.append(info)
+    removed: list[str] = []
+    for path in found:
+        link = path.is_symlink()
+        try:
+            if link or not path.is_dir():
+                path.unlink()  # a link: the link alone, never its target
+            else:
+                shutil.rmtree(path)
+        except OSError as err:
+            done = f" (removed so far: {', '.join(removed)})" if removed else ""
+            raise RecipeError(
+                f"--overwrite_output_dir: cannot remove {path} ({err.strerror or err}){done}; remove it yourself "
+                "or pass another --output_dir"
+            ) from err
+        removed.append(f"{path.name} (a symbolic link: the link alone, its target kept)" if link else path.name)
     if removed:
-        names = ", ".join(p.name for p in removed)
+        names = ", ".join(removed)
         print(f"sas-trl: --overwrite_output_dir: removed the earlier run's {names} from {output_dir}", flush=True)
 
 

@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import yaml
-
 from ..constants import BUILTIN_DATASET, DEEPSCALER_ID
 from ..errors import RecipeError
 from .datasets import offline_dataset_hint
 from .launch import is_launched_child
-from .packaged import resolve_accelerate_config, resolve_path
+from .packaged import resolve_path
+from .trainer_settings import OPTIMIZER_PACKAGES, as_bool, settings_problems
+from .trainer_settings import attention as _attention
+from .trainer_settings import init_kwargs as _init_kwargs
+from .trainer_settings import is_none as _none
+from .trainer_settings import launch_config as _launch_config
+from .trainer_settings import on_cuda as _on_cuda
 
 # Settings read from the recipe and the flags (each flag's last value wins, as argparse does).
 KEYS = (
@@ -48,6 +52,10 @@ KEYS = (
     "use_liger_kernel",
     "dataset_name",
     "dataset_config",
+    "optim",
+    "fsdp",
+    "use_peft",
+    "model_init_kwargs",
 )
 FLASH_ATTENTION = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
 NO_WANDB_MODES = ("offline", "disabled", "dryrun")
@@ -104,17 +112,6 @@ def effective_values(recipe: dict[str, Any], argv: list[str]) -> dict[str, Any]:
     return values
 
 
-def as_bool(value: Any) -> bool:
-    """A recipe or flag value as a bool (flags are still text: "true", "yes", "1")."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("yes", "true", "t", "y", "1")
-    return bool(value)
-
-
-def _none(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", ""))
-
-
 def _reporters(value: Any) -> list[str]:
     if _none(value):
         return []
@@ -125,18 +122,6 @@ def _reporters(value: Any) -> list[str]:
 
         names = [n for n in names if n != "all"] + list(get_available_reporting_integrations())
     return names
-
-
-def _launch_config(value: Any) -> tuple[str, dict]:
-    """The accelerate config's path (packaged `recipes/...` mapped) and mapping ({} when absent/unreadable)."""
-    if _none(value):
-        return "", {}
-    path = resolve_accelerate_config(str(value))
-    try:
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return str(value), {}  # reported where the file is read (validation, launch)
-    return str(value), config if isinstance(config, dict) else {}
 
 
 def check_machine(recipe: dict[str, Any], argv: list[str]) -> None:
@@ -180,6 +165,7 @@ def machine_problems(values: dict[str, Any], *, hardware: bool = True) -> list[s
     if hardware:
         found, named = hardware_problems(values)
         problems += found
+    problems += settings_problems(values)
     problems += _package_problems(values, skip=named)
     problems += _reporter_problems(values)
     problems += _data_problems(values)
@@ -225,11 +211,24 @@ def _check_cpu_machine(values: dict[str, Any]) -> tuple[list[str], set[str]]:
             needs.append(key)
             fixes.append(f"--{key} false")
             named.add(key)
-    attn = values.get("attn_implementation")
-    if not _none(attn) and str(attn) in FLASH_ATTENTION:
-        needs.append(f"attn_implementation {attn}")
+    attn, attn_key = _attention(values)
+    if attn in FLASH_ATTENTION:
+        needs.append(f"{attn_key} {attn}")
         fixes.append("--attn_implementation sdpa")
         named.add("attn_implementation")
+    optim = str(values.get("optim", "") or "")
+    if OPTIMIZER_PACKAGES.get(optim, ("",))[0] == "bitsandbytes":
+        needs.append(f"optim {optim} (bitsandbytes)")
+        fixes.append("--optim adamw_torch")
+        named.add("optim")
+    device_map = _init_kwargs(values).get("device_map")
+    if isinstance(device_map, str | int) and not isinstance(device_map, bool) and _on_cuda(device_map):
+        needs.append(f"model_init_kwargs.device_map {device_map!r}")
+        fixes.append("(remove device_map from model_init_kwargs)")
+    if as_bool(values.get("use_liger_kernel", False)):
+        needs.append("use_liger_kernel (Triton kernels)")
+        fixes.append("--use_liger_kernel false")
+        named.add("use_liger_kernel")
     path, config = _launch_config(values.get("accelerate_config"))
     kind = str(config.get("distributed_type", "")).upper()
     if kind in ("DEEPSPEED", "FSDP", "MULTI_GPU", "XLA"):
@@ -279,17 +278,25 @@ def _package_problems(values: dict[str, Any], skip: set[str] = frozenset()) -> l
             f"accelerate_config {path} uses DeepSpeed, which is not installed: pip install 'sas-trl[deepspeed]', "
             "or pass --accelerate_config recipes/accelerate/ddp.yaml (or null for one process)"
         )
-    attn = values.get("attn_implementation")
-    flash = not _none(attn) and str(attn) in FLASH_ATTENTION and "attn_implementation" not in skip
+    attn, attn_key = _attention(values)
+    flash = attn in FLASH_ATTENTION and "attn_implementation" not in skip
     if flash and not installed(FLASH_ATTENTION[str(attn)]):
         problems.append(
-            f"attn_implementation {attn} needs the {FLASH_ATTENTION[str(attn)]} package, which is not installed: "
+            f"{attn_key} {attn} needs the {FLASH_ATTENTION[str(attn)]} package, which is not installed: "
             "pip install flash-attn --no-build-isolation, or pass --attn_implementation sdpa"
+        )
+    optim = str(values.get("optim", "") or "")
+    if optim in OPTIMIZER_PACKAGES and "optim" not in skip and not installed(OPTIMIZER_PACKAGES[optim][0]):
+        module, package = OPTIMIZER_PACKAGES[optim]
+        problems.append(
+            f"optim {optim} needs the {module} package, which is not installed: pip install {package}, or pass "
+            "--optim adamw_torch"
         )
     for key in ("load_in_4bit", "load_in_8bit"):
         if as_bool(values.get(key, False)) and key not in skip and not installed("bitsandbytes"):
             problems.append(f"{key}: true needs bitsandbytes: pip install bitsandbytes, or pass --{key} false")
-    if as_bool(values.get("use_liger_kernel", False)) and not installed("liger_kernel"):
+    liger = as_bool(values.get("use_liger_kernel", False)) and "use_liger_kernel" not in skip
+    if liger and not installed("liger_kernel"):
         problems.append(
             "use_liger_kernel: true needs liger-kernel: pip install liger-kernel, or pass --use_liger_kernel false"
         )

@@ -72,6 +72,25 @@ class Recipe(dict):
         return self.sources.get(key, default)
 
 
+MAX_DEPTH = 32  # recipes and studies nest a few levels (reward_params.NAME.PARAM); more is a mistake
+DEPTH_HINT = "recipes and study files are mappings a few levels deep"
+
+
+def nesting(value: Any) -> int:
+    """How many levels of lists and mappings `value` holds (iteratively: no recursion limit to reach; each
+    container once, so YAML aliases that share or contain a node cannot make it loop or explode)."""
+    deepest, stack, seen = 0, [(value, 1)], set()
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def load_yaml(path: Path, what: str, error: type[UserError] = RecipeError) -> tuple[Any, dict[str, int]]:
     """A YAML file's content (repeated keys refused) and the line of each key (`KEY`, and `KEY.SUBKEY` one level
     down); errors name the file."""
@@ -87,6 +106,8 @@ def load_yaml(path: Path, what: str, error: type[UserError] = RecipeError) -> tu
         data = loader.construct_document(node) if node is not None else None
     except RepeatedKeyError as err:
         raise error(f"{what} {path}: {err.problem}; each key may appear once") from err
+    except RecursionError as err:  # PyYAML builds nested nodes recursively
+        raise error(f"{what} {path} is nested too deeply to read (thousands of levels); {DEPTH_HINT}") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -94,6 +115,9 @@ def load_yaml(path: Path, what: str, error: type[UserError] = RecipeError) -> tu
         raise error(f"{what} {path} is not valid YAML{where}: {problem}") from err
     finally:
         loader.dispose()
+    depth = nesting(data)
+    if depth > MAX_DEPTH:
+        raise error(f"{what} {path} is nested {depth} levels deep, more than {MAX_DEPTH}; {DEPTH_HINT}")
     lines = {}  # after construction every merge is flattened: merged keys first, then the mapping's own
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:

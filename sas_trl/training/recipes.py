@@ -24,7 +24,7 @@ from .argv import flag_names, pop_recipe_flag, unescape_flags
 from .launch import is_launched_child
 from .packaged import PACKAGED, resolve_accelerate_config, resolve_path, resolve_recipe
 from .preflight import build_flags, effective_values, join_problems, machine_problems
-from .recipe_files import Recipe, check_env_allowed, dump_recipe, load_recipe
+from .recipe_files import MAX_DEPTH, Recipe, check_env_allowed, dump_recipe, load_recipe
 from .settings_checks import check_values
 from .validation import check_keys, check_local_files, check_settings, check_types
 
@@ -42,6 +42,7 @@ def parse(argv: list[str], *, this_machine: bool = False):
     """
     argv, source = pop_recipe_flag(list(argv))
     argv = unescape_flags(argv)
+    check_flag_nesting(argv)
     recipe: dict[str, Any] = {}
     if source is not None:
         path = resolve_recipe(source)
@@ -90,6 +91,22 @@ def without_redacted(recipe: dict[str, Any], tell: bool = False) -> dict[str, An
     return Recipe(kept, sources)
 
 
+def check_flag_nesting(argv: list[str]) -> None:
+    """A flag's JSON/YAML text nested deeper than a recipe may be (`MAX_DEPTH`): refused by name before a
+    parser recurses into it (thousands of levels end in a RecursionError)."""
+    name = None
+    for arg in argv:
+        if arg.startswith("--"):
+            name, _, arg = arg[2:].partition("=")
+        depth = deepest = 0
+        for char in arg:
+            depth += char in "[{"
+            depth -= char in "]}"
+            deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            raise RecipeError(f"--{name}: the value is nested {deepest} levels deep, more than {MAX_DEPTH}")
+
+
 def checked(recipe: dict[str, Any], argv: list[str]):
     """`build`, then the `recipes/...` paths mapped and the files and combined settings checked."""
     run_args, sas_args, model_args = build(recipe, argv)
@@ -125,6 +142,14 @@ def build(recipe: dict[str, Any], argv: list[str]):
     try:
         run_args, sas_args, model_args = parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, TypeError) as err:  # RecipeError included: its message gains the value's location
+        backend = getattr(namespace, "ddp_backend", None)
+        if backend and "process group" in str(err):  # accelerate's words, which name no setting
+            raise RecipeError(
+                f"ddp_backend={backend!r}: transformers starts that backend's process group while the settings are "
+                "built, which works only inside processes that torchrun or accelerate launch started; accelerate "
+                "picks the backend itself (nccl on GPUs, gloo on CPUs): leave ddp_backend unset"
+                + locator(recipe, argv)("ddp_backend")
+            ) from err
         raise RecipeError(with_location(str(err), recipe, argv)) from err
     return run_args, sas_args, model_args
 

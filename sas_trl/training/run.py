@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import BUILTIN_DATASET
-from ..errors import UserError
+from ..errors import UserError, disk_full_error, is_disk_full
 from . import hub
 from .arguments import RunArguments
 from .datasets import drop_long_prompts, load_eval_dataset, load_train_dataset
@@ -72,7 +72,18 @@ def run(run_args: RunArguments, args, model_args, recipe: dict[str, Any]) -> Pat
 
     start = time.perf_counter()
     train(trainer, plan.resume, rewards, args)
-    trainer.save_model(str(output_dir))
+    try:
+        trainer.save_model(str(output_dir))
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(
+            output_dir,
+            saved=_saved_checkpoints(output_dir),
+            not_saved=f"the final model (step {trainer.state.global_step}); run_info.json is not written, so the "
+            "folder does not count as a finished run",
+            needed=_model_bytes(trainer.model),
+        ) from err
     if state.is_main_process:
         info = write_run_info(output_dir, trainer, state, model_id, seconds=time.perf_counter() - start)
         hub.write_card(
@@ -225,11 +236,60 @@ def train(trainer, resume: str | None, rewards: list, args) -> None:
     when training fails."""
     try:
         trainer.train(resume_from_checkpoint=resume)
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise checkpoint_disk_full(Path(args.output_dir), trainer) from err
     finally:
         for reward in rewards:
             if hasattr(reward, "close"):
                 reward.close()
         finish_wandb(args)
+
+
+def checkpoint_disk_full(output_dir: Path, trainer) -> UserError:
+    """The disk filled during training (a checkpoint save): the half-written checkpoint folders newer than the
+    newest intact one are removed (a resume skips them anyway: they free space), and the error says what is
+    saved, what is not and how much one checkpoint takes (the last intact one's size, else 3x the weights:
+    weights and Adam's two moments)."""
+    import shutil
+
+    from .checkpoints import checkpoint_folders, checkpoint_problem
+
+    folders = sorted(checkpoint_folders(output_dir), reverse=True)
+    intact = next(((step, f) for step, f in folders if checkpoint_problem(f) is None), None)
+    removed = []
+    for step, folder in folders:
+        if intact is not None and step <= intact[0]:
+            break
+        if not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    needed = (
+        sum(p.stat().st_size for p in intact[1].rglob("*") if p.is_file())
+        if intact is not None
+        else 3 * _model_bytes(trainer.model)
+    )
+    partial = f"; the partial {', '.join(removed)} removed" if removed else ""
+    return disk_full_error(
+        output_dir,
+        saved=_saved_checkpoints(output_dir),
+        not_saved=f"the checkpoint of step {trainer.state.global_step}{partial}",
+        needed=needed,
+    )
+
+
+def _saved_checkpoints(output_dir: Path) -> str:
+    from .checkpoints import checkpoint_folders, checkpoint_problem
+
+    intact = [f for _, f in sorted(checkpoint_folders(output_dir), reverse=True) if checkpoint_problem(f) is None]
+    if not intact:
+        return "no checkpoint"
+    return f"{intact[0].name}, intact (--resume_from_checkpoint last continues from it)"
+
+
+def _model_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def push(output_dir: Path, repo_id: str, args, token: str | None = None) -> None:

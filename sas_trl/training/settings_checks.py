@@ -193,6 +193,7 @@ def check_values(values: Mapping[str, Any], where: Where = lambda key: "") -> No
         _check_finite(key, value, where)
         if value is None:
             continue
+        _check_size(key, value, where)
         if key in RANGES and isinstance(value, int | float) and not isinstance(value, bool):
             spec = RANGES[key]
             if not spec.allows(value):
@@ -208,6 +209,20 @@ def check_values(values: Mapping[str, Any], where: Where = lambda key: "") -> No
     _check_text_numbers(values, where)
     _check_dict_fields(values, where)
     _check_reward_weights(values, where)
+
+
+MAX_INTEGER = 2**63 - 1  # what torch, numpy and a dataset column (int64) hold
+# Sizes that make something of that size before training: a typo of 10**12 must not allocate it.
+MAX_SIZES = {"builtin_num_problems": 10_000_000, "builtin_max_terms": 10_000}
+
+
+def _check_size(key: str, value, where: Where) -> None:
+    """Integers too large for int64 (an overflow deep inside torch or a dataset map) and `MAX_SIZES`."""
+    items = value if isinstance(value, list | tuple) else [value]
+    limit = MAX_SIZES.get(key, MAX_INTEGER)
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > limit:
+            raise RecipeError(f"{key}={item} is too large; allowed values: at most {limit:,} in size{where(key)}")
 
 
 def _check_finite(key: str, value, where: Where) -> None:
@@ -349,6 +364,12 @@ def check_model_init_kwargs(kwargs: Any, model: str | None, revision: str | None
     for key, value in kwargs.items():
         if not isinstance(key, str):
             raise RecipeError(f"model_init_kwargs: key {key!r} is not a keyword name{at}")
+        if key in ("dtype", "torch_dtype") and value is not None and not isinstance(value, str):
+            shown = ", ".join(repr(d) for d in DTYPES)
+            raise RecipeError(
+                f"model_init_kwargs: {key}={value!r} is not a dtype name (transformers would ignore it and load in "
+                f"float32); allowed values: {shown}{at}"
+            )
         if key in ("dtype", "torch_dtype") and isinstance(value, str) and value not in DTYPES:
             shown = ", ".join(repr(d) for d in DTYPES)
             raise RecipeError(f"model_init_kwargs: {key}={value!r} is not valid; allowed values: {shown}{at}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..constants import BUILTIN_DATASET, BUILTIN_MODEL
 from ..errors import RecipeError
+from ..evaluation.model_files import model_folder_problem
 from ..typecheck import matches, type_name
 from .arguments import TRL_ONLY_KEYS, RunArguments, all_fields
 from .recipe_files import Recipe
@@ -68,6 +69,11 @@ def check_local_files(run_args: RunArguments, model_args) -> None:
             continue
         if _looks_local(value) and not Path(value).exists():
             raise RecipeError(f"{key}: local path {value!r} does not exist")
+    model = model_args.model_name_or_path
+    if model and not model.startswith("builtin:") and Path(model).expanduser().is_dir():
+        problem = model_folder_problem(Path(model).expanduser())  # else transformers' traceback after the warm-up
+        if problem is not None:
+            raise RecipeError(f"model_name_or_path: {problem}")
     if model_args.model_name_or_path is None:
         raise RecipeError(f"model_name_or_path is required (a Hub id, a local folder, or {BUILTIN_MODEL!r})")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import BUILTIN_MODEL
-from ..errors import UserError
+from ..errors import UserError, disk_full_error, is_disk_full
 from .arguments import RunArguments
 
 CACHE_ENV = "SAS_TRL_CACHE"  # overrides the cache folder (tests point it at a temporary folder)
@@ -146,9 +146,13 @@ def prepare_model(run_args: RunArguments, model_args, args, state) -> str:
     with state.main_process_first():  # one process builds it, the others load the saved copy
         if state.is_main_process:
             entry = cache_entry(settings)
-            with _build_lock(entry):
-                shared_warmup(entry, settings, run_args, args.seed)
+            if _read_only_with_entry(entry, settings):  # a shared read-only cache: used as it is, no lock needed
+                print(f"sas-trl: reusing the warmed-up {BUILTIN_MODEL} in the read-only cache {entry}", flush=True)
                 copy_into_run(entry, base, settings)
+            else:
+                with _build_lock(entry):
+                    shared_warmup(entry, settings, run_args, args.seed)
+                    copy_into_run(entry, base, settings)
     return str(base)
 
 
@@ -163,7 +167,10 @@ def warmed_up_model(run_args: RunArguments, seed: int) -> Path:
 
 
 def shared_warmup(entry: Path, settings: dict[str, Any], run_args: RunArguments, seed: int) -> None:
-    """Make `entry` hold an intact warm-up made with `settings`: reused when verified, else (re)built atomically."""
+    """Make `entry` hold an intact warm-up made with `settings`: reused when verified, else (re)built atomically.
+
+    A full disk leaves no half-built entry and ends in one `UserError` saying what was not saved and how much
+    space the model needs."""
     reason = cached_warmup_changes(entry, settings)
     if reason is None:
         print(f"sas-trl: reusing the warmed-up {BUILTIN_MODEL} in {entry} (same settings, files verified)", flush=True)
@@ -177,6 +184,15 @@ def shared_warmup(entry: Path, settings: dict[str, Any], run_args: RunArguments,
         build_builtin_model(staging, run_args, seed)
         write_warmup_record(staging, settings)
         _replace_folder(staging, entry)
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(
+            entry.parent,
+            saved="nothing (the partial model was removed: no half-written cache entry is left to reuse)",
+            not_saved=f"the warmed-up {BUILTIN_MODEL} (its warm-up runs again next time)",
+            needed=getattr(err, "needed", None),
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -193,8 +209,21 @@ def copy_into_run(entry: Path, base: Path, settings: dict[str, Any]) -> None:
     try:
         shutil.copytree(entry, staging)
         _replace_folder(staging, base)
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(
+            base.parent,
+            saved=f"the warmed-up model in the shared cache, {entry}",
+            not_saved=f"the run's copy {base} (the partial copy was removed)",
+            needed=_folder_bytes(entry),
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _replace_folder(new: Path, target: Path) -> None:
@@ -206,16 +235,33 @@ def _replace_folder(new: Path, target: Path) -> None:
     os.replace(new, target)
 
 
+def _read_only_with_entry(entry: Path, settings: dict[str, Any]) -> bool:
+    """Whether the cache folder cannot be written but already holds an intact `entry` made with `settings`."""
+    from ..evaluation.config import unwritable
+
+    return (
+        entry.parent.is_dir() and unwritable(entry.parent) is not None and not cached_warmup_changes(entry, settings)
+    )
+
+
 @contextlib.contextmanager
 def _build_lock(entry: Path) -> Iterator[None]:
-    """An exclusive lock on one cache entry (a `.lock` file next to it), so that one process builds it."""
+    """An exclusive lock on one cache entry (a `.lock` file next to it), so that one process builds it.
+
+    A cache folder that cannot be created or written is refused here, naming it, before any model work.
+    """
+    from ..evaluation.config import unwritable
+
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
+        problem = unwritable(entry.parent)
     except OSError as err:
+        problem = err.strerror or str(err)
+    if problem is not None:
         raise UserError(
-            f"the warm-up cache folder {entry.parent} cannot be created ({err.strerror or err}); set {CACHE_ENV} "
-            "to a writable folder"
-        ) from err
+            f"the warm-up cache folder {entry.parent} cannot be written ({problem}); set {CACHE_ENV} to a writable "
+            "folder"
+        )
     try:
         import fcntl
     except ImportError:  # no POSIX locks (Windows): the renames alone keep the entry whole
@@ -233,8 +279,9 @@ def _build_lock(entry: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
-    """Build the built-in model and tokenizer into `path`, after `sft_warmup_steps` supervised steps if any."""
+def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> int:
+    """Build the built-in model and tokenizer into `path`, after `sft_warmup_steps` supervised steps if any;
+    returns the bytes its weights take. A failed save carries them as the error's `needed`."""
     from ..task import build_task_model, evaluate, sft_warmup
     from ..tiny import build_tokenizer
 
@@ -251,5 +298,11 @@ def build_builtin_model(path: Path, run_args: RunArguments, seed: int) -> None:
             f"{result.accuracy:.2f}, {result.mean_tokens:.1f} tokens",
             flush=True,
         )
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    needed = sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (1 << 20)  # + tokenizer
+    try:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    except Exception as err:
+        err.needed = needed  # for the full-disk message
+        raise
+    return needed
