@@ -185,7 +185,7 @@ RATIOS = {
     "sas/truncated_frac": ("truncated", "rollouts"),
     "sas/failed_truncated_frac": ("failed_truncated", "failed"),
 }
-# With ground-truth step labels (the built-in tasks; README, "Metrics"): the selection against the truth.
+# With ground-truth step labels (the built-in tasks; docs/metrics.md): the selection against the truth.
 LABEL_RATIOS = {
     "sas/mislabelled_frac": ("mislabelled", "labelled"),
     "sas/mislabelled_punished_frac": ("mislabelled_punished", "mislabelled"),

@@ -1,4 +1,7 @@
-"""The README's Python examples run as written, and its commands are the ones CI and users run."""
+"""The README's and its docs pages' Python examples run as written, and their commands are the ones CI and users run.
+
+The README keeps two commands (set up + the main job, set up + the tests); docs/install.md has the other test
+environments and the install notes, docs/design.md the pure-function example. Both are read here as the README is."""
 
 import re
 from pathlib import Path
@@ -7,35 +10,68 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+INSTALL = (ROOT / "docs" / "install.md").read_text()  # the other test environments and the install notes
+DESIGN = (ROOT / "docs" / "design.md").read_text()  # the pure tensor functions' example
+# The README, then the pages it moved commands and examples to: README first, so its commands come first.
+PAGES = {"README.md": README, "docs/install.md": INSTALL, "docs/design.md": DESIGN}
+PYTHON_BLOCKS = [
+    (name, index, block)
+    for name, text in PAGES.items()
+    for index, block in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S))
+]
 
 
-def test_readme_has_python_examples():
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def _section(text: str, heading: str) -> str:
+    return text[text.index(heading + "\n") :].split("\n## ")[0]
+
+
+def test_readme_and_docs_have_python_examples():
+    assert sum(name == "README.md" for name, _, _ in PYTHON_BLOCKS) >= 1  # the trainer
+    assert sum(name == "docs/design.md" for name, _, _ in PYTHON_BLOCKS) >= 1  # the pure functions
     assert len(PYTHON_BLOCKS) >= 2
 
 
-@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
-def test_readme_python_block_runs(index, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("name", "index", "block"), PYTHON_BLOCKS, ids=[f"{n}[{i}]" for n, i, _ in PYTHON_BLOCKS])
+def test_readme_and_docs_python_block_runs(name, index, block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(PYTHON_BLOCKS[index], f"README.md[python block {index}]", "exec"), {"__name__": "__readme__"})
+    exec(compile(block, f"{name}[python block {index}]", "exec"), {"__name__": "__readme__"})
+
+
+def test_the_two_commands_section_shows_two_commands():
+    """Set up + the main job, set up + the tests; the other environments' commands live in docs/install.md."""
+    two_commands = _section(README, "## Two commands")
+    commands = [c for block in _bash_blocks(two_commands) for c in block.splitlines() if c and not c.startswith("#")]
+    assert len(commands) == 2, commands
+    assert commands[0].endswith("sas-trl train --recipe recipes/tiny_cpu.yaml")
+    assert commands[1].endswith(".venv/bin/python -m pytest -q")
+    assert commands[0].split(" && ")[:2] == commands[1].split(" && ")[:2]  # the same setup
+    assert "docs/install.md" in two_commands
 
 
 def test_ci_runs_the_readme_test_command():
-    bash_blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
-    commands = [line for block in bash_blocks for line in block.splitlines() if line and not line.startswith("#")]
-    test_command = next(c for c in commands if "pytest" in c)
+    def commands(text):
+        return [c for block in _bash_blocks(text) for c in block.splitlines() if c and not c.startswith("#")]
+
+    test_command = next(c for c in commands(README) if "pytest" in c)
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
-    # Every test command the README gives (the main suite, then the verl plug-in's) is one CI runs, and back.
-    readme_tests = [c for c in commands if "pytest" in c]
+    # Every test command the README and docs/install.md give (the README's main suite, then the verl plug-in's and
+    # the GPU pins' on the install page) is one CI runs, in CI's order, and back.
+    readme_tests = [c for c in commands(README) + commands(INSTALL) if "pytest" in c]
     assert readme_tests == [line for line in ci_lines if "pytest" in line and not line.startswith("#")]
+    assert readme_tests[0] == test_command
     assert any(c.endswith("-m pytest -q tests/verl") for c in readme_tests)
 
 
 def _bash_lines() -> list[tuple[str | None, str]]:
-    """(the comment line right above or None, the command) for every command line of the README's bash blocks."""
+    """(the comment line right above or None, the command) for every command line of the bash blocks of the README
+    and docs/install.md."""
     pairs = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+    for block in _bash_blocks(README) + _bash_blocks(INSTALL):
         above = None
         for line in block.splitlines():
             if line.startswith("#"):
@@ -64,7 +100,8 @@ def test_every_readme_install_line_is_run_by_ci_or_says_why_not():
     marked = [line for above, line in installs if above and above.startswith("# Not run by CI (")]
     assert any("[vllm,deepspeed]" in line for line in marked)  # the GPU install, marked with its reason
     assert any("--index-url https://download.pytorch.org/whl/cpu" in line for line in marked)
-    assert not re.search(r"pip install[^\n`]*\"sas-trl\[", README)  # not on the package index: no such line
+    for text in (README, INSTALL):
+        assert not re.search(r"pip install[^\n`]*\"sas-trl\[", text)  # not on the package index: no such line
 
 
 def test_the_gpu_pins_environment_takes_the_vllm_extras_transformers_cap():
@@ -85,8 +122,7 @@ def test_the_main_suite_does_not_collect_the_verl_tests():
 
 
 def test_readme_main_command_is_the_built_in_default():
-    bash_blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
-    main_command = bash_blocks[0].strip().splitlines()[-1]
+    main_command = _bash_blocks(README)[0].strip().splitlines()[-1]
     assert main_command.endswith("sas-trl train --recipe recipes/tiny_cpu.yaml")
     assert (ROOT / "recipes" / "tiny_cpu.yaml").is_file()  # run end to end in tests/test_cli.py
 
@@ -96,7 +132,7 @@ def test_commands_on_the_tiny_model_sample_only_problems_it_trained_on():
     import yaml
 
     trained = yaml.safe_load((ROOT / "recipes" / "tiny_cpu.yaml").read_text())["builtin_max_terms"]
-    texts = [README, (ROOT / "docs" / "inspect.md").read_text()]
+    texts = [README] + [(ROOT / "docs" / name).read_text() for name in ("inspect.md", "eval.md", "truncation.md")]
     commands = [
         line
         for text in texts
@@ -113,10 +149,30 @@ def test_commands_on_the_tiny_model_sample_only_problems_it_trained_on():
 def test_the_readme_says_how_to_open_the_notebooks_with_the_dev_extras_jupyter():
     dev = re.search(r"^dev = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), flags=re.S | re.M).group(1)
     assert re.search(r'^\s*"(jupyterlab|notebook)\b', dev, flags=re.M)  # a front-end, not only a kernel
-    notebooks = README[README.index("## Notebooks") :]
-    assert ".venv/bin/jupyter lab notebooks/" in notebooks
+    for text in (README, (ROOT / "docs" / "notebooks.md").read_text()):
+        notebooks = text[text.index("# Notebooks") :]
+        assert ".venv/bin/jupyter lab notebooks/" in notebooks
 
 
 def test_the_first_command_says_why_it_is_silent_at_first():
-    two_commands = README[README.index("## Two commands") :].split("\n## ")[0]
+    two_commands = _section(README, "## Two commands")
     assert "pip install -q" in two_commands and "prints nothing for its first minutes" in two_commands
+
+
+def test_the_readme_links_resolve():
+    """Every relative link of the README and of the docs pages resolves from where the page is."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+://", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(ROOT)} links {target}, which does not exist"
+
+
+def test_the_study_result_comes_first():
+    """The project's own finding, with its intervals, is the README's first section."""
+    first = README.split("\n## ")[1]
+    assert first.startswith("What the project found")
+    assert "| SAS (paper counting, r = 0.3) | 89.45 [87.08, 91.82] | -2.09 [-4.34, +0.17] |" in first
+    assert "**What this task could and could not test.**" in first

@@ -91,7 +91,7 @@ def common_config(args, max_tokens: int) -> dict:
 
 def set_threads(num_threads: int | None) -> int:
     """torch's CPU threads: `num_threads`, or 1 when generation runs on the CPU (the default that is fast for the
-    small models a CPU evaluates; on 2 shared cores the README's tiny eval ran 7.6x slower with torch's default).
+    small models a CPU evaluates; on 2 shared cores docs/eval.md's tiny eval ran 7.6x slower with torch's default).
     Returns the number of threads torch now uses."""
     import torch
 

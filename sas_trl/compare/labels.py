@@ -1,7 +1,7 @@
 """What the selection did against the ground truth, and the policy's entropy, per condition, from the training logs.
 
 On the built-in tasks the trainer labels every step (correct, wrong, redundant) and logs, per training step
-(README, "Metrics"): the share of mislabelled rollouts (failed, truncated, reasoning correct so far) that still got a
+(docs/metrics.md): the share of mislabelled rollouts (failed, truncated, reasoning correct so far) that still got a
 negative advantage, the share of shielded steps of failed rollouts that were correct, and the share of zeroed steps
 of correct rollouts that were redundant or wrong. TRL logs the policy's `entropy`. Each run gives its mean over the
 logged steps and over the last quarter of them (entropy: its first and its last quarter); a condition gives the mean
@@ -104,7 +104,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
         lines += [
             "## Selection against the step labels",
             "",
-            'Per training step, on the built-in task\'s ground truth (README, "Metrics"), in %: mean over all logged '
+            "Per training step, on the built-in task's ground truth (docs/metrics.md), in %: mean over all logged "
             f"steps, then over the last {int(100 * PART)}% of them; mean over seeds [{pct}% t-interval] (n = seeds). "
             "n/a: nothing to count (GRPO zeroes no step; the rollout oracle none of a correct rollout).",
             "",
