@@ -95,7 +95,7 @@ def measure(model, tokenizer, task: AdditionTask, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--terms", type=ints, default=[8, 10], help="MIN,MAX addends")
     parser.add_argument("--checks", type=floats, default=[0.3, 0.5], help="shares of traces with double-checks")
     parser.add_argument("--sft", type=ints, default=[300, 600], help="supervised warm-up steps")
