@@ -285,7 +285,7 @@ def test_a_linked_sub_folder_that_training_does_not_write_is_the_users_to_make(t
 
 
 def test_the_card_and_run_files_replace_links(tmp_path, outside, capsys):
-    from test_training_hub import card_args
+    from test_training_hub import card_args, write_samples_header
 
     from sas_trl.training.hub import add_eval_table, write_card
 
@@ -303,6 +303,7 @@ def test_the_card_and_run_files_replace_links(tmp_path, outside, capsys):
     (tmp_path / "README.md").unlink()
     (tmp_path / "README.md").symlink_to(outside.file("card.md", card.encode()))
     (tmp_path / "eval_results.md").write_text("| benchmark | Pass@1 (%) |\n|---|---:|\n| addition | 85.12 |\n")
+    write_samples_header(tmp_path)  # the evaluation of the weights in the folder: the card shows it
     assert add_eval_table(tmp_path)
     assert "| addition | 85.12 |" in (tmp_path / "README.md").read_text()
     outside.unchanged()

@@ -144,8 +144,7 @@ def test_recipes_command_lists_each_file_with_the_first_sentence_of_its_comment(
     assert all(len(line) <= 100 for line in out.splitlines() if line.startswith("   "))
     # Studies only (their base recipes are not studies), and verl's configs and reward in their own section.
     assert "studies/tiny_smoke" in entries and not [n for n in entries if n.endswith("_base")]
-    assert {"verl/deepscaler_4k_sas", "verl/deepscaler_4k_grpo", "verl/deepscaler_reward.py"} <= set(entries)
-    assert entries["verl/deepscaler_reward.py"].startswith("DeepScaleR's grading as a verl reward function")
+    assert {"verl/deepscaler_4k_sas", "verl/deepscaler_4k_grpo", "verl/deepscaler_4k_common"} <= set(entries)
     assert out.index("verl configs") > out.index("accelerate configs") > out.index("studies (")
     assert not [n for n, _ in training_recipes() if n.startswith(("verl/", "studies/", "accelerate/"))]
     names = [name for name, _ in training_recipes()]

@@ -174,7 +174,8 @@ def test_a_saved_recipe_with_redacted_credentials_reads_again(tmp_path, monkeypa
     monkeypatch.delenv("OTHER_TOKEN", raising=False)
     recipe = tmp_path / "resolved_recipe.yaml"
     recipe.write_text(
-        f"{TINY}hub_token: <redacted>\nenv:\n  MY_SERVICE_API_KEY: <redacted>\n  OTHER_TOKEN: <redacted>\n"
+        f"{TINY}dataset_name: builtin:addition\nhub_token: <redacted>\n"
+        "env:\n  MY_SERVICE_API_KEY: <redacted>\n  OTHER_TOKEN: <redacted>\n"
     )
     _, args, _, resolved = parse(["--recipe", str(recipe)], this_machine=True)
     assert args.hub_token is None and os.environ["MY_SERVICE_API_KEY"] == "sk-from-the-shell-1"
