@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -240,9 +240,10 @@ def own_environment() -> Iterator[None]:
             os.environ.update(saved)
 
 
-def check_conditions(study: Study) -> None:
-    """Parse every condition's recipe exactly as `sas-trl train` would (keys, types, values, files), each with its
-    own `env:` only while it is parsed."""
+def condition_errors(study: Study, this_machine: bool = False) -> Iterator[tuple[str, str]]:
+    """Parse every condition's recipe exactly as `sas-trl train` would (keys, types, values, files; with
+    `this_machine`, also what this machine cannot run), each with its own `env:` only while it is parsed; yields
+    (condition, message) for each one refused."""
     from ..errors import RecipeError
     from ..training.recipes import parse
 
@@ -252,29 +253,23 @@ def check_conditions(study: Study) -> None:
             file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
             try:
                 with own_environment():
-                    parse(["--recipe", str(file)])
+                    parse(["--recipe", str(file)], this_machine=this_machine)
             except RecipeError as err:
-                message = str(err).replace(str(file), f"condition {name!r}")
-                raise UserError(f"study {study.path}: condition {name!r}: {message}") from err
+                yield name, str(err).replace(str(file), f"condition {name!r}")
+
+
+def check_conditions(study: Study) -> None:
+    """Every condition's recipe parses as `sas-trl train` would; the first one refused is a UserError naming it."""
+    with closing(condition_errors(study)) as errors:  # its temporary folder goes at once
+        for name, message in errors:
+            raise UserError(f"study {study.path}: condition {name!r}: {message}")
 
 
 def preflight_conditions(study: Study) -> None:
     """What `sas-trl train` refuses on this machine (`training/preflight.py`: a GPU recipe on a CPU, wandb without
     a login, a package that is missing, ...) for every condition, before the first run: every problem in one
     message naming its condition. Each condition is checked with its own `env:` (a key it sets counts)."""
-    from ..errors import RecipeError
-    from ..training.recipes import parse
-
-    problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in study.conditions:
-            file = Path(tmp) / f"{name}.yaml"
-            file.write_text(yaml.safe_dump(run_recipe(study, name, study.seeds[0], Path(tmp) / name)))
-            try:
-                with own_environment():
-                    parse(["--recipe", str(file)], this_machine=True)
-            except RecipeError as err:
-                problems.append(f"condition {name!r}: {str(err).replace(str(file), f'condition {name!r}')}")
+    problems = [f"condition {name!r}: {message}" for name, message in condition_errors(study, this_machine=True)]
     if problems:
         raise UserError(
             f"study {study.path}: {len(problems)} of {len(study.conditions)} condition(s) cannot train on this "
