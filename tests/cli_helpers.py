@@ -109,3 +109,26 @@ def trip_model_work(monkeypatch, extra: tuple[str, ...] = ()) -> None:
     for name in ("prepare_model", "build_trainer", "drop_long_prompts", *extra):
         monkeypatch.setattr(run_module, name, tripwire)
     monkeypatch.setattr(warmup, "build_builtin_model", tripwire)
+
+
+SMOKE_BASE = "recipes/studies/tiny_smoke_base.yaml"
+SMOKE_EVAL = {"benchmarks": "addition", "n": 2, "max_tokens": 16}
+
+
+def write_study(tmp_path, conditions, seeds=(0,), eval_options=None, trajectory=None) -> str:
+    """A study file on the smoke base recipe (reference `grpo`), written to tmp_path; returns its path."""
+    import yaml
+
+    study = {
+        "base_recipe": SMOKE_BASE,
+        "output_dir": str(tmp_path / "out"),
+        "seeds": list(seeds),
+        "reference": "grpo",
+        "conditions": conditions,
+        "eval": SMOKE_EVAL if eval_options is None else eval_options,
+    }
+    if trajectory is not None:
+        study["trajectory"] = trajectory
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return str(path)

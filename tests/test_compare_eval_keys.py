@@ -5,8 +5,7 @@ when the study file is read: before anything runs or is written, in the study fo
 from __future__ import annotations
 
 import pytest
-import yaml
-from cli_helpers import ROOT
+from cli_helpers import ROOT, SMOKE_EVAL, write_study
 
 from sas_trl.cli import main
 from sas_trl.cli.eval import flag_names
@@ -14,8 +13,7 @@ from sas_trl.compare import load_study
 from sas_trl.compare.study import EVAL_OWNED, owned_eval_flag
 from sas_trl.errors import UserError
 
-BASE = "recipes/studies/tiny_smoke_base.yaml"
-EVAL = {"benchmarks": "addition", "n": 2, "max_tokens": 16}
+EVAL = SMOKE_EVAL
 
 
 @pytest.fixture(autouse=True)
@@ -24,19 +22,7 @@ def run_from_repo_root(monkeypatch):
 
 
 def study_file(tmp_path, eval_options=None, trajectory=None) -> str:
-    study = {
-        "base_recipe": BASE,
-        "output_dir": str(tmp_path / "out"),
-        "seeds": [0],
-        "reference": "grpo",
-        "conditions": {"grpo": {"sas_strategy": "none"}},
-        "eval": eval_options if eval_options is not None else EVAL,
-    }
-    if trajectory is not None:
-        study["trajectory"] = trajectory
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return str(path)
+    return write_study(tmp_path, {"grpo": {"sas_strategy": "none"}}, (0,), eval_options, trajectory)
 
 
 # key -> the owned flag it sets or names

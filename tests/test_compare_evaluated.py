@@ -9,15 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-from cli_helpers import ROOT
+from cli_helpers import ROOT, SMOKE_EVAL, write_study
 
 from sas_trl.cli import main
 from sas_trl.compare import build_report, load_study, plan_runs, runner
 from sas_trl.compare.evaluated import option_changes, same_model
 
-BASE = "recipes/studies/tiny_smoke_base.yaml"
-EVAL = {"benchmarks": "addition", "n": 2, "max_tokens": 16}
+EVAL = SMOKE_EVAL
 
 
 @pytest.fixture(autouse=True)
@@ -26,19 +24,8 @@ def run_from_repo_root(monkeypatch):
 
 
 def study_file(tmp_path, eval_options=None, trajectory=None) -> str:
-    study = {
-        "base_recipe": BASE,
-        "output_dir": str(tmp_path / "out"),
-        "seeds": [0, 1],
-        "reference": "grpo",
-        "conditions": {"grpo": {"sas_strategy": "none"}, "sas": {"sas_ratio": 0.3}},
-        "eval": eval_options or EVAL,
-    }
-    if trajectory:
-        study["trajectory"] = trajectory
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return str(path)
+    conditions = {"grpo": {"sas_strategy": "none"}, "sas": {"sas_ratio": 0.3}}
+    return write_study(tmp_path, conditions, (0, 1), eval_options or None, trajectory or None)
 
 
 def evaluate(study, folder, model, pass1, evaluated=None):
