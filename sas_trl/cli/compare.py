@@ -51,6 +51,8 @@ def main(argv: list[str]) -> int:
 
     study = load_study(args.study, eval_flags=flag_names())
     check_output_folder(study.output_dir, f"study {study.path}: output_dir")
+    if study.results_dir is not None:  # read only with --report_only
+        check_output_folder(study.results_dir, f"study {study.path}: results_dir", probe=not args.report_only)
     try:  # the eval options are `sas-trl eval` flags: check them as that command would
         parse_config(["--model", "starting-model", "--output_dir", str(study.output_dir), *study.eval_argv()])
     except UserError as err:

@@ -14,6 +14,7 @@ report names the evaluated model of each evaluation and checks it:
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,18 @@ def same_model(given: str, expected: str, root: Path | None = None) -> bool:
 
 
 def check_folder(
-    folder: Path, expected_model: str, eval_argv: list[str] | None, root: Path | None = None
+    folder: Path,
+    expected_model: str,
+    eval_argv: list[str] | None,
+    root: Path | None = None,
+    fingerprint: bool = True,
 ) -> Evaluated:
     """What the results in `folder` evaluated, against `expected_model` (the run's folder, a checkpoint, or the
     starting model; `root`: the study folder) and, given `eval_argv` (the study's eval flags now), the options
-    they were made with."""
+    they were made with. `fingerprint`: compare the model's files now with the recorded ones (not for results
+    kept without their model)."""
     from ..evaluation.backends import model_fingerprint
-    from .runner import EVAL_RESULTS, read_made_from
+    from .runs import EVAL_RESULTS, read_made_from
 
     try:
         results = json.loads((folder / EVAL_RESULTS).read_text(encoding="utf-8"))
@@ -90,7 +96,7 @@ def check_folder(
     why = None
     if model is not None and not same_model(model, expected_model, root):
         why = f"evaluated `{model}`, not `{expected_model}`"
-    elif record is not None and "model" in record:
+    elif fingerprint and record is not None and "model" in record:
         now = model_fingerprint(expected_model)  # None: not a local folder (a Hub id, or gone): nothing to compare
         if now is not None and record["model"] != now:
             why = f"evaluated `{expected_model}` before its model files changed (retrained or replaced)"
@@ -100,9 +106,11 @@ def check_folder(
     return Evaluated(model, why, changes)
 
 
-def warnings(left_out: dict[str, str], changed: dict[str, dict[str, tuple[str, str]]]) -> list[str]:
+def warnings(
+    left_out: dict[str, str], changed: dict[str, dict[str, tuple[str, str]]], kept: Collection[str] = ()
+) -> list[str]:
     """The report's lines: each evaluation left out (name: why), and the evaluations made with other options,
-    grouped by what differs."""
+    grouped by what differs; of those, the ones read from kept results (`kept`: names), whose model is not kept."""
     lines = [
         f"WARNING: the evaluation of {name} is left out of the numbers: it {why}. Delete its folder and re-run "
         "`sas-trl compare` to evaluate the right model."
@@ -118,5 +126,12 @@ def warnings(left_out: dict[str, str], changed: dict[str, dict[str, tuple[str, s
             f"WARNING: {len(names)} evaluation(s) were made with other `sas-trl eval` options than the study's "
             f"`eval:` gives now ({text}): {', '.join(names)}. Their numbers are what the old options measured; run "
             "`sas-trl compare` without --report_only to evaluate them again."
+        )
+    stale_kept = [name for name, changes in changed.items() if changes and name in kept]
+    if stale_kept:
+        lines.append(
+            f"WARNING: {len(stale_kept)} of them are results kept in the study's results_dir without their model "
+            f"({', '.join(stale_kept)}): `sas-trl compare` does not evaluate them again; delete their kept folders "
+            "to train and evaluate those runs again."
         )
     return lines

@@ -4,7 +4,8 @@ seeds with a band, and accuracy against length; the power of each paired compari
 (with a trajectory), the learning signal, with a warning for a condition that learned nothing, and the selection
 against the built-in task's step labels with the policy's entropy early and late (`labels.py`). Written from
 whatever results exist (`--report_only`), naming what each evaluation evaluated: one of another model is left
-out, one made with other eval options is marked (`evaluated.py`)."""
+out, one made with other eval options is marked (`evaluated.py`). Each run is read from the study folder when
+that holds its evaluation, else from the results kept in the repository (`kept.py`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..output_files import save_figure, write_text
-from . import evaluated, findings, labels, power, signal, trajectory
+from . import evaluated, findings, kept, labels, power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
 from .stats import (
     CLIPPED,
@@ -119,15 +120,17 @@ STARTING_MODEL = "the starting model"
 
 def collect(study: Study) -> dict[str, Any]:
     runs = plan_runs(study)
-    per_run = {(r.condition, r.seed): eval_metrics(r.eval_dir / EVAL_RESULTS) for r in runs}
+    read_from = {r: kept.source(study, r) for r in runs}  # the study folder, else the results kept in the repo
+    per_run = {(r.condition, r.seed): eval_metrics(read_from[r].eval_dir / EVAL_RESULTS) for r in runs}
     start_model, _ = starting_model(study)
     argv = study.eval_argv()
     root = study.output_dir.resolve()
-    checks = {
-        name: evaluated.check_folder(folder, model, argv, root)
+    base, base_eval = kept.base_source(study), base_eval_dir(study)
+    checks = {  # a kept evaluation's model is not kept: its files cannot have changed since
+        name: evaluated.check_folder(folder, model, argv, root, fingerprint=folder.is_relative_to(root))
         for name, folder, model in [
-            (STARTING_MODEL, base_eval_dir(study), start_model),
-            *((r.name, r.eval_dir, str(r.dir)) for r in runs),
+            (STARTING_MODEL, base, start_model),
+            *((r.name, read_from[r].eval_dir, str(r.dir)) for r in runs),
         ]
         if (folder / EVAL_RESULTS).is_file()
     }
@@ -138,7 +141,7 @@ def collect(study: Study) -> dict[str, Any]:
     metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
     reference = [per_run[(study.reference, s)] for s in study.seeds]
     conditions = {}
-    histories = {(r.condition, r.seed): log_history(r) for r in runs}
+    histories = {(r.condition, r.seed): log_history(read_from[r]) for r in runs}
     for condition in study.conditions:
         values = {k: [(per_run[(condition, s)] or {}).get(k) for s in study.seeds] for k in metrics}
         ref = {k: [(r or {}).get(k) for r in reference] for k in metrics}
@@ -157,9 +160,10 @@ def collect(study: Study) -> dict[str, Any]:
             ),
         }
         if study.trajectory is not None:  # per seed: [{step, metrics}], step 0 the starting model
-            paths = {str(r.seed): r for r in runs if r.condition == condition}
-            read = _trajectory_reader(study, runs, start_model, left_out)
-            traj = {seed: trajectory.collect(study, r, read) for seed, r in paths.items()}
+            paths = {str(r.seed): read_from[r] for r in runs if r.condition == condition}
+            read = _trajectory_reader(study, read_from, start_model, left_out)
+            step0 = kept.trajectory_base_source(study)
+            traj = {seed: trajectory.collect(study, r, read, step0) for seed, r in paths.items()}
             conditions[condition]["trajectory"] = traj
             conditions[condition]["stability"] = trajectory.stability(traj, study.trajectory.last)
     results = {
@@ -168,7 +172,7 @@ def collect(study: Study) -> dict[str, Any]:
         "seeds": list(study.seeds),
         "reference": study.reference,
         "confidence": CONFIDENCE,
-        "starting_model": None if STARTING_MODEL in left_out else eval_metrics(base_eval_dir(study) / EVAL_RESULTS),
+        "starting_model": None if STARTING_MODEL in left_out else eval_metrics(base / EVAL_RESULTS),
         "evaluated": {name: c.model for name, c in checks.items()},  # the model each eval_results.json names
         "left_out": left_out,
         "eval_option_changes": {
@@ -189,24 +193,27 @@ def collect(study: Study) -> dict[str, Any]:
         "comparisons": power.power_table(results, power.comparisons(study), spec.metric, effect=spec.effect),
     }
     changed = {name: c.option_changes for name, c in checks.items()}
-    results["warnings"] = evaluated.warnings(left_out, changed) + signal.warnings(results)
+    from_kept = [r.name for r in runs if read_from[r] is not r] + ([STARTING_MODEL] if base != base_eval else [])
+    results["warnings"] = evaluated.warnings(left_out, changed, from_kept) + signal.warnings(results)
     return results
 
 
-def _trajectory_reader(study: Study, runs: list[Run], start_model: str, left_out: dict[str, str]):
+def _trajectory_reader(study: Study, read_from: dict[Run, Run], start_model: str, left_out: dict[str, str]):
     """`eval_metrics` for the trajectory's evaluations, None for one of another model than its checkpoint (or the
-    starting model), which is added to `left_out`."""
-    expected = {trajectory.base_dir(study): (f"{STARTING_MODEL} (trajectory step 0)", start_model)}
-    for r in runs:
+    starting model), which is added to `left_out`. `read_from`: each run and where it is read."""
+    expected = {kept.trajectory_base_source(study): (f"{STARTING_MODEL} (trajectory step 0)", start_model)}
+    for r, where in read_from.items():
         for step in study.trajectory.steps[r.condition]:
-            expected[trajectory.step_dir(r, step)] = (f"{r.name} at step {step}", str(r.dir / f"checkpoint-{step}"))
+            model = str(r.dir / f"checkpoint-{step}")
+            expected[trajectory.step_dir(where, step)] = (f"{r.name} at step {step}", model)
+    root = study.output_dir.resolve()
 
     def read(path: Path) -> dict[str, float] | None:
         metrics = eval_metrics(path)
         if metrics is None or path.parent not in expected:
             return metrics
         name, model = expected[path.parent]
-        check = evaluated.check_folder(path.parent, model, None, study.output_dir.resolve())
+        check = evaluated.check_folder(path.parent, model, None, root, fingerprint=path.is_relative_to(root))
         if check.not_the_model:
             left_out[name] = check.not_the_model
             return None
@@ -306,7 +313,7 @@ def plot_curves(study: Study, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    histories = {r: log_history(r) for r in plan_runs(study)}
+    histories = {r: log_history(kept.source(study, r)) for r in plan_runs(study)}
     shown = [(k, label) for k, label in CURVES if any(k in e for h in histories.values() for e in h)]
     if not shown:
         return None

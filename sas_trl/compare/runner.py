@@ -23,6 +23,7 @@ import os
 import shlex
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,12 +36,11 @@ from ..constants import BUILTIN_MODEL
 from ..errors import UserError
 from ..output_files import check_folder, for_append, write_text
 from ..redaction import redact_argv, redact_recipe
-from . import children, trajectory
+from . import children, kept, trajectory
 from . import jobs as parallel
-from .runs import EVAL_RESULTS, Run, plan_runs
+from .runs import EVAL_RESULTS, Run, base_eval_dir, plan_runs, read_made_from, write_made_from
 from .study import Study, own_environment, preflight_conditions, run_recipe
 
-MADE_FROM = "made_from.json"
 LOCK_FILE = ".compare.lock"
 
 
@@ -80,10 +80,6 @@ def recipe_env(recipe_file: Path) -> dict[str, str]:
 def with_env(env: dict[str, str] | None, extra: dict[str, str]) -> dict[str, str] | None:
     """A child's environment: `env` (None: this process's) with `extra` on top; None when nothing changes."""
     return {**(os.environ if env is None else env), **extra} if extra else env
-
-
-def base_eval_dir(study: Study) -> Path:
-    return study.output_dir.resolve() / "base_eval"
 
 
 def check_study_folders(study: Study, runs: list[Run]) -> None:
@@ -138,26 +134,32 @@ def base_eval_command(study: Study, program: list[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_made_from(folder: Path) -> dict[str, Any] | None:
-    """The record of what `folder`'s results were made from; None when there is none or it is damaged (then the
-    results count as made from something unknown)."""
-    try:
-        record = json.loads((folder / MADE_FROM).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def write_made_from(folder: Path, record: dict[str, Any]) -> None:
-    write_text(folder, MADE_FROM, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-
-
 def resolved_recipe(run: Run) -> dict[str, Any]:
     """The run's recipe with its `base:` chain resolved, as JSON would store it (what training reads)."""
     from ..training.recipe_files import load_recipe
 
     recipe = redact_recipe(load_recipe(run.recipe_file), by_value=False)  # made_from.json keeps no credential
     return json.loads(json.dumps(recipe, sort_keys=True, default=str))
+
+
+def planned_recipe(study: Study, run: Run) -> dict[str, Any]:
+    """`resolved_recipe` of the run's recipe now, without writing into its folder (a run whose results are kept
+    gets no folder in the study folder)."""
+    model, built = starting_model(study)
+    recipe = run_recipe(study, run.condition, run.seed, run.dir, model if built else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Run(run.condition, run.seed, Path(tmp))
+        probe.recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        return resolved_recipe(probe)
+
+
+def kept_runs(study: Study, runs: list[Run]) -> list[Run]:
+    """The runs read from `results_dir` and not run (`kept.kept_only`), each checked against the study's recipe
+    now (a stale one refused, naming the keys) before any work."""
+    found = [run for run in runs if kept.kept_only(study, run)]
+    for run in found:
+        kept.check_recipe(study, run, planned_recipe(study, run))
+    return found
 
 
 def check_training_record(run: Run) -> None:
@@ -277,16 +279,22 @@ def _ended(holder: str) -> str:
 
 def print_commands(study: Study) -> list[str]:
     """One self-contained line per run (train, eval, then its trajectory's evaluations), after the starting
-    model's own lines."""
+    model's own lines; none for a run whose results are kept (nor for the starting model when every run's are)."""
     program = ["sas-trl"]
     lines = []
     model, built = starting_model(study)
+    runs = plan_runs(study)
+    skipped = kept_runs(study, runs)  # results kept in results_dir: nothing to run
+    if len(skipped) == len(runs) and kept.base_available(study):
+        return lines
     if built:
         lines.append(f"sas-trl compare --study {shlex.quote(str(study.path))} --prepare_only")
     lines.append(shlex.join(base_eval_command(study, program)))
     if study.trajectory is not None:
         lines.append(shlex.join(trajectory.base_command(study, model, program)))
-    for run in plan_runs(study):
+    for run in runs:
+        if run in skipped:
+            continue
         write_run_recipe(study, run)
         train, evaluate = commands(study, run, program)
         steps = [command for _, command in trajectory.eval_commands(study, run, program)]
@@ -324,14 +332,20 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     time (`compare/jobs.py`: each with its own GPU(s) or CPU threads)."""
     program = [sys.executable, "-m", "sas_trl.cli"]
     runs = plan_runs(study)
+    skipped = kept_runs(study, runs)  # results kept in results_dir (a stale one refused here, before any work)
+    if len(skipped) == len(runs) and kept.base_available(study):  # no starting model needed, nothing to run
+        for index, run in enumerate(runs, start=1):
+            echo(f"compare: run {index}/{len(runs)} ({run.name}): {kept.kept_message(study, run)}")
+        return runs
+    active = [run for run in runs if run not in skipped]
     preflight_conditions(study)  # what this machine cannot run, for every condition, before any work
     envs = job_envs(study, jobs) if jobs > 1 else [{}]
-    check_study_folders(study, runs)  # a linked folder out of the study folder: refused before any work
-    for run in runs:  # every recipe written (and checked against an earlier one) before any work
+    check_study_folders(study, active)  # a linked folder out of the study folder: refused before any work
+    for run in active:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
         trajectory.check_settings(study, run.dir / "trajectory")
     trajectory.check_settings(study, trajectory.base_dir(study))
-    for run in runs:
+    for run in active:
         check_training_record(run)
     study.output_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_starting_model(study)
@@ -347,12 +361,17 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
         command = trajectory.base_command(study, model, program)
         log = trajectory.base_dir(study) / "eval.log"
         _run_logged(command, log, "evaluating the starting model (step 0)", base_env)
+    kept.keep_base(study)
 
     todo = []
     for index, run in enumerate(runs, start=1):
+        if run in skipped:
+            echo(f"compare: run {index}/{len(runs)} ({run.name}): {kept.kept_message(study, run)}")
+            continue
         done = run.trained() and run.evaluated() and trajectory.done(study, run)
         if done and not eval_changes(run.eval_dir, eval_record(study, str(run.dir), baseline)):
             echo(f"compare: run {index}/{len(runs)} ({run.name}): done earlier, skipped")
+            kept.keep_run(study, run)  # finished before results_dir was set, or its kept copy was deleted
         else:
             todo.append(run)
     if jobs > 1:
@@ -401,6 +420,7 @@ def run_one(
             if not (checkpoint / "trainer_state.json").is_file():
                 raise UserError(f"{checkpoint} is missing: the trajectory evaluates every saved checkpoint")
             _run_logged(command, folder / "eval.log", f"evaluating {run.name} at step {step}", env)
+    kept.keep_run(study, run)  # its results (never its model) into results_dir, when the study keeps them
 
 
 def _minutes(seconds: float) -> str:

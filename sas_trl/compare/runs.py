@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..output_files import write_text
 from .study import Study
 
 EVAL_RESULTS = "eval_results.json"
+MADE_FROM = "made_from.json"
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,22 @@ def plan_runs(study: Study) -> list[Run]:
     """Every (condition, seed), conditions in the study's order, seeds inner."""
     root = study.output_dir.resolve() / "runs"
     return [Run(c, s, root / c / f"seed{s}") for c in study.conditions for s in study.seeds]
+
+
+def base_eval_dir(study: Study) -> Path:
+    """The starting model's evaluation, shared by every run."""
+    return study.output_dir.resolve() / "base_eval"
+
+
+def read_made_from(folder: Path) -> dict[str, Any] | None:
+    """The record of what `folder`'s results were made from; None when there is none or it is damaged (then the
+    results count as made from something unknown)."""
+    try:
+        record = json.loads((folder / MADE_FROM).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_made_from(folder: Path, record: dict[str, Any]) -> None:
+    write_text(folder, MADE_FROM, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

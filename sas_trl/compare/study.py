@@ -35,7 +35,18 @@ from ..training.recipe_files import load_yaml
 from ..training.settings_checks import SEED, SEED_MAX
 from .sections import PowerSpec, TrajectorySpec, parse_power, parse_trajectory
 
-KEYS = ("base_recipe", "output_dir", "seeds", "reference", "conditions", "eval", "description", "trajectory", "power")
+KEYS = (
+    "base_recipe",
+    "output_dir",
+    "results_dir",
+    "seeds",
+    "reference",
+    "conditions",
+    "eval",
+    "description",
+    "trajectory",
+    "power",
+)
 REQUIRED = ("base_recipe", "seeds", "reference", "conditions")
 # Recipe keys the study sets for every run: a condition may not override them.
 STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_hub")
@@ -59,6 +70,7 @@ class Study:
     description: str = ""
     trajectory: TrajectorySpec | None = None  # checkpoints evaluated along training (compare/trajectory.py)
     power: PowerSpec | None = None  # the effect the study is sized for (compare/power.py)
+    results_dir: Path | None = None  # each finished run's results kept there, in the repository (compare/kept.py)
 
     def eval_argv(self) -> list[str]:
         """The eval options as `sas-trl eval` flags."""
@@ -142,7 +154,7 @@ def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> S
     if missing:
         raise UserError(f"study {path}: missing {', '.join(missing)}")
 
-    for key in ("base_recipe", "output_dir", "reference", "description"):
+    for key in ("base_recipe", "output_dir", "results_dir", "reference", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise UserError(f"study {path}, line {lines[key]}: {key} must be text, got {data[key]!r}")
     base = Path(resolve_path(data["base_recipe"]))  # `recipes/...`: the packaged file when not here
@@ -189,6 +201,7 @@ def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> S
     if not isinstance(eval_options, dict):
         raise UserError(f"study {path}: eval must be a mapping of `sas-trl eval` options")
     output_dir = Path(data.get("output_dir") or Path("compare_results") / path.stem)
+    results_dir = _results_dir(path, data.get("results_dir"), output_dir, lines.get("results_dir"))
 
     study = Study(
         path=path,
@@ -201,12 +214,32 @@ def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> S
         description=str(data.get("description") or ""),
         trajectory=parse_trajectory(path, data.get("trajectory")),
         power=parse_power(path, data.get("power"), list(conditions), reference),
+        results_dir=results_dir,
     )
     check_eval_options(path, "eval", study.eval_options, eval_flags)
     if study.trajectory is not None:
         check_eval_options(path, "trajectory.eval", study.trajectory.eval, eval_flags)
     check_conditions(study)
     return with_steps(study)
+
+
+def _results_dir(path: Path, value: str | None, output_dir: Path, line: int | None) -> Path | None:
+    """`results_dir` (None when not set): a folder apart from `output_dir`, neither inside the other, since one
+    holds checkpoints outside the repository and the other only results kept in it."""
+    if value is None:
+        return None
+    where = f"study {path}, line {line}: results_dir"
+    if not value.strip():
+        raise UserError(f"{where} must name a folder, got {value!r}")
+    results, out = Path(value).resolve(), output_dir.resolve()
+    if results == out or results.is_relative_to(out):
+        raise UserError(f"{where} {value!r} lies inside output_dir {str(output_dir)!r}; keep the results apart")
+    if out.is_relative_to(results):
+        raise UserError(
+            f"{where} {value!r} holds output_dir {str(output_dir)!r}, whose checkpoints would land among the kept "
+            "results; choose folders apart"
+        )
+    return Path(value)
 
 
 def _short(values) -> str:

@@ -84,7 +84,7 @@ def check_settings(study: Study, folder: Path) -> None:
     """Record the trajectory evaluation in `folder`, refusing one made with other settings (never mixed in)."""
     if study.trajectory is None:
         return
-    _refuse_other_settings(study, folder)
+    refuse_other_settings(study, folder)
     write_text(folder, SETTINGS, _settings(study))
 
 
@@ -92,7 +92,8 @@ def _settings(study: Study) -> str:
     return json.dumps({"eval": eval_options(study), "every": study.trajectory.every}, sort_keys=True)
 
 
-def _refuse_other_settings(study: Study, folder: Path) -> None:
+def refuse_other_settings(study: Study, folder: Path) -> None:
+    """A `UserError` when `folder` records another trajectory evaluation than the study's now."""
     file = folder / SETTINGS
     if file.is_file() and file.read_text() != _settings(study):
         raise UserError(
@@ -125,13 +126,17 @@ def done(study: Study, run: Run) -> bool:
     return all((step_dir(run, s) / "eval_results.json").is_file() for s in study.trajectory.steps[run.condition])
 
 
-def collect(study: Study, run: Run, read: Callable[[Path], dict[str, float] | None]) -> list[dict[str, Any]]:
-    """The run's trajectory as [{step, metrics}], step 0 first, only the evaluations that exist."""
+def collect(
+    study: Study, run: Run, read: Callable[[Path], dict[str, float] | None], base: Path | None = None
+) -> list[dict[str, Any]]:
+    """The run's trajectory as [{step, metrics}], step 0 first, only the evaluations that exist. `run.dir` and
+    `base` (step 0; default `base_dir`) are where they are read: the study folder or the kept results."""
     if study.trajectory is None:
         return []
-    _refuse_other_settings(study, run.dir / "trajectory")  # --report_only too: never an old evaluation
-    _refuse_other_settings(study, base_dir(study))
-    points = [(0, base_dir(study))] + [(s, step_dir(run, s)) for s in study.trajectory.steps[run.condition]]
+    base = base_dir(study) if base is None else base
+    refuse_other_settings(study, run.dir / "trajectory")  # --report_only too: never an old evaluation
+    refuse_other_settings(study, base)
+    points = [(0, base)] + [(s, step_dir(run, s)) for s in study.trajectory.steps[run.condition]]
     out = []
     for step, folder in points:
         metrics = read(folder / "eval_results.json")
