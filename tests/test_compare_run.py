@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -36,6 +37,7 @@ def finished_files(run_dir):
 def test_smoke_study_trains_and_with_two_jobs_a_killed_study_loses_nothing(tmp_path):
     study = yaml.safe_load((ROOT / "recipes" / "studies" / "tiny_smoke.yaml").read_text())
     study["output_dir"] = str(tmp_path / "out")
+    study["results_dir"] = str(tmp_path / "kept")  # each finished run's results, as a repository keeps them
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     runs = tmp_path / "out" / "runs"
@@ -71,6 +73,22 @@ def test_smoke_study_trains_and_with_two_jobs_a_killed_study_loses_nothing(tmp_p
 
     third = compare(path)  # one job at a time: the same guarantees, everything skipped
     assert third.returncode == 0 and third.stdout.count("done earlier, skipped") == 4
+
+    # The kept results alone (a fresh clone: no model, checkpoint or samples) rebuild the same results.json.
+    kept = tmp_path / "kept"
+    for folder in [kept / c / f"seed{s}" for c in ("grpo", "sas") for s in (0, 1)]:
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        assert {p.suffix for p in files} == {".json"} and sum(p.stat().st_size for p in files) < 100_000
+        assert not [p for p in files if "checkpoint" in str(p) or "samples" in p.name]
+    original = (tmp_path / "out" / "results.json").read_text()
+    for name in ("runs", "base_eval", "base_model"):
+        shutil.rmtree(tmp_path / "out" / name)
+    rebuilt = compare(path, "--report_only")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (tmp_path / "out" / "results.json").read_text() == original
+    fourth = compare(path)  # and nothing is trained or evaluated again
+    assert fourth.returncode == 0 and fourth.stdout.count("skipped") == 4
+    assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "out" / "base_model").exists()
 
 
 def small_study(tmp_path, base_text: str, eval_options: dict | None = None):

@@ -12,6 +12,8 @@ eval folder the eval options, the model's fingerprint and the baseline's). A tra
 changed (a `base:` file edited) is refused, naming the keys; an evaluation whose options, model or baseline
 changed is run again, with a message. One process at a time works in a study folder (`study_lock`), and its
 lock lasts as long as any training or evaluation it started (`children.py`: stopped with it on SIGTERM).
+With `results_dir`, each finished run's results are kept in the repository, and a run whose kept results are
+complete is not run again (`kept.py`).
 """
 
 from __future__ import annotations
