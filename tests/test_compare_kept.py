@@ -232,3 +232,15 @@ def test_a_bad_results_dir_fails_in_one_line_naming_the_key(tmp_path, capsys, va
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_linked_folder_in_results_dir_is_refused_before_any_work(tmp_path, monkeypatch):
+    ran = fake_commands(monkeypatch)
+    study = load_study(study_path(tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "sas").symlink_to(elsewhere)
+    with pytest.raises(UserError, match=r"kept/sas is a symbolic link .* never through a link"):
+        runner.run_study(study, echo=lambda line: None)
+    assert ran == [] and list(elsewhere.iterdir()) == []

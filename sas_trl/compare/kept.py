@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..output_files import write_text
+from ..output_files import check_folder, write_text
 from ..redaction import redact_text
 from . import evaluated
 from .runs import EVAL_RESULTS, MADE_FROM, Run, base_eval_dir, read_made_from
@@ -151,6 +151,17 @@ def _write(folder: Path, name: str, text: str) -> None:
     if path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text:
         return
     write_text(folder, name, text)
+
+
+def check_folders(study: Study, runs: list[Run]) -> None:
+    """No folder the runs' kept results go into may be a symbolic link below `results_dir` (refused before any
+    work, naming the link: what is kept would land outside it)."""
+    if study.results_dir is None:
+        return
+    root = Path(study.results_dir)
+    for folder in [base_dir(study), *(run_dir(study, run) for run in runs)]:
+        for name in ("eval", "trajectory"):
+            check_folder(root, folder / name)
 
 
 def keep_run(study: Study, run: Run) -> None:

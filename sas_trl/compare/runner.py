@@ -343,6 +343,7 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
     preflight_conditions(study)  # what this machine cannot run, for every condition, before any work
     envs = job_envs(study, jobs) if jobs > 1 else [{}]
     check_study_folders(study, active)  # a linked folder out of the study folder: refused before any work
+    kept.check_folders(study, active)  # and out of results_dir
     for run in active:  # every recipe written (and checked against an earlier one) before any work
         write_run_recipe(study, run)
         trajectory.check_settings(study, run.dir / "trajectory")
