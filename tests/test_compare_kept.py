@@ -218,10 +218,12 @@ def test_no_credential_is_kept(tmp_path, monkeypatch):
         ("OUT/kept", "results_dir 'OUT/kept' lies inside output_dir"),
         ("OUT", "results_dir 'OUT' lies inside output_dir"),
         ("PARENT", "results_dir 'PARENT' holds output_dir"),
+        ("PARENT/a_file", "results_dir 'PARENT/a_file' is an existing file, not a folder"),
     ],
 )
 def test_a_bad_results_dir_fails_in_one_line_naming_the_key(tmp_path, capsys, value, expected):
     path = study_path(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
     data = yaml.safe_load(path.read_text())
     if isinstance(value, str):
         value = value.replace("OUT", data["output_dir"]).replace("PARENT", str(tmp_path))
