@@ -2,15 +2,17 @@
 
 For each setting (addends, share of traces with double-checks, supervised steps) the model is warmed up as
 `sas-trl train` does (`sas_trl.task.sft_warmup`, seed 0, one thread), then sampled at temperature 1 at the long
-budget, `--n` samples per problem (a GRPO group), and every rollout is cut at the short budget and graded again.
-Printed per setting (one JSON line, then a table): Pass@1 at the long budget, median "\\n\\n" steps, the mislabel
-rate (correct at long, failed when cut), the share of mislabelled rollouts in mixed groups, the share of redundant
-steps (`sas_trl.step_labels`), the longest solution without redundancy against the short budget, and the time.
+budget, `--n` samples per problem (a GRPO group), and every rollout is cut at each short budget and graded again.
+Printed per setting and short budget (one JSON line): Pass@1 at the long budget, median "\\n\\n" steps, the
+mislabel rate (correct at long, failed when cut), the share of mislabelled rollouts in mixed groups, the share of
+redundant steps (`sas_trl.step_labels`), the longest solution without redundancy against the short budget, and the
+time.
 
-    python scripts/testbed_sweep.py --terms 8,10 --checks 0.3,0.5 --sft 300,600 --short 80 --long 160
+    python scripts/testbed_sweep.py --terms 8,10 --checks 0.3,0.5 --sft 300,600 --short 80,104 --long 160
 
-`--curve K` also measures the criteria every K supervised steps along each warm-up (a checkpoint of the run's own
-cosine schedule, not a shorter warm-up); `--save DIR` keeps each warmed-up model in DIR/<setting>.
+Each short budget in `--short` is cut from the same samples. `--curve K` also measures the criteria every K
+supervised steps along each warm-up (a checkpoint of the run's own cosine schedule, not a shorter warm-up);
+`--save DIR` keeps each warmed-up model in DIR/<setting>.
 """
 
 from __future__ import annotations
@@ -67,31 +69,41 @@ def sample(model, tokenizer, problems: list[Problem], n: int, max_new_tokens: in
     return rows
 
 
-def measure(model, tokenizer, task: AdditionTask, args) -> dict:
+def measure(model, tokenizer, task: AdditionTask, args) -> list[dict]:
+    """The criteria at each short budget in `args.short`, all cut from the same samples at the long budget."""
     problems = sample_problems(args.problems, seed=12345, task=task)
     rows = sample(model, tokenizer, problems, args.n, args.long, seed=1)
     answers = [str(p.answer) for p in problems for _ in range(args.n)]
     long_texts = [tokenizer.decode(r, skip_special_tokens=True) for r in rows]
-    short_texts = [tokenizer.decode(r[: args.short], skip_special_tokens=True) for r in rows]
     long_ok = [s == 1.0 for s in accuracy_reward(long_texts, answer=answers)]
-    short_ok = [s == 1.0 for s in accuracy_reward(short_texts, answer=answers)]
-    mislabelled = [a and not b for a, b in zip(long_ok, short_ok, strict=True)]
-    groups = [range(i, i + args.n) for i in range(0, len(rows), args.n)]
-    mixed = sum(any(short_ok[j] for j in g) for g in groups for i in g if mislabelled[i])
     labels = [label_steps(problems[i // args.n].terms, t) for i, t in enumerate(long_texts)]
     steps = [len(thinking_steps(t)[0]) for t in long_texts]
     all_labels = [x for lab in labels for x in lab]
     plain = [plain_tokens(p, tokenizer) for p in sample_problems(5000, seed=7, task=task)]
-    return {
+    common = {
         "pass@1": sum(long_ok) / len(rows),
         "median_steps": statistics.median(steps),
-        "mislabel": sum(mislabelled) / max(1, sum(long_ok)),
-        "mixed": mixed / max(1, sum(mislabelled)),
         "redundant_steps": sum(x == REDUNDANT for x in all_labels) / max(1, len(all_labels)),
         "cut_long": sum(len(r) >= args.long and tokenizer.eos_token_id not in r for r in rows) / len(rows),
         "mean_tokens": statistics.fmean(len(r) for r in rows),
         "max_plain_tokens": max(plain),
     }
+    groups = [range(i, i + args.n) for i in range(0, len(rows), args.n)]
+    points = []
+    for short in args.short:
+        short_texts = [tokenizer.decode(r[:short], skip_special_tokens=True) for r in rows]
+        short_ok = [s == 1.0 for s in accuracy_reward(short_texts, answer=answers)]
+        mislabelled = [a and not b for a, b in zip(long_ok, short_ok, strict=True)]
+        mixed = sum(any(short_ok[j] for j in g) for g in groups for i in g if mislabelled[i])
+        points.append(
+            {"short": short, **common}
+            | {
+                "mislabel": sum(mislabelled) / max(1, sum(long_ok)),
+                "mixed": mixed / max(1, sum(mislabelled)),
+                "cut_short": sum(len(r) > short for r in rows) / len(rows),
+            }
+        )
+    return points
 
 
 def main() -> None:
@@ -99,7 +111,7 @@ def main() -> None:
     parser.add_argument("--terms", type=ints, default=[8, 10], help="MIN,MAX addends")
     parser.add_argument("--checks", type=floats, default=[0.3, 0.5], help="shares of traces with double-checks")
     parser.add_argument("--sft", type=ints, default=[300, 600], help="supervised warm-up steps")
-    parser.add_argument("--short", type=int, default=80)
+    parser.add_argument("--short", type=ints, default=[80], help="short budgets, each cut from the same samples")
     parser.add_argument("--long", type=int, default=160)
     parser.add_argument("--problems", type=int, default=64)
     parser.add_argument("--n", type=int, default=8)
@@ -110,24 +122,24 @@ def main() -> None:
     tokenizer = build_tokenizer()
     for checks, steps in itertools.product(args.checks, args.sft):
         task = AdditionTask(min_terms=args.terms[0], max_terms=args.terms[1], double_check_traces=checks)
-        row = {"terms": args.terms, "checks": checks, "sft_steps": steps, "short": args.short, "long": args.long}
+        row = {"terms": args.terms, "checks": checks, "sft_steps": steps, "long": args.long}
         model = build_task_model(tokenizer, seed=0)
 
         def checkpoint(step: int, loss: float, row=row, model=model, task=task) -> None:
             if args.curve and (step + 1) % args.curve == 0 and step + 1 < row["sft_steps"]:
                 rng = torch.get_rng_state()  # sampling must not change the warm-up that follows
-                point = {**row, "at_step": step + 1, "loss": round(loss, 4)} | measure(model, tokenizer, task, args)
+                for point in measure(model, tokenizer, task, args):
+                    print(json.dumps({**row, "at_step": step + 1, "loss": round(loss, 4)} | point), flush=True)
                 torch.set_rng_state(rng)
                 model.train()  # measure() samples in eval mode
-                print(json.dumps(point), flush=True)
 
         start = time.perf_counter()
         model = sft_warmup(model, tokenizer, steps, seed=0, task=task, callback=checkpoint)
         warm = time.perf_counter() - start
-        row |= measure(model, tokenizer, task, args)
-        row["sft_seconds"] = round(warm, 1)
-        row["total_seconds"] = round(time.perf_counter() - start, 1)
-        print(json.dumps(row), flush=True)
+        points = measure(model, tokenizer, task, args)
+        row |= {"sft_seconds": round(warm, 1), "total_seconds": round(time.perf_counter() - start, 1)}
+        for point in points:
+            print(json.dumps(row | point), flush=True)
         if args.save:
             folder = f"{args.save}/terms{args.terms[0]}-{args.terms[1]}_checks{checks}_sft{steps}"
             model.save_pretrained(folder)

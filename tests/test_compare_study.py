@@ -319,6 +319,15 @@ def test_the_testbed_study_states_its_design_before_running():
         ("sas", "grpo_overlong_filter"),
         ("oracle_rollout", "grpo_short"),
     )
+    pilot = load_study("recipes/studies/testbed_pilot.yaml")
+    assert study.power.pilot == pilot.output_dir  # the main study is sized from this pilot's results
+    # The pilot measures what the study will run: same base, conditions, evaluation and trajectory.
+    assert (pilot.base_recipe, pilot.conditions, pilot.eval_options) == (
+        study.base_recipe,
+        study.conditions,
+        study.eval_options,
+    )
+    assert pilot.trajectory == study.trajectory and not set(pilot.seeds) & set(study.seeds)
     text = (ROOT / "recipes" / "studies" / "testbed.yaml").read_text()
     for criterion in CRITERIA:  # the criteria are written in the study file, with their targets
         assert f"#   - {criterion.text}: {criterion.target()}" in text

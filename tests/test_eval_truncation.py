@@ -169,6 +169,9 @@ def test_selection_against_labels_hand_values():
         "shielded_correct": 0.5,
         "zeroed_steps": 2,
         "zeroed_redundant_or_wrong": 0.5,
+        # What a selection blind to the labels would get: rollout 0's 4 steps (3 correct), rollout 1's 3 (2 wrong).
+        "failed_steps_correct": 3 / 4,
+        "correct_steps_redundant_or_wrong": 2 / 3,
     }
     assert label_summary(labels) == {"rollouts": 3, "steps": 9, "correct": 5 / 9, "wrong": 2 / 9, "redundant": 2 / 9}
 
@@ -314,4 +317,4 @@ def test_the_readme_testbed_command_runs(tmp_path, monkeypatch, capsys):
     for criterion in CRITERIA:
         assert f"  {criterion.text}: " in out and f"(target {criterion.target()})" in out
     results = json.loads((tmp_path / "truncation_results" / "testbed_base" / "truncation.json").read_text())
-    assert results["impossible_prompts"] == 0 and results["settings"]["short_tokens"] == 80
+    assert results["impossible_prompts"] == 0 and results["settings"]["short_tokens"] == 104

@@ -87,10 +87,14 @@ def selection_against_labels(
 
     Returns:
         `shielded_steps` (zeroed in failed rollouts) and `shielded_correct` (the share labelled correct);
-        `zeroed_steps` (in correct rollouts) and `zeroed_redundant_or_wrong`; `rollouts`, `left_out`.
+        `zeroed_steps` (in correct rollouts) and `zeroed_redundant_or_wrong`; `rollouts`, `left_out`. Beside each
+        share, what a selection blind to the labels would get: `failed_steps_correct`, the share of all steps of
+        failed rollouts labelled correct, and `correct_steps_redundant_or_wrong`, that of correct rollouts.
     """
     shielded: list[int] = []
     dropped: list[int] = []
+    in_failed: list[int] = []
+    in_correct: list[int] = []
     left_out = 0
     for i, (row, ok) in enumerate(zip(labels, correct, strict=True)):
         if len(row) != int(num_steps[i]):
@@ -98,6 +102,7 @@ def selection_against_labels(
             continue
         chosen = [row[j] for j in range(len(row)) if zeroed[i, j]]
         (dropped if ok else shielded).extend(chosen)
+        (in_correct if ok else in_failed).extend(row)
     return {
         "rollouts": len(labels) - left_out,
         "left_out": left_out,
@@ -106,6 +111,10 @@ def selection_against_labels(
         "zeroed_steps": len(dropped),
         "zeroed_redundant_or_wrong": (
             sum(x in (REDUNDANT, WRONG) for x in dropped) / len(dropped) if dropped else None
+        ),
+        "failed_steps_correct": sum(x == CORRECT for x in in_failed) / len(in_failed) if in_failed else None,
+        "correct_steps_redundant_or_wrong": (
+            sum(x in (REDUNDANT, WRONG) for x in in_correct) / len(in_correct) if in_correct else None
         ),
     }
 

@@ -297,8 +297,10 @@ def summary_text(results: dict[str, Any]) -> str:
     if chosen:
         lines.append(
             f"SAS at {s['short_tokens']} tokens: of the {chosen['shielded_steps']} steps it shields in failed "
-            f"rollouts, {_percent(chosen['shielded_correct'])} were correct; of the {chosen['zeroed_steps']} it "
-            f"zeroes in correct rollouts, {_percent(chosen['zeroed_redundant_or_wrong'])} were redundant or wrong"
+            f"rollouts, {_percent(chosen['shielded_correct'])} were correct (of all their steps: "
+            f"{_percent(chosen.get('failed_steps_correct'))}); of the {chosen['zeroed_steps']} it zeroes in correct "
+            f"rollouts, {_percent(chosen['zeroed_redundant_or_wrong'])} were redundant or wrong (of all their steps: "
+            f"{_percent(chosen.get('correct_steps_redundant_or_wrong'))})"
             + (f" ({chosen['left_out']} rollout(s) left out: steps not aligned with the text)." if chosen["left_out"]
                else ".")
         )  # fmt: skip
