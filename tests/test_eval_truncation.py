@@ -276,11 +276,16 @@ def test_analyze_truncation_measures_a_recipe_s_starting_model(tmp_path, monkeyp
     assert all(q.count(",") <= 2 for q in re.findall(r"Add ([\d, ]+)\.", samples))
 
 
-def readme_testbed_command() -> list[str]:
-    """The testbed's command, moved from the README to docs/testbed.md (which the README links)."""
-    section = (ROOT / "docs" / "testbed.md").read_text().split("## Measure the criteria", 1)[1]
+def command_under(path: str, heading: str) -> str:
+    section = (ROOT / path).read_text().split(heading, 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
-    line = next(c for c in block.splitlines() if c.startswith("sas-trl analyze-truncation"))
+    return next(c for c in block.splitlines() if c.startswith("sas-trl analyze-truncation"))
+
+
+def readme_testbed_command() -> list[str]:
+    """The testbed's command as the README gives it; docs/testbed.md gives the same one."""
+    line = command_under("README.md", "### The testbed")
+    assert line == command_under("docs/testbed.md", "## Measure the criteria")
     return shlex.split(line)[1:]
 
 

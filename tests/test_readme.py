@@ -122,7 +122,7 @@ def test_the_main_suite_does_not_collect_the_verl_tests():
 
 
 def test_readme_main_command_is_the_built_in_default():
-    main_command = _bash_blocks(README)[0].strip().splitlines()[-1]
+    main_command = _bash_blocks(_section(README, "## Two commands"))[0].strip().splitlines()[-1]
     assert main_command.endswith("sas-trl train --recipe recipes/tiny_cpu.yaml")
     assert (ROOT / "recipes" / "tiny_cpu.yaml").is_file()  # run end to end in tests/test_cli.py
 
