@@ -139,24 +139,24 @@ def collect(study: Study) -> dict[str, Any]:
         if r.name in left_out:  # another model's numbers: not this run's
             per_run[(r.condition, r.seed)] = None
     metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
-    reference = [per_run[(study.reference, s)] for s in study.seeds]
     conditions = {}
     histories = {(r.condition, r.seed): log_history(read_from[r]) for r in runs}
     for condition in study.conditions:
-        values = {k: [(per_run[(condition, s)] or {}).get(k) for s in study.seeds] for k in metrics}
-        ref = {k: [(r or {}).get(k) for r in reference] for k in metrics}
+        seeds = study.condition_seeds(condition)  # the reference runs each of them (load_study checks it)
+        values = {k: [(per_run[(condition, s)] or {}).get(k) for s in seeds] for k in metrics}
+        ref = {k: [(per_run[(study.reference, s)] or {}).get(k) for s in seeds] for k in metrics}
         conditions[condition] = {
             "overrides": study.conditions[condition],
-            "runs": {str(s): per_run[(condition, s)] for s in study.seeds},
+            "runs": {str(s): per_run[(condition, s)] for s in seeds},
             "summary": {k: summarize(v) for k, v in values.items()},
             "vs_reference": {}
             if condition == study.reference
             else {k: paired_difference(values[k], ref[k]) for k in metrics},
             "learning_signal": signal.condition_signal(
-                {str(s): signal.run_signal(histories[(condition, s)]) for s in study.seeds}
+                {str(s): signal.run_signal(histories[(condition, s)]) for s in seeds}
             ),
             "step_labels": labels.condition_labels(
-                {str(s): labels.run_labels(histories[(condition, s)]) for s in study.seeds}
+                {str(s): labels.run_labels(histories[(condition, s)]) for s in seeds}
             ),
         }
         if study.trajectory is not None:  # per seed: [{step, metrics}], step 0 the starting model
@@ -170,6 +170,7 @@ def collect(study: Study) -> dict[str, Any]:
         "study": str(study.path),
         "base_recipe": str(study.base_recipe),
         "seeds": list(study.seeds),
+        **({"seeds_per_condition": _seed_counts(study)} if study.seeds_per_condition else {}),
         "reference": study.reference,
         "confidence": CONFIDENCE,
         "starting_model": None if STARTING_MODEL in left_out else eval_metrics(base / EVAL_RESULTS),
@@ -196,6 +197,11 @@ def collect(study: Study) -> dict[str, Any]:
     from_kept = [r.name for r in runs if read_from[r] is not r] + ([STARTING_MODEL] if base != base_eval else [])
     results["warnings"] = evaluated.warnings(left_out, changed, from_kept) + signal.warnings(results)
     return results
+
+
+def _seed_counts(study: Study) -> dict[str, int]:
+    """How many of the study's seeds each condition runs (the first N of them)."""
+    return {c: len(study.condition_seeds(c)) for c in study.conditions}
 
 
 def _trajectory_reader(study: Study, read_from: dict[Run, Run], start_model: str, left_out: dict[str, str]):
@@ -240,9 +246,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Study report: {results['study']}",
         "",
-        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}; reference condition "
-        f"`{results['reference']}`. Mean ± standard deviation over seeds, [{pct}% t-interval of the mean], "
-        "(n = seeds with results).",
+        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}{_seed_note(results)}; reference "
+        f"condition `{results['reference']}`. Mean ± standard deviation over seeds, [{pct}% t-interval of the "
+        "mean], (n = seeds with results).",
         "",
     ]
     lines += [line for w in results.get("warnings", []) for line in (f"**{w}**", "")]
@@ -291,6 +297,16 @@ def markdown(results: dict[str, Any]) -> str:
     if any(CLIPPED in line for line in lines):
         lines += ["", CLIPPED_NOTE]
     return "\n".join(lines) + "\n"
+
+
+def _seed_note(results: dict[str, Any]) -> str:
+    """' (grpo all 4, sas the first 2)' for a study with `seeds_per_condition`, else ''."""
+    counts = results.get("seeds_per_condition")
+    if not counts:
+        return ""
+    total = len(results["seeds"])
+    each = [f"{c} {'all ' if n == total else 'the first '}{n}" for c, n in counts.items()]
+    return f" ({', '.join(each)}; differences pair on the seeds both conditions ran)"
 
 
 def _evaluated_lines(results: dict[str, Any]) -> list[str]:
