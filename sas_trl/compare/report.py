@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..output_files import save_figure, write_text
 from . import evaluated, findings, kept, labels, power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
+from .runs import by_condition
 from .stats import (
     CLIPPED,
     CLIPPED_NOTE,
@@ -119,7 +120,7 @@ STARTING_MODEL = "the starting model"
 
 
 def collect(study: Study) -> dict[str, Any]:
-    runs = plan_runs(study)
+    runs = by_condition(study, plan_runs(study))  # runs named in lists condition by condition, as before
     read_from = {r: kept.source(study, r) for r in runs}  # the study folder, else the results kept in the repo
     per_run = {(r.condition, r.seed): eval_metrics(read_from[r].eval_dir / EVAL_RESULTS) for r in runs}
     start_model, _ = starting_model(study)
@@ -170,7 +171,7 @@ def collect(study: Study) -> dict[str, Any]:
         "study": str(study.path),
         "base_recipe": str(study.base_recipe),
         "seeds": list(study.seeds),
-        **({"seeds_per_condition": _seed_counts(study)} if study.seeds_per_condition else {}),
+        **({"seeds_per_condition": study.seed_counts()} if study.seeds_per_condition else {}),
         "reference": study.reference,
         "confidence": CONFIDENCE,
         "starting_model": None if STARTING_MODEL in left_out else eval_metrics(base / EVAL_RESULTS),
@@ -197,11 +198,6 @@ def collect(study: Study) -> dict[str, Any]:
     from_kept = [r.name for r in runs if read_from[r] is not r] + ([STARTING_MODEL] if base != base_eval else [])
     results["warnings"] = evaluated.warnings(left_out, changed, from_kept) + signal.warnings(results)
     return results
-
-
-def _seed_counts(study: Study) -> dict[str, int]:
-    """How many of the study's seeds each condition runs (the first N of them)."""
-    return {c: len(study.condition_seeds(c)) for c in study.conditions}
 
 
 def _trajectory_reader(study: Study, read_from: dict[Run, Run], start_model: str, left_out: dict[str, str]):
@@ -246,7 +242,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Study report: {results['study']}",
         "",
-        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}{_seed_note(results)}; reference "
+        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}{findings.seed_note(results)}; reference "
         f"condition `{results['reference']}`. Mean ± standard deviation over seeds, [{pct}% t-interval of the "
         "mean], (n = seeds with results).",
         "",
@@ -297,16 +293,6 @@ def markdown(results: dict[str, Any]) -> str:
     if any(CLIPPED in line for line in lines):
         lines += ["", CLIPPED_NOTE]
     return "\n".join(lines) + "\n"
-
-
-def _seed_note(results: dict[str, Any]) -> str:
-    """' (grpo all 4, sas the first 2)' for a study with `seeds_per_condition`, else ''."""
-    counts = results.get("seeds_per_condition")
-    if not counts:
-        return ""
-    total = len(results["seeds"])
-    each = [f"{c} {'all ' if n == total else 'the first '}{n}" for c, n in counts.items()]
-    return f" ({', '.join(each)}; differences pair on the seeds both conditions ran)"
 
 
 def _evaluated_lines(results: dict[str, Any]) -> list[str]:

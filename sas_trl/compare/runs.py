@@ -53,6 +53,12 @@ def plan_runs(study: Study) -> list[Run]:
     return [Run(c, s, root / c / f"seed{s}") for s in study.seeds for c in study.conditions if s in seeds[c]]
 
 
+def by_condition(study: Study, runs: list[Run]) -> list[Run]:
+    """`runs` condition by condition (the study's order), each condition's seeds in order: how reports list runs."""
+    order = {c: i for i, c in enumerate(study.conditions)}
+    return sorted(runs, key=lambda r: (order[r.condition], study.seeds.index(r.seed)))
+
+
 def base_eval_dir(study: Study) -> Path:
     """The starting model's evaluation, shared by every run."""
     return study.output_dir.resolve() / "base_eval"

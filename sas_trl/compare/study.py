@@ -84,9 +84,13 @@ class Study:
         """The seeds both conditions run, the pairs of a paired comparison (a prefix of `seeds`)."""
         return self.seeds[: min(len(self.condition_seeds(condition)), len(self.condition_seeds(other)))]
 
+    def seed_counts(self) -> dict[str, int]:
+        """How many seeds each condition runs (the first N of `seeds`)."""
+        return {c: len(self.condition_seeds(c)) for c in self.conditions}
+
     @property
     def run_count(self) -> int:
-        return sum(len(self.condition_seeds(c)) for c in self.conditions)
+        return sum(self.seed_counts().values())
 
     def eval_argv(self) -> list[str]:
         """The eval options as `sas-trl eval` flags."""
