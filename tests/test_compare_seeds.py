@@ -60,8 +60,8 @@ def study_path(tmp_path, per_condition, seeds=(0, 1, 2, 3), conditions=None, **e
         ({"sas": 5}, "seeds_per_condition.sas = 5 must lie in 1..4"),
         (
             {"grpo": 2, "sas": 2},
-            "the reference 'grpo' has 2 seed(s), fewer than 'filt' (4): paired comparisons against the reference "
-            "would lose 'filt''s other seeds; give the reference at least 4",
+            "the reference 'grpo' has 2 seed(s), fewer than 'filt' (4): a comparison against the reference pairs "
+            "only on the seeds both run, so 'filt' would lose 2; give the reference at least 4",
         ),
     ],
 )
@@ -71,6 +71,13 @@ def test_a_bad_seeds_per_condition_fails_in_one_line_before_anything_runs(tmp_pa
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert re.search(expected, err) if "line" in expected else expected in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_error_names_the_line_of_the_count(tmp_path):
+    path = study_path(tmp_path, {"grpo": 4, "sas": "2"})
+    line = path.read_text().splitlines().index("  sas: '2'") + 1
+    with pytest.raises(UserError, match=rf"study\.yaml, line {line}: seeds_per_condition\.sas must be a whole"):
+        load_study(path)
 
 
 def test_the_run_limit_counts_the_real_runs(tmp_path):

@@ -130,7 +130,7 @@ def parse_seeds_per_condition(
     if per[reference] < per[most]:
         raise UserError(
             f"study {path}, line {lines.get(key)}: {key}: the reference {reference!r} has {per[reference]} seed(s), "
-            f"fewer than {most!r} ({per[most]}): paired comparisons against the reference would lose {most!r}'s "
-            f"other seeds; give the reference at least {per[most]}"
+            f"fewer than {most!r} ({per[most]}): a comparison against the reference pairs only on the seeds both run, "
+            f"so {most!r} would lose {per[most] - per[reference]}; give the reference at least {per[most]}"
         )
     return counts
