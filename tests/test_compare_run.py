@@ -43,8 +43,8 @@ def test_smoke_study_trains_and_with_two_jobs_a_killed_study_loses_nothing(tmp_p
     runs = tmp_path / "out" / "runs"
 
     # Two runs at once, killed (the whole process group, like a lost terminal) once a third run has started:
-    # at least one run finished, others are mid-way.
-    done = runs / "sas" / "seed0" / "train.log"
+    # at least one run finished, others are mid-way. Runs go seed-major: grpo seed 0, sas seed 0, grpo seed 1, ...
+    done = runs / "grpo" / "seed1" / "train.log"
     kill_when(["compare", "--study", str(path), "--jobs", "2"], done, "the study ended before its third run", 600)
     names = {f"{c} seed {s}": runs / c / f"seed{s}" for c in ("grpo", "sas") for s in (0, 1)}
     finished = {name: finished_files(folder) for name, folder in names.items() if finished_files(folder)}

@@ -69,10 +69,10 @@ def test_steps_per_condition_and_print_commands_evaluate_each_checkpoint(tmp_pat
     lines = print_commands(study)
     step0 = shlex.split(lines[2])
     assert step0[step0.index("--output_dir") + 1] == str(study.output_dir.resolve() / "base_eval" / "trajectory")
-    sas0 = [shlex.split(part) for part in lines[-3].split(" && ")]  # sas seed 0
-    assert [c[1] for c in sas0] == ["train", "eval", "eval", "eval"]
+    sas1 = [shlex.split(part) for part in lines[-3].split(" && ")]  # sas seed 1 (runs are seed-major)
+    assert [c[1] for c in sas1] == ["train", "eval", "eval", "eval"]
     run = plan_runs(study)[3]
-    for step, command in zip((4, 8), sas0[2:], strict=True):
+    for step, command in zip((4, 8), sas1[2:], strict=True):
         assert command[command.index("--model") + 1] == str(run.dir / f"checkpoint-{step}")
         assert command[command.index("--output_dir") + 1] == str(step_dir(run, step))
         assert command[command.index("--n") + 1] == "2" and command[command.index("--limit") + 1] == "4"

@@ -64,6 +64,16 @@ def _lengths(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def seed_note(results: dict[str, Any]) -> str:
+    """' (grpo all 4, sas the first 2; ...)' for a study with `seeds_per_condition`, else ''."""
+    counts = results.get("seeds_per_condition")
+    if not counts:
+        return ""
+    total = len(results["seeds"])
+    each = [f"{c} {'all ' if n == total else 'the first '}{n}" for c, n in counts.items()]
+    return f" ({', '.join(each)}; differences pair on the seeds both conditions ran)"
+
+
 def evaluations(results: dict[str, Any]) -> list[str]:
     """Which evaluation the tables, the stability section and each figure use: the final one, or the trajectory's
     own (often smaller) set, whose last step therefore need not match the tables."""

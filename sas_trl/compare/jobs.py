@@ -1,9 +1,10 @@
 """`sas-trl compare --jobs N`: N runs at once, each with its own share of the machine.
 
 On a GPU machine each job gets its own GPU(s) (`CUDA_VISIBLE_DEVICES`, the visible devices split evenly); on a
-CPU each job gets `cores // N` threads (`OMP_NUM_THREADS`, `MKL_NUM_THREADS`). Runs start in the study's order as
-slots free up; each writes only into its own folder, so the skip and resume guarantees of one-at-a-time runs
-hold. A failed run lets the running ones finish, starts no new one, and is reported like a sequential failure.
+CPU each job gets `cores // N` threads (`OMP_NUM_THREADS`, `MKL_NUM_THREADS`). Runs start in the planned order
+(seed-major, `runs.plan_runs`) as slots free up; each writes only into its own folder, so the skip and resume
+guarantees of one-at-a-time runs hold. A failed run lets the running ones finish, starts no new one, and is
+reported like a sequential failure.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,12 +108,13 @@ def power_table(
     results: dict[str, Any],
     pairs: Sequence[tuple[str, str]],
     metric: str,
-    n: int | None = None,
+    n: int | Mapping[tuple[str, str], int] | None = None,
     effect: float | None = None,
 ) -> list[dict[str, Any]]:
     """Per comparison, from the per-run values in `results` (a study's results.json): the observed paired
-    difference (mean, t-interval, p), the paired spread, the minimum detectable effect with `n` seeds (default:
-    the pairs observed), the power for `effect`, and the seeds a 1- or 2-point effect (and `effect`) would need."""
+    difference (mean, t-interval, p), the paired spread, the minimum detectable effect with `n` seed pairs (one
+    number, or per comparison; default: the pairs observed), the power for `effect`, and the seeds a 1- or 2-point
+    effect (and `effect`) would need. Pairs are the seeds both conditions have results for."""
     rows = []
     for condition, against in pairs:
         runs = results["conditions"].get(condition, {}).get("runs", {})
@@ -122,7 +123,7 @@ def power_table(
         values = [(runs[s] or {}).get(metric) for s in seeds]
         reference = [(ref_runs[s] or {}).get(metric) for s in seeds]
         pairs_n, sd = paired_sd(values, reference)
-        planned = n if n is not None else pairs_n
+        planned = pairs_n if n is None else n if isinstance(n, int) else n[(condition, against)]
         row: dict[str, Any] = {"condition": condition, "against": against, "pairs": pairs_n, "sd": sd}
         row["difference"] = paired_difference(
             [v if _number(v) else None for v in values], [v if _number(v) else None for v in reference]
@@ -176,8 +177,8 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> list[str]:
 
 def planned_power(study: Study) -> list[str]:
     """What `--print_commands` says about power: from a pilot's results (the study's `power.pilot`, else the
-    study's own results so far), the minimum detectable effect with the study's seeds and the power for its
-    stated effect."""
+    study's own results so far), the minimum detectable effect with the seed pairs each comparison will have (the
+    seeds both of its conditions run, `seeds_per_condition`) and the power for the study's stated effect."""
     spec = study.power or PowerSpec()
     source = spec.pilot if spec.pilot is not None else study.output_dir
     file = source / "results.json" if source.suffix != ".json" else source
@@ -185,18 +186,21 @@ def planned_power(study: Study) -> list[str]:
         return [f"power: no pilot results yet ({file} not found); run a pilot, then --print_commands again"]
     try:
         results = json.loads(file.read_text())
-        rows = power_table(results, comparisons(study), spec.metric, n=len(study.seeds), effect=spec.effect)
+        planned = {pair: len(study.shared_seeds(*pair)) for pair in comparisons(study)}
+        rows = power_table(results, comparisons(study), spec.metric, n=planned, effect=spec.effect)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UserError(f"study {study.path}: pilot results {file} cannot be read: {err}") from err
-    lines = [
-        f"power with {len(study.seeds)} seeds, from the paired spread in {file} ({spec.metric}, 80%, alpha 0.05):"
-    ]
+    counts = sorted({r["seeds"] for r in rows})
+    alike = len(counts) == 1  # else each comparison says its own count (`seeds_per_condition`)
+    seeds = f"{counts[0]} seeds" if alike else "each comparison's seed pairs"
+    lines = [f"power with {seeds}, from the paired spread in {file} ({spec.metric}, 80%, alpha 0.05):"]
     for r in rows:
+        name = f"{r['condition']} vs {r['against']}" + ("" if alike else f" with {r['seeds']} seeds")
         if r["sd"] is None:
-            lines.append(f"  {r['condition']} vs {r['against']}: fewer than 2 pilot pairs, no estimate")
+            lines.append(f"  {name}: fewer than 2 pilot pairs, no estimate")
             continue
         text = (
-            f"  {r['condition']} vs {r['against']}: sd {_points(r['sd'], spec.metric)} from {r['pairs']} pairs, "
+            f"  {name}: sd {_points(r['sd'], spec.metric)} from {r['pairs']} pairs, "
             f"minimum detectable effect {_points(r['mde'], spec.metric)}"
         )
         if spec.effect is not None:

@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..output_files import save_figure, write_text
 from . import evaluated, findings, kept, labels, power, signal, trajectory
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
+from .runs import by_condition
 from .stats import (
     CLIPPED,
     CLIPPED_NOTE,
@@ -119,7 +120,7 @@ STARTING_MODEL = "the starting model"
 
 
 def collect(study: Study) -> dict[str, Any]:
-    runs = plan_runs(study)
+    runs = by_condition(study, plan_runs(study))  # runs named in lists condition by condition, as before
     read_from = {r: kept.source(study, r) for r in runs}  # the study folder, else the results kept in the repo
     per_run = {(r.condition, r.seed): eval_metrics(read_from[r].eval_dir / EVAL_RESULTS) for r in runs}
     start_model, _ = starting_model(study)
@@ -139,24 +140,24 @@ def collect(study: Study) -> dict[str, Any]:
         if r.name in left_out:  # another model's numbers: not this run's
             per_run[(r.condition, r.seed)] = None
     metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
-    reference = [per_run[(study.reference, s)] for s in study.seeds]
     conditions = {}
     histories = {(r.condition, r.seed): log_history(read_from[r]) for r in runs}
     for condition in study.conditions:
-        values = {k: [(per_run[(condition, s)] or {}).get(k) for s in study.seeds] for k in metrics}
-        ref = {k: [(r or {}).get(k) for r in reference] for k in metrics}
+        seeds = study.condition_seeds(condition)  # the reference runs each of them (load_study checks it)
+        values = {k: [(per_run[(condition, s)] or {}).get(k) for s in seeds] for k in metrics}
+        ref = {k: [(per_run[(study.reference, s)] or {}).get(k) for s in seeds] for k in metrics}
         conditions[condition] = {
             "overrides": study.conditions[condition],
-            "runs": {str(s): per_run[(condition, s)] for s in study.seeds},
+            "runs": {str(s): per_run[(condition, s)] for s in seeds},
             "summary": {k: summarize(v) for k, v in values.items()},
             "vs_reference": {}
             if condition == study.reference
             else {k: paired_difference(values[k], ref[k]) for k in metrics},
             "learning_signal": signal.condition_signal(
-                {str(s): signal.run_signal(histories[(condition, s)]) for s in study.seeds}
+                {str(s): signal.run_signal(histories[(condition, s)]) for s in seeds}
             ),
             "step_labels": labels.condition_labels(
-                {str(s): labels.run_labels(histories[(condition, s)]) for s in study.seeds}
+                {str(s): labels.run_labels(histories[(condition, s)]) for s in seeds}
             ),
         }
         if study.trajectory is not None:  # per seed: [{step, metrics}], step 0 the starting model
@@ -170,6 +171,7 @@ def collect(study: Study) -> dict[str, Any]:
         "study": str(study.path),
         "base_recipe": str(study.base_recipe),
         "seeds": list(study.seeds),
+        **({"seeds_per_condition": study.seed_counts()} if study.seeds_per_condition else {}),
         "reference": study.reference,
         "confidence": CONFIDENCE,
         "starting_model": None if STARTING_MODEL in left_out else eval_metrics(base / EVAL_RESULTS),
@@ -240,9 +242,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Study report: {results['study']}",
         "",
-        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}; reference condition "
-        f"`{results['reference']}`. Mean ± standard deviation over seeds, [{pct}% t-interval of the mean], "
-        "(n = seeds with results).",
+        f"Base recipe `{results['base_recipe']}`; seeds {results['seeds']}{findings.seed_note(results)}; reference "
+        f"condition `{results['reference']}`. Mean ± standard deviation over seeds, [{pct}% t-interval of the "
+        "mean], (n = seeds with results).",
         "",
     ]
     lines += [line for w in results.get("warnings", []) for line in (f"**{w}**", "")]

@@ -63,7 +63,7 @@ def starting_model(study: Study) -> tuple[str, bool]:
 def job_envs(study: Study, jobs: int) -> list[dict[str, str]]:
     """Each job's share of the machine: CPU threads when every condition trains on the CPU (`use_cpu`), even on a
     GPU machine; else its own GPU(s)."""
-    runs = len(study.conditions) * len(study.seeds)
+    runs = study.run_count
     if jobs > runs:  # more slots than runs is never used (and a huge N would be built as a list of N slots)
         raise UserError(f"--jobs {jobs} is more than the study's {runs} runs; pass --jobs {runs} or fewer")
     base = base_recipe_values(study)

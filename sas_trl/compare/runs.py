@@ -44,9 +44,19 @@ class Run:
 
 
 def plan_runs(study: Study) -> list[Run]:
-    """Every (condition, seed), conditions in the study's order, seeds inner."""
+    """Every (condition, seed) the study runs, seed-major: for each seed in order, every condition that runs it
+    (`seeds_per_condition`), in the study's order. A study stopped partway, or run `--jobs N` at a time, then has
+    the same leading seeds finished across conditions, so its paired comparisons have pairs; the order changes no
+    run's result."""
     root = study.output_dir.resolve() / "runs"
-    return [Run(c, s, root / c / f"seed{s}") for c in study.conditions for s in study.seeds]
+    seeds = {c: set(study.condition_seeds(c)) for c in study.conditions}
+    return [Run(c, s, root / c / f"seed{s}") for s in study.seeds for c in study.conditions if s in seeds[c]]
+
+
+def by_condition(study: Study, runs: list[Run]) -> list[Run]:
+    """`runs` condition by condition (the study's order), each condition's seeds in order: how reports list runs."""
+    order = {c: i for i, c in enumerate(study.conditions)}
+    return sorted(runs, key=lambda r: (order[r.condition], study.seeds.index(r.seed)))
 
 
 def base_eval_dir(study: Study) -> Path:

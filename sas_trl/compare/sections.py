@@ -1,9 +1,11 @@
-"""A study file's optional sections (`trajectory:`, `power:`), parsed and checked: what they mean is
-compare/trajectory.py's and compare/power.py's (their docstrings show the sections); running them is theirs too."""
+"""A study file's optional sections (`seeds_per_condition:`, `trajectory:`, `power:`), parsed and checked: what
+the last two mean is compare/trajectory.py's and compare/power.py's (their docstrings show the sections); running
+them is theirs too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,41 @@ def parse_power(path: Path, data: Any, conditions: Sequence[str], reference: str
         primary=pairs,
         pilot=None if pilot is None else Path(str(pilot)),
     )
+
+
+def parse_seeds_per_condition(
+    path: Path, data: Any, seeds: Sequence[int], conditions: Sequence[str], reference: str, lines: Mapping[str, int]
+) -> dict[str, int]:
+    """The study file's `seeds_per_condition: {condition: N}` (each named condition runs the first N of `seeds`,
+    the others all of them), checked; {} when absent. The reference needs at least as many seeds as any other
+    condition: every paired comparison against it then has all of that condition's seeds."""
+    if data is None:
+        return {}
+    key = "seeds_per_condition"
+    if not isinstance(data, dict) or not data:
+        raise UserError(
+            f"study {path}, line {lines.get(key)}: {key} must be a mapping of condition: number of seeds, got {data!r}"
+        )
+    counts = {}
+    for name, count in data.items():
+        where = f"study {path}, line {lines.get(f'{key}.{name}', lines.get(key))}: {key}"
+        if str(name) not in conditions:
+            close = difflib.get_close_matches(str(name), conditions, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; conditions: {', '.join(conditions)}"
+            raise UserError(f"{where} names {name!r}, not a condition{hint}")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise UserError(f"{where}.{name} must be a whole number of seeds, got {count!r}")
+        if not 1 <= count <= len(seeds):
+            raise UserError(
+                f"{where}.{name} = {count} must lie in 1..{len(seeds)}: the first N of the study's {len(seeds)} seeds"
+            )
+        counts[str(name)] = count
+    per = {c: counts.get(c, len(seeds)) for c in conditions}
+    most = max(per, key=per.get)
+    if per[reference] < per[most]:
+        raise UserError(
+            f"study {path}, line {lines.get(key)}: {key}: the reference {reference!r} has {per[reference]} seed(s), "
+            f"fewer than {most!r} ({per[most]}): a comparison against the reference pairs only on the seeds both run, "
+            f"so {most!r} would lose {per[most] - per[reference]}; give the reference at least {per[most]}"
+        )
+    return counts

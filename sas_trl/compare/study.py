@@ -4,6 +4,7 @@
 base_recipe: recipes/tiny_cpu.yaml       # a recipe path, relative to the current directory like --recipe
 output_dir: outputs/study                # runs, evaluations and the report go here
 seeds: [0, 1, 2, 3, 4]
+seeds_per_condition: {sas: 3}            # optional: a condition runs only the first N seeds (default: all)
 reference: grpo                          # paired differences are taken against this condition
 conditions:                              # name: recipe keys that differ from the base recipe
   grpo: {sas_strategy: none}
@@ -23,7 +24,7 @@ import re
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ from ..errors import UserError
 from ..training.packaged import resolve_path
 from ..training.recipe_files import load_yaml
 from ..training.settings_checks import SEED, SEED_MAX
-from .sections import PowerSpec, TrajectorySpec, parse_power, parse_trajectory
+from .sections import PowerSpec, TrajectorySpec, parse_power, parse_seeds_per_condition, parse_trajectory
 
 KEYS = (
     "base_recipe",
     "output_dir",
     "results_dir",
     "seeds",
+    "seeds_per_condition",
     "reference",
     "conditions",
     "eval",
@@ -54,7 +56,7 @@ STUDY_OWNED = ("seed", "output_dir", "base", "resume_from_checkpoint", "push_to_
 # baseline, whether earlier samples are discarded): an `eval:` or `trajectory.eval` key naming one is refused,
 # also abbreviated or as any other key that names an output or the model.
 EVAL_OWNED = ("model", "output_dir", "baseline", "overwrite")
-MAX_RUNS = 500  # conditions x seeds: beyond this a study is a typo, and each run is a folder of its own
+MAX_RUNS = 500  # runs (each condition's seeds): beyond this a study is a typo, and each run is a folder of its own
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -71,6 +73,24 @@ class Study:
     trajectory: TrajectorySpec | None = None  # checkpoints evaluated along training (compare/trajectory.py)
     power: PowerSpec | None = None  # the effect the study is sized for (compare/power.py)
     results_dir: Path | None = None  # each finished run's results kept there, in the repository (compare/kept.py)
+    # condition: N, it runs the first N of `seeds`; a condition not named runs all of them
+    seeds_per_condition: dict[str, int] = field(default_factory=dict)
+
+    def condition_seeds(self, condition: str) -> tuple[int, ...]:
+        """The seeds `condition` runs: the first `seeds_per_condition[condition]` of the study's, else all."""
+        return self.seeds[: self.seeds_per_condition.get(condition, len(self.seeds))]
+
+    def shared_seeds(self, condition: str, other: str) -> tuple[int, ...]:
+        """The seeds both conditions run, the pairs of a paired comparison (a prefix of `seeds`)."""
+        return self.seeds[: min(len(self.condition_seeds(condition)), len(self.condition_seeds(other)))]
+
+    def seed_counts(self) -> dict[str, int]:
+        """How many seeds each condition runs (the first N of `seeds`)."""
+        return {c: len(self.condition_seeds(c)) for c in self.conditions}
+
+    @property
+    def run_count(self) -> int:
+        return sum(self.seed_counts().values())
 
     def eval_argv(self) -> list[str]:
         """The eval options as `sas-trl eval` flags."""
@@ -178,11 +198,6 @@ def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> S
     conditions = data["conditions"]
     if not isinstance(conditions, dict) or not conditions:
         raise UserError(f"study {path}: conditions must be a mapping of name: {{recipe key: value}}")
-    if len(conditions) * len(seeds) > MAX_RUNS:
-        raise UserError(
-            f"study {path}: {len(conditions)} condition(s) x {len(seeds)} seed(s) = {len(conditions) * len(seeds)} "
-            f"runs, more than {MAX_RUNS}; split it into several studies (each run gets its own folder)"
-        )
     conditions = {str(name): overrides or {} for name, overrides in conditions.items()}
     for name, overrides in conditions.items():
         if not _NAME.match(name):
@@ -196,6 +211,18 @@ def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> S
     if reference not in conditions:
         raise UserError(
             f"study {path}: reference {reference!r} is not a condition; conditions: {', '.join(conditions)}"
+        )
+    per_condition = parse_seeds_per_condition(
+        path, data.get("seeds_per_condition"), seeds, list(conditions), reference, lines
+    )
+    runs = sum(per_condition.get(c, len(seeds)) for c in conditions)
+    if runs > MAX_RUNS:
+        size = f"{len(conditions)} condition(s) x {len(seeds)} seed(s)"
+        if per_condition:
+            size = f"{len(conditions)} condition(s), their seeds_per_condition"
+        raise UserError(
+            f"study {path}: {size} = {runs} runs, more than {MAX_RUNS}; split it into several studies (each run "
+            "gets its own folder)"
         )
     eval_options = data.get("eval") or {}
     if not isinstance(eval_options, dict):
@@ -215,6 +242,7 @@ def load_study(path: str | Path, eval_flags: Collection[str] | None = None) -> S
         trajectory=parse_trajectory(path, data.get("trajectory")),
         power=parse_power(path, data.get("power"), list(conditions), reference),
         results_dir=results_dir,
+        seeds_per_condition=per_condition,
     )
     check_eval_options(path, "eval", study.eval_options, eval_flags)
     if study.trajectory is not None:
