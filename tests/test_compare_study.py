@@ -310,6 +310,9 @@ def test_the_testbed_study_states_its_design_before_running():
         "oracle_rollout", "oracle_step",
     }  # fmt: skip
     assert study.reference == "grpo_short" and len(study.seeds) >= 10 and study.trajectory is not None
+    counts = study.seed_counts()  # at least 20 seeds where the primary comparisons pair, 10 elsewhere
+    assert all(counts[name] >= 20 for pair in study.power.primary for name in pair)
+    assert min(counts.values()) >= 10 and counts[study.reference] == len(study.seeds)
     assert study.conditions["oracle_rollout"]["sas_selection"] == "oracle_rollout"
     assert study.conditions["oracle_step"]["sas_selection"] == "oracle_step"
     assert study.conditions["sas_random"]["sas_selection"] == "random"
