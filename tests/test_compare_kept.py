@@ -158,6 +158,25 @@ def test_only_the_runs_not_kept_run_again(tmp_path, monkeypatch):
     assert kept.complete(study, gone)  # kept again once finished
 
 
+def test_a_starting_model_other_than_the_kept_runs_one_is_refused(tmp_path, monkeypatch):
+    # A fresh machine whose warm-up came out otherwise: its new runs would be mixed with the kept ones.
+    study, _, ran = finished(tmp_path, monkeypatch)
+    shutil.rmtree(study.output_dir)
+    shutil.rmtree(kept.run_dir(study, plan_runs(study)[3]))  # one run left to train
+    ran.clear()
+
+    def other_start(study):
+        model, _ = runner.starting_model(study)
+        Path(model).mkdir(parents=True, exist_ok=True)
+        (Path(model) / "model.safetensors").write_bytes(b"other" * WEIGHTS)
+        return model
+
+    monkeypatch.setattr(runner, "prepare_starting_model", other_start)
+    with pytest.raises(UserError, match=r"is not the one the runs kept in .* started from \(sha256:"):
+        runner.run_study(study, echo=lambda line: None)
+    assert ran == []  # nothing trained or evaluated
+
+
 def test_a_kept_run_whose_recipe_changed_is_refused_naming_the_keys(tmp_path, monkeypatch):
     study, _, ran = finished(tmp_path, monkeypatch)
     shutil.rmtree(study.output_dir)

@@ -187,6 +187,22 @@ def keep_base(study: Study) -> None:
     _copy(base_eval_dir(study), base_dir(study), names)
 
 
+def check_starting_model(study: Study, model: str) -> None:
+    """Refuse a starting model that differs from the one the kept runs started from (a fresh machine whose warm-up
+    came out otherwise, or an edited base model): new runs would be mixed with runs of another model."""
+    from ..evaluation.backends import model_fingerprint
+
+    record = read_made_from(base_dir(study)) if base_kept(study) else None
+    then = record.get("model") if record is not None else None
+    now = model_fingerprint(model)
+    if then is not None and now is not None and then != now:
+        raise UserError(
+            f"the starting model {model} ({now}) is not the one the runs kept in {study.results_dir} started from "
+            f"({then}); new runs would not be comparable with them. Use the same starting model, or keep the "
+            "results of this one elsewhere (another results_dir)"
+        )
+
+
 # --------------------------------------------------------------------------------------------------
 # What a kept run was made from
 # --------------------------------------------------------------------------------------------------

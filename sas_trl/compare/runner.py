@@ -352,6 +352,7 @@ def run_study(study: Study, echo: Callable[[str], None] = print, jobs: int = 1) 
         check_training_record(run)
     study.output_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_starting_model(study)
+    kept.check_starting_model(study, model)  # the kept runs' starting model, bit for bit
     base = base_eval_dir(study)
     base_env = with_env(None, recipe_env(study.base_recipe))  # the base recipe's `env:`, shared by every run
     if not (base / EVAL_RESULTS).is_file():
