@@ -191,6 +191,17 @@ def test_a_kept_run_whose_recipe_changed_is_refused_naming_the_keys(tmp_path, mo
     assert ran == [] and not (study.output_dir / "runs").exists()  # refused before any work
 
 
+def test_a_damaged_kept_recipe_record_is_named_not_reported_as_a_changed_recipe(tmp_path, monkeypatch):
+    study, _, ran = finished(tmp_path, monkeypatch)
+    shutil.rmtree(study.output_dir)
+    record = kept.run_dir(study, plan_runs(study)[1]) / "made_from.json"
+    record.write_text("nope")
+    ran.clear()
+    with pytest.raises(UserError, match=r"made_from.json is not a readable record of .*'s recipe; delete that folder"):
+        runner.run_study(study, echo=lambda line: None)
+    assert ran == []
+
+
 def test_a_kept_evaluation_made_with_other_options_is_said_and_marked(tmp_path, monkeypatch):
     study, _, ran = finished(tmp_path, monkeypatch)
     shutil.rmtree(study.output_dir)

@@ -214,7 +214,11 @@ def check_recipe(study: Study, run: Run, recipe_now: dict[str, Any]) -> None:
     folder = run_dir(study, run)
     before = read_made_from(folder)
     old = before.get("recipe") if before is not None else None
-    old = old if isinstance(old, dict) else {}
+    if not isinstance(old, dict):  # damaged or not ours: no recipe to compare with
+        raise UserError(
+            f"{folder / MADE_FROM} is not a readable record of {run.name}'s recipe; delete that folder to train the "
+            "run again"
+        )
     now = json.loads(recipe_text(study, recipe_now))["recipe"]
     if old != now:
         keys = sorted(k for k in old.keys() | now.keys() if old.get(k) != now.get(k))
