@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from sas_trl.evaluation.testbed import mixed_group_share
 from sas_trl.rewards import accuracy_reward
 from sas_trl.step_labels import REDUNDANT, label_steps, thinking_steps
 from sas_trl.task import AdditionTask, Problem, build_task_model, render_prompt, sample_problems, sft_warmup
@@ -88,18 +89,17 @@ def measure(model, tokenizer, task: AdditionTask, args) -> list[dict]:
         "mean_tokens": statistics.fmean(len(r) for r in rows),
         "max_plain_tokens": max(plain),
     }
-    groups = [range(i, i + args.n) for i in range(0, len(rows), args.n)]
+    groups = [i // args.n for i in range(len(rows))]  # each problem's samples are one group
     points = []
     for short in args.short:
         short_texts = [tokenizer.decode(r[:short], skip_special_tokens=True) for r in rows]
         short_ok = [s == 1.0 for s in accuracy_reward(short_texts, answer=answers)]
         mislabelled = [a and not b for a, b in zip(long_ok, short_ok, strict=True)]
-        mixed = sum(any(short_ok[j] for j in g) for g in groups for i in g if mislabelled[i])
         points.append(
             {"short": short, **common}
             | {
                 "mislabel": sum(mislabelled) / max(1, sum(long_ok)),
-                "mixed": mixed / max(1, sum(mislabelled)),
+                "mixed": mixed_group_share(groups, mislabelled, short_ok),
                 "cut_short": sum(len(r) > short for r in rows) / len(rows),
             }
         )
