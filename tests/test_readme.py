@@ -69,9 +69,10 @@ def test_ci_runs_the_readme_test_command():
 
 def _bash_lines() -> list[tuple[str | None, str]]:
     """(the comment line right above or None, the command) for every command line of the bash blocks of the README
-    and docs/install.md."""
+    and of every page in docs/ (README first)."""
+    pages = [README] + [page.read_text() for page in sorted((ROOT / "docs").rglob("*.md"))]
     pairs = []
-    for block in _bash_blocks(README) + _bash_blocks(INSTALL):
+    for block in [block for text in pages for block in _bash_blocks(text)]:
         above = None
         for line in block.splitlines():
             if line.startswith("#"):
@@ -83,9 +84,9 @@ def _bash_lines() -> list[tuple[str | None, str]]:
 
 
 def test_every_readme_install_line_is_run_by_ci_or_says_why_not():
-    """An install line CI runs is in .ci/run with the same `&&`-separated steps (the train command after the first
-    one runs in tests/test_cli.py); any other says on the line above why CI does not run it (a GPU machine, a host
-    CI cannot reach)."""
+    """An install line (README or docs/) CI runs is in .ci/run with the same `&&`-separated steps (the train
+    command after the first one runs in tests/test_cli.py); any other says on the line above why CI does not run it
+    (a GPU machine, a host CI cannot reach)."""
     ci_steps = {step for line in (ROOT / ".ci" / "run").read_text().splitlines() for step in line.split(" && ")}
     installs = [(above, line) for above, line in _bash_lines() if "pip install" in line]
     assert len(installs) >= 4
@@ -94,9 +95,10 @@ def test_every_readme_install_line_is_run_by_ci_or_says_why_not():
         if all(step in ci_steps for step in install_steps):
             continue
         assert above and above.startswith("# Not run by CI ("), (
-            f"README install line neither in .ci/run nor marked: {line}"
+            f"install line neither in .ci/run nor marked: {line}"
         )
         assert "GPU" in above or "download.pytorch.org" in above, above
+    assert any(".venv-verl/bin/pip install" in line for _, line in installs)  # docs/verl.md's, CI's own steps
     marked = [line for above, line in installs if above and above.startswith("# Not run by CI (")]
     assert any("[vllm,deepspeed]" in line for line in marked)  # the GPU install, marked with its reason
     assert any("--index-url https://download.pytorch.org/whl/cpu" in line for line in marked)
