@@ -94,9 +94,7 @@ def test_every_readme_install_line_is_run_by_ci_or_says_why_not():
         install_steps = [step for step in line.split(" && ") if "pip install" in step or "-m venv" in step]
         if all(step in ci_steps for step in install_steps):
             continue
-        assert above and above.startswith("# Not run by CI ("), (
-            f"install line neither in .ci/run nor marked: {line}"
-        )
+        assert above and above.startswith("# Not run by CI ("), f"install line neither in .ci/run nor marked: {line}"
         assert "GPU" in above or "download.pytorch.org" in above, above
     assert any(".venv-verl/bin/pip install" in line for _, line in installs)  # docs/verl.md's, CI's own steps
     marked = [line for above, line in installs if above and above.startswith("# Not run by CI (")]
