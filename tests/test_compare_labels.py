@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sas_trl.compare.labels import condition_labels, markdown, run_labels
+from sas_trl.compare.stats import CLIPPED_NOTE
 
 PUNISHED = "sas/mislabelled_punished_frac"
 SHIELDED = "sas/shielded_steps_correct_frac"
@@ -58,8 +59,18 @@ def test_conditions_get_intervals_across_seeds_and_the_report_its_tables():
     text = "\n".join(markdown(results))
     assert "## Selection against the step labels" in text and "## Policy entropy along training" in text
     assert "| grpo | 90.0 [" in text and "(n=2) / 90.0 [" in text  # all steps / last quarter, in %
+    # 2 seeds: t = 12.7, so 90% +- 127 points, shown clipped to the share's range and explained once
+    assert "| grpo | 90.0 [0.0†, 100.0†] (n=2) / 90.0 [0.0†, 100.0†] (n=2) |" in text
+    assert text.count(CLIPPED_NOTE) == 1
     assert "| n/a / n/a |" in text  # GRPO shields no step
     assert "| sas | 2.000 [2.000, 2.000] (n=2) | 1.900 [" in text and "-0.100 [" in text
+
+
+def test_an_interval_inside_the_shares_range_is_not_marked():
+    results = results_for({"sas": [history([0.5] * 4, [1.0] * 4), history([0.6] * 4, [1.0] * 4)] * 5})
+    text = "\n".join(markdown(results))
+    assert "| sas | 55.0 [51.2, 58.8] (n=10) / 55.0 [51.2, 58.8] (n=10) |" in text
+    assert "†" not in text and CLIPPED_NOTE not in text
 
 
 def test_no_logged_labels_or_entropy_means_no_section():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .stats import CONFIDENCE, format_value, summarize
+from .stats import CLIPPED, CLIPPED_NOTE, CONFIDENCE, format_value, summarize
 
 # (logged metric, what the report calls it): shares in [0, 1], reported in percent.
 LABEL_METRICS = (
@@ -76,11 +76,14 @@ def condition_labels(per_seed: dict[str, dict[str, dict[str, float]]]) -> dict[s
 
 
 def _percent_cell(s: dict[str, Any]) -> str:
+    """A share's `summarize` in percent, its interval clipped to 0-100% and each clipped bound marked CLIPPED."""
     if s["mean"] is None:
         return "n/a"
     if s["ci_low"] is None:
         return f"{100 * s['mean']:.1f} (n=1, no interval)"
-    return f"{100 * s['mean']:.1f} [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}] (n={s['n']})"
+    low = f"{100 * s['ci_low']:.1f}" if s["ci_low"] >= 0 else f"{0:.1f}{CLIPPED}"
+    high = f"{100 * s['ci_high']:.1f}" if s["ci_high"] <= 1 else f"{100:.1f}{CLIPPED}"
+    return f"{100 * s['mean']:.1f} [{low}, {high}] (n={s['n']})"
 
 
 def _entropy_cell(s: dict[str, Any], signed: bool = False) -> str:
@@ -111,9 +114,13 @@ def markdown(results: dict[str, Any]) -> list[str]:
             "| condition | " + " | ".join(f"{label}: all / last" for _, label in shown) + " |",
             "|---|" + "---:|" * len(shown),
         ]
+        table = []
         for name, r in rows.items():
             cells = [f"{_percent_cell(r[k]['mean'])} / {_percent_cell(r[k]['last'])}" for k, _ in shown]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            table.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += table
+        if any(CLIPPED in row for row in table):
+            lines += ["", CLIPPED_NOTE]
     if any(r[ENTROPY]["early"]["n"] for r in rows.values()):
         lines += [""] if lines else []
         lines += [
