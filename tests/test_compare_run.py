@@ -132,6 +132,35 @@ def test_a_trained_run_whose_base_recipe_content_changed_is_refused_naming_the_k
     check_training_record(run)  # the recipe it was made from: resumed as before
 
 
+def test_training_in_a_run_folder_by_a_process_the_study_did_not_start_is_refused(tmp_path):
+    from sas_trl.compare.runner import check_training_record, plan_runs, write_run_recipe
+    from sas_trl.errors import UserError
+
+    study = small_study(tmp_path, "max_steps: 4\n")
+    (run,) = plan_runs(study)
+    write_run_recipe(study, run)
+    (run.dir / "checkpoint-2").mkdir()  # `sas-trl train` run by hand into the folder: no record of the study's
+    with pytest.raises(UserError, match=r"grpo/seed0 holds training this study did not start .*no made_from.json"):
+        check_training_record(run)
+    assert not (run.dir / "made_from.json").exists()  # not adopted
+    (run.dir / "checkpoint-2").rmdir()
+    check_training_record(run)  # the study's own run
+    saved = json.loads((run.dir / "made_from.json").read_text())["recipe"]
+    (run.dir / "checkpoint-2").mkdir()
+    # training saves the recipe it ran with compare's `--resume_from_checkpoint last`: the same run
+    trained = {**saved, "resume_from_checkpoint": "last"}
+    (run.dir / "resolved_recipe.yaml").write_text(yaml.safe_dump(trained))
+    check_training_record(run)
+    # another process trained over the folder with other settings (the study's record unchanged)
+    (run.dir / "resolved_recipe.yaml").write_text(yaml.safe_dump({**trained, "max_steps": 9, "seed": 3}))
+    with pytest.raises(
+        UserError,
+        match=r"another recipe than this study's \(.*resolved_recipe.yaml: keys that "
+        r"differ: max_steps, seed\)",
+    ):
+        check_training_record(run)
+
+
 def test_an_evaluation_made_from_other_options_model_or_baseline_is_made_again(tmp_path, monkeypatch):
     from sas_trl.compare import runner
 

@@ -75,25 +75,27 @@ def condition_labels(per_seed: dict[str, dict[str, dict[str, float]]]) -> dict[s
     return out
 
 
-def _percent_cell(s: dict[str, Any]) -> str:
-    """A share's `summarize` in percent, its interval clipped to 0-100% and each clipped bound marked CLIPPED."""
+def percent_cell(s: dict[str, Any], count: bool = True) -> str:
+    """A share's `summarize` in percent, `82.9 [73.4, 92.5] (n=2)` (without `(n=2)` unless `count`), its interval
+    clipped to 0-100% and each clipped bound marked CLIPPED."""
     if s["mean"] is None:
         return "n/a"
     if s["ci_low"] is None:
         return f"{100 * s['mean']:.1f} (n=1, no interval)"
     low = f"{100 * s['ci_low']:.1f}" if s["ci_low"] >= 0 else f"{0:.1f}{CLIPPED}"
     high = f"{100 * s['ci_high']:.1f}" if s["ci_high"] <= 1 else f"{100:.1f}{CLIPPED}"
-    return f"{100 * s['mean']:.1f} [{low}, {high}] (n={s['n']})"
+    return f"{100 * s['mean']:.1f} [{low}, {high}]" + (f" (n={s['n']})" if count else "")
 
 
-def _entropy_cell(s: dict[str, Any], signed: bool = False) -> str:
+def entropy_cell(s: dict[str, Any], signed: bool = False, count: bool = True) -> str:
+    """Entropy's `summarize`, `0.064 [0.062, 0.066] (n=2)` (without `(n=2)` unless `count`)."""
     if s["mean"] is None:
         return "n/a"
     mean = format_value(ENTROPY, s["mean"], signed)
     if s["ci_low"] is None:
         return f"{mean} (n=1, no interval)"
     low, high = (format_value(ENTROPY, s[k], signed) for k in ("ci_low", "ci_high"))
-    return f"{mean} [{low}, {high}] (n={s['n']})"
+    return f"{mean} [{low}, {high}]" + (f" (n={s['n']})" if count else "")
 
 
 def markdown(results: dict[str, Any]) -> list[str]:
@@ -116,7 +118,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
         ]
         table = []
         for name, r in rows.items():
-            cells = [f"{_percent_cell(r[k]['mean'])} / {_percent_cell(r[k]['last'])}" for k, _ in shown]
+            cells = [f"{percent_cell(r[k]['mean'])} / {percent_cell(r[k]['last'])}" for k, _ in shown]
             table.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += table
         if any(CLIPPED in row for row in table):
@@ -134,6 +136,6 @@ def markdown(results: dict[str, Any]) -> list[str]:
         ]
         for name, r in rows.items():
             e = r[ENTROPY]
-            cells = [_entropy_cell(e["early"]), _entropy_cell(e["late"]), _entropy_cell(e["change"], signed=True)]
+            cells = [entropy_cell(e["early"]), entropy_cell(e["late"]), entropy_cell(e["change"], signed=True)]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import UserError
 from ..output_files import save_figure, write_text
 from . import evaluated, findings, kept, labels, power, signal, trajectory
+from .glance import markdown as at_a_glance
 from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
 from .runs import by_condition
 from .stats import (
@@ -251,6 +252,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += findings.evaluations(results)
     answer = findings.answer(results)
     lines += [*answer, ""] if answer else []
+    glance = at_a_glance(results)
+    lines += [*glance, ""] if glance else []
     start = results["starting_model"]
     if start:
         cells = ", ".join(f"{_label(k)} {format_value(k, v)}" for k, v in start.items() if k != "aes")

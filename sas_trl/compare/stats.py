@@ -125,14 +125,15 @@ def _bounds(key: str, low: float, high: float, bounds: tuple[float | None, float
     return f"[{low_cell}, {high_cell}]"
 
 
-def difference_cell(key: str, d: dict[str, float | int | None] | None) -> str:
-    """A `paired_difference` as a table cell, `+1.23 [-0.50, +2.96] p=0.150 (n=10)`; never a bare difference:
-    without an interval, only the pair count. An interval beyond the metric's range is clipped and marked."""
+def difference_cell(key: str, d: dict[str, float | int | None] | None, count: bool = True) -> str:
+    """A `paired_difference` as a table cell, `+1.23 [-0.50, +2.96] p=0.150 (n=10)` (without `(n=10)` unless
+    `count`, for a table that gives the pairs elsewhere); never a bare difference: without an interval, only the
+    pair count. An interval beyond the metric's range is clipped and marked."""
     if not d or d["ci_low"] is None:
         return f"no interval (n={d['n'] if d else 0})"
     mean = format_value(key, d["mean"], signed=True)
     interval = _bounds(key, d["ci_low"], d["ci_high"], metric_range(key, difference=True), signed=True)
-    return f"{mean} {interval} p={d['p']:.3f} (n={d['n']})"
+    return f"{mean} {interval} p={d['p']:.3f}" + (f" (n={d['n']})" if count else "")
 
 
 def summary_cell(
@@ -141,10 +142,11 @@ def summary_cell(
     spread: bool = True,
     signed: bool = False,
     bounds: tuple[float | None, float | None] | None = None,
+    count: bool = True,
 ) -> str:
     """A `summarize` result as a table cell, `12.30 ± 1.10 [11.50, 13.10] (n=10)` (without `± sd` unless
-    `spread`); one seed has no interval and says so. The interval is clipped to `bounds` (default: the metric's
-    range) and each clipped bound marked."""
+    `spread`, without `(n=10)` unless `count`); one seed has no interval and says so. The interval is clipped to
+    `bounds` (default: the metric's range) and each clipped bound marked."""
     if s["mean"] is None:
         return "n/a (n=0)"
     mean = format_value(key, s["mean"], signed)
@@ -152,4 +154,4 @@ def summary_cell(
         return f"{mean} (n=1, no interval)"
     interval = _bounds(key, s["ci_low"], s["ci_high"], bounds or metric_range(key), signed)
     sd = f" ± {format_value(key, s['std'])}" if spread else ""
-    return f"{mean}{sd} {interval} (n={s['n']})"
+    return f"{mean}{sd} {interval}" + (f" (n={s['n']})" if count else "")
