@@ -175,6 +175,30 @@ def test_report_from_whatever_results_exist(tmp_path):
         assert (study.output_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_condition_keeps_its_colour_in_every_training_curve_panel(tmp_path, monkeypatch):
+    """The legend is the first panel's: in a panel that only some conditions log (GRPO shields no step), the
+    others must not take the missing condition's colour."""
+    from sas_trl.compare import report
+
+    study = load_study(study_file(tmp_path))
+    for run in plan_runs(study):
+        run.dir.mkdir(parents=True)
+        history = [{"step": s, "reward": 0.5} for s in (1, 2)]
+        if run.condition == "sas":  # logged by SAS only
+            history = [{**e, "sas/zeroed_frac_failed": 0.2} for e in history]
+        (run.dir / "log_history.json").write_text(json.dumps(history))
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    report.plot_curves(study, tmp_path / "curves.png")
+    (figure,) = figures
+    colours = {}
+    for ax in figure.axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert set(colours) == {"grpo (n=3)", "sas (n=3)"}
+    assert all(len(c) == 1 for c in colours.values()) and colours["grpo (n=3)"] != colours["sas (n=3)"]
+
+
 def test_the_shipped_studies_are_valid():
     studies = [p for p in (ROOT / "recipes" / "studies").glob("*.yaml") if not p.stem.endswith("_base")]
     assert {p.stem for p in studies} >= {"tiny_smoke", "short_context_A", "short_context_B"}

@@ -48,6 +48,7 @@ CURVES = (
     ("sas/zeroed_frac_correct", "zeroed fraction, correct rollouts"),
     ("sas/zeroed_frac_failed", "zeroed fraction, failed rollouts"),
     ("entropy", "policy entropy"),
+    ("sas/mislabelled_frac", "rollouts mislabelled by the budget"),
     ("sas/mislabelled_punished_frac", "mislabelled rollouts punished"),
     ("frac_reward_zero_std", "groups with equal rewards (no signal)"),
 )
@@ -342,7 +343,9 @@ def plot_curves(study: Study, path: Path) -> Path | None:
             values = np.array([[s[t] for t in steps] for s in series], dtype=float)
             mean = values.mean(axis=0)
             marker = MARKERS[index % len(MARKERS)]
-            (line,) = ax.plot(steps, mean, marker=marker, ms=3, markevery=max(1, len(steps) // 10))
+            # the condition's own colour: a panel a condition did not log must not shift the others' colours
+            color = f"C{index % 10}"
+            (line,) = ax.plot(steps, mean, color=color, marker=marker, ms=3, markevery=max(1, len(steps) // 10))
             line.set_label(f"{condition} (n={len(series)})")
             if len(series) > 1:
                 std = values.std(axis=0, ddof=1)
