@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .stats import CLIPPED, CLIPPED_NOTE, CONFIDENCE, format_value, summarize
+from .stats import CLIPPED, CONFIDENCE, format_value, summarize
 
 # (logged metric, what the report calls it): shares in [0, 1], reported in percent.
 LABEL_METRICS = (
@@ -116,13 +116,9 @@ def markdown(results: dict[str, Any]) -> list[str]:
             "| condition | " + " | ".join(f"{label}: all / last" for _, label in shown) + " |",
             "|---|" + "---:|" * len(shown),
         ]
-        table = []
-        for name, r in rows.items():
+        for name, r in rows.items():  # a clipped bound is explained once, at the report's end
             cells = [f"{percent_cell(r[k]['mean'])} / {percent_cell(r[k]['last'])}" for k, _ in shown]
-            table.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += table
-        if any(CLIPPED in row for row in table):
-            lines += ["", CLIPPED_NOTE]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if any(r[ENTROPY]["early"]["n"] for r in rows.values()):
         lines += [""] if lines else []
         lines += [
