@@ -75,6 +75,9 @@ def test_a_study_without_results_or_labels_shows_what_it_has():
     for c in empty["conditions"].values():
         c["summary"]["pass@1"]["n"] = 0
     assert markdown(empty) == []
+    for c in empty["conditions"].values():  # no run evaluated: the summary has no metric at all
+        c["summary"] = {}
+    assert markdown(empty) == []
     unlabelled = copy.deepcopy(PILOT)
     for c in unlabelled["conditions"].values():
         del c["step_labels"]

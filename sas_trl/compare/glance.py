@@ -34,8 +34,8 @@ MECHANISM = (
 def markdown(results: dict[str, Any]) -> list[str]:
     """The report's "At a glance" section (empty when no condition has results)."""
     conditions = results["conditions"]
-    if not any(c["summary"][PASS]["n"] for c in conditions.values()):
-        return []
+    if not any((c["summary"].get(PASS) or {}).get("n") for c in conditions.values()):
+        return []  # no run evaluated yet (or an evaluation without Pass@1)
     ref = results["reference"]
     pct = int(100 * results["confidence"])
     lines = [
@@ -53,15 +53,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
         tokens = format_value(TOKENS, start[TOKENS]) if TOKENS in start else ""
         lines.append(f"| starting model | | {format_value(PASS, start[PASS])} | | {tokens} | | |")
     for name, c in conditions.items():
-        vs = c.get("vs_reference") or {}
-        cells = [
-            str(c["summary"][PASS]["n"]),
-            summary_cell(PASS, c["summary"][PASS], spread=False, count=False),
-            "" if name == ref else difference_cell(PASS, vs.get(PASS), count=False),
-            summary_cell(TOKENS, c["summary"][TOKENS], spread=False, count=False),
-            "" if name == ref else difference_cell(TOKENS, vs.get(TOKENS), count=False),
-            _stability(c),
-        ]
+        vs, summary = c.get("vs_reference") or {}, c["summary"]
+        cells = [str((summary.get(PASS) or {}).get("n", 0))]
+        for key in (PASS, TOKENS):
+            cells.append(summary_cell(key, summary[key], spread=False, count=False) if key in summary else "n/a")
+            cells.append("" if name == ref else difference_cell(key, vs.get(key), count=False))
+        cells.append(_stability(c))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += _mechanism(conditions)
     lines += _primary(results)
