@@ -111,7 +111,8 @@ def small_study(tmp_path, base_text: str, eval_options: dict | None = None):
 
 
 def test_a_trained_run_whose_base_recipe_content_changed_is_refused_naming_the_keys(tmp_path):
-    from sas_trl.compare.runner import check_training_record, plan_runs, write_run_recipe
+    from sas_trl.compare.records import check_training_record
+    from sas_trl.compare.runner import plan_runs, write_run_recipe
     from sas_trl.errors import UserError
 
     study = small_study(tmp_path, "max_steps: 4\nlearning_rate: 1.0e-5\n")
@@ -133,7 +134,8 @@ def test_a_trained_run_whose_base_recipe_content_changed_is_refused_naming_the_k
 
 
 def test_training_in_a_run_folder_by_a_process_the_study_did_not_start_is_refused(tmp_path):
-    from sas_trl.compare.runner import check_training_record, plan_runs, write_run_recipe
+    from sas_trl.compare.records import check_training_record
+    from sas_trl.compare.runner import plan_runs, write_run_recipe
     from sas_trl.errors import UserError
 
     study = small_study(tmp_path, "max_steps: 4\n")
@@ -205,7 +207,8 @@ def test_an_evaluation_made_from_other_options_model_or_baseline_is_made_again(t
 
 
 def test_made_from_records_no_credential_of_a_condition_env(tmp_path):
-    from sas_trl.compare.runner import check_training_record, plan_runs, write_run_recipe
+    from sas_trl.compare.records import check_training_record
+    from sas_trl.compare.runner import plan_runs, write_run_recipe
 
     secret = "hf_s3cr3tV4lue0fAC0ndition"
     study = small_study(tmp_path, f"max_steps: 4\nenv: {{HF_TOKEN: {secret}, SAS_TRL_PLAIN: kept}}\n")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shlex
 import socket
@@ -37,10 +36,11 @@ import yaml
 from ..constants import BUILTIN_MODEL
 from ..errors import UserError
 from ..output_files import check_folder, for_append, write_text
-from ..redaction import redact_argv, redact_recipe
+from ..redaction import redact_argv
 from . import children, kept, trajectory
 from . import jobs as parallel
-from .runs import EVAL_RESULTS, MADE_FROM, Run, base_eval_dir, plan_runs, read_made_from, write_made_from
+from .records import check_training_record, resolved_recipe
+from .runs import EVAL_RESULTS, Run, base_eval_dir, plan_runs, read_made_from, write_made_from
 from .study import Study, own_environment, preflight_conditions, run_recipe
 
 LOCK_FILE = ".compare.lock"
@@ -136,14 +136,6 @@ def base_eval_command(study: Study, program: list[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def resolved_recipe(run: Run) -> dict[str, Any]:
-    """The run's recipe with its `base:` chain resolved, as JSON would store it (what training reads)."""
-    from ..training.recipe_files import load_recipe
-
-    recipe = redact_recipe(load_recipe(run.recipe_file), by_value=False)  # made_from.json keeps no credential
-    return json.loads(json.dumps(recipe, sort_keys=True, default=str))
-
-
 def planned_recipe(study: Study, run: Run) -> dict[str, Any]:
     """`resolved_recipe` of the run's recipe now, without writing into its folder (a run whose results are kept
     gets no folder in the study folder)."""
@@ -162,57 +154,6 @@ def kept_runs(study: Study, runs: list[Run]) -> list[Run]:
     for run in found:
         kept.check_recipe(study, run, planned_recipe(study, run))
     return found
-
-
-def check_training_record(run: Run) -> None:
-    """Refuse a run trained (fully or in part) from another resolved recipe, or by a process this study did not
-    start (training output without the study's record: `sas-trl train` run by hand into the folder); record the
-    recipe of a fresh run."""
-    recipe = resolved_recipe(run)
-    before = read_made_from(run.dir)
-    if run.started() and before is None:
-        raise UserError(
-            f"{run.dir} holds training this study did not start (checkpoints or a final model, but no "
-            f"{MADE_FROM}); delete that folder or choose another output_dir"
-        )
-    if run.started() and before.get("recipe") != recipe:
-        old = before.get("recipe") if isinstance(before.get("recipe"), dict) else {}
-        raise UserError(
-            f"{run.dir} was trained from another recipe (keys that differ: {', '.join(_differing(old, recipe))}; "
-            "a base recipe changed?); delete that folder or choose another output_dir"
-        )
-    from ..training.output_dir import RESOLVED_RECIPE
-
-    trained = _trained_recipe(run.dir / RESOLVED_RECIPE)  # training's own record: another process's differs
-    if run.started() and trained is not None and _differing(trained, recipe):
-        raise UserError(
-            f"{run.dir} was trained from another recipe than this study's ({run.dir / RESOLVED_RECIPE}: keys that "
-            f"differ: {', '.join(_differing(trained, recipe))}); delete that folder or choose another output_dir"
-        )
-    if before is None or before.get("recipe") != recipe:
-        write_made_from(run.dir, {"recipe": recipe})
-
-
-# Passed by compare on every run's command line, so in the recipe training saves but not in the study's record:
-# how the run continues, not one of its settings.
-COMMAND_LINE_ONLY = ("resume_from_checkpoint",)
-
-
-def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = old.keys() | new.keys()
-    return sorted(k for k in keys if k not in COMMAND_LINE_ONLY and old.get(k) != new.get(k))
-
-
-def _trained_recipe(path: Path) -> dict[str, Any] | None:
-    """The resolved recipe `sas-trl train` saved (`path`), as `resolved_recipe` gives it; None when there is none
-    (nothing trained yet) or it cannot be read (training's own resume check names it then)."""
-    try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(saved, dict):
-        return None
-    return json.loads(json.dumps(redact_recipe(saved, by_value=False), sort_keys=True, default=str))
 
 
 def file_digest(path: Path) -> str | None:
