@@ -19,8 +19,9 @@ EXPECTED = {
         "primary: sas vs grpo_short",
         "final_minus_peak vs grpo_short",
     ],
+    "testbed_study.ipynb": ["runs with results per condition", "mislabelled (% of training rollouts)", "grpo_short"],
 }
-QUICK = {"what_sas_does.ipynb"}
+QUICK = {"what_sas_does.ipynb", "testbed_study.ipynb"}  # the testbed notebook reads kept results: seconds
 
 
 def test_there_are_notebooks():
