@@ -171,8 +171,18 @@ def test_the_readme_links_resolve():
 
 
 def test_the_study_result_comes_first():
-    """The project's own finding, with its intervals, is the README's first section."""
+    """The project's own finding, with its intervals, is the README's first section: the testbed study's tables
+    (tests/test_studies_committed.py holds them to its committed results), what it does and does not say about the
+    paper's setting, and the earlier task's result in short."""
     first = README.split("\n## ")[1]
     assert first.startswith("What the project found")
-    assert "| SAS (paper counting, r = 0.3) | 89.45 [87.08, 91.82] | -2.09 [-4.34, +0.17] |" in first
-    assert "**What this task could and could not test.**" in first
+    assert "### The testbed study at a glance" in first
+    for row in (
+        "| oracle_rollout |",
+        "| oracle_step |",
+        "| `sas` vs `grpo_short` |",
+        "| `sas` vs `grpo_overlong_filter` |",
+    ):
+        assert row in first, row
+    assert "**What this does and does not say about DeepScaleR at 4K.**" in first
+    assert "-2.09 [-4.34, +0.17]" in first  # the earlier task: SAS vs GRPO-short in its regime B
