@@ -44,15 +44,17 @@ def test_each_condition_gets_its_outcome_with_intervals_and_paired_differences()
 
 def test_the_mechanism_table_reads_the_step_labels_and_entropy():
     lines = markdown(PILOT)
-    header = "| condition | training rollouts mislabelled"
+    header = "| condition | steps per rollout |"
     sas = PILOT["conditions"]["sas"]["step_labels"]
-    mislabelled, punished, shielded, zeroed, entropy = _row(lines, "sas", header)
+    steps, mislabelled, punished, shielded, zeroed, entropy = _row(lines, "sas", header)
+    n = sas["sas/steps_per_rollout"]["mean"]
+    assert steps == f"{n['mean']:.1f} [{n['ci_low']:.1f}, {n['ci_high']:.1f}]"  # what the selection chose from
     s = sas["sas/shielded_steps_correct_frac"]["mean"]
     assert shielded == f"{100 * s['mean']:.1f} [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
     assert mislabelled.startswith(f"{100 * sas['sas/mislabelled_frac']['mean']['mean']:.1f} [")
     assert punished.endswith("100.0†]")  # a share's interval clipped at 100%
     assert entropy.startswith(f"{sas['entropy']['change']['mean']:+.3f} [")
-    assert _row(lines, "grpo_short", header)[2:4] == ["n/a", "n/a"]  # GRPO shields and zeroes no step
+    assert _row(lines, "grpo_short", header)[3:5] == ["n/a", "n/a"]  # GRPO shields and zeroes no step
 
 
 def test_the_primary_comparisons_carry_their_minimum_detectable_effect_and_the_planned_effect():

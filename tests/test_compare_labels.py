@@ -26,6 +26,8 @@ def test_run_labels_averages_all_logged_steps_and_the_last_quarter():
     assert run[PUNISHED] == {"mean": pytest.approx(0.35), "last": pytest.approx(0.3), "steps": 8}  # NaN dropped
     assert run["entropy"] == {"early": pytest.approx(2.0), "late": pytest.approx(2.5 / 3), "steps": 9}  # 3 of 9 each
     assert SHIELDED not in run  # never logged (GRPO shields nothing): absent, not 0
+    steps = run_labels([{"step": s, "sas/steps_per_rollout": v} for s, v in ((1, 12.0), (2, 10.0), (3, 8.0))])
+    assert steps["sas/steps_per_rollout"] == {"mean": pytest.approx(10.0), "last": 8.0, "steps": 3}
     assert run_labels([{"step": 1, "reward": 0.3}]) == {}
     single = run_labels([{"step": 1, PUNISHED: 0.5, "entropy": 1.5}])
     assert single[PUNISHED]["last"] == 0.5 and single["entropy"]["early"] == single["entropy"]["late"] == 1.5

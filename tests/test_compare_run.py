@@ -142,9 +142,13 @@ def test_training_in_a_run_folder_by_a_process_the_study_did_not_start_is_refuse
     (run,) = plan_runs(study)
     write_run_recipe(study, run)
     (run.dir / "checkpoint-2").mkdir()  # `sas-trl train` run by hand into the folder: no record of the study's
-    with pytest.raises(UserError, match=r"grpo/seed0 holds training this study did not start .*no made_from.json"):
+    with pytest.raises(UserError, match=r"grpo/seed0 holds training this study did not start .*no readable made_"):
         check_training_record(run)
     assert not (run.dir / "made_from.json").exists()  # not adopted
+    (run.dir / "made_from.json").write_text("{cut sh")  # a damaged record is no record
+    with pytest.raises(UserError, match=r"holds training this study did not start"):
+        check_training_record(run)
+    (run.dir / "made_from.json").unlink()
     (run.dir / "checkpoint-2").rmdir()
     check_training_record(run)  # the study's own run
     saved = json.loads((run.dir / "made_from.json").read_text())["recipe"]

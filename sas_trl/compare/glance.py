@@ -2,9 +2,9 @@
 
 - Outcome, per condition: Pass@1 and length after training, each with its paired difference from the reference,
   and how far the last trajectory evaluation fell below the best one.
-- Mechanism, per condition, from the training logs (on tasks with step labels): how many training rollouts the
-  budget mislabelled, how many of those still got a negative advantage, how precise the selection was against
-  the step labels, and how the policy's entropy moved.
+- Mechanism, per condition, from the training logs (on tasks with step labels): how many steps a rollout had, how
+  many training rollouts the budget mislabelled, how many of those still got a negative advantage, how precise
+  the selection was against the step labels, and how the policy's entropy moved.
 - The primary comparisons (`power.primary`): each difference with its interval, p-value and minimum detectable
   effect.
 
@@ -80,18 +80,30 @@ def _mechanism(conditions: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        "What the selection did, from the training logs (mean over all logged training steps, then over seeds) "
-        "against the step labels (n/a: nothing to count), and the policy's entropy, last quarter of training minus "
-        "first:",
+        "What the selection had to act on and what it did, from the training logs (mean over all logged training "
+        "steps, then over seeds): steps per rollout, and the selection against the step labels (n/a: nothing to "
+        "count); and the policy's entropy, last quarter of training minus first:",
         "",
-        "| condition | " + " | ".join(label for _, label in shown) + " | entropy, late minus early |",
-        "|---|" + "---:|" * (len(shown) + 1),
+        "| condition | steps per rollout | "
+        + " | ".join(label for _, label in shown)
+        + " | entropy, late minus early |",
+        "|---|" + "---:|" * (len(shown) + 2),
     ]
     for name, r in rows.items():
-        cells = [labels.percent_cell(r[k]["mean"], count=False) for k, _ in shown]
+        cells = [_count_cell(r.get(labels.STEPS, {}).get("mean"))]
+        cells += [labels.percent_cell(r[k]["mean"], count=False) for k, _ in shown]
         cells.append(labels.entropy_cell(r[labels.ENTROPY]["change"], signed=True, count=False))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _count_cell(s: dict[str, Any] | None) -> str:
+    """A count's `summarize` (steps per rollout), `11.2 [11.0, 11.4]`."""
+    if not s or s["mean"] is None:
+        return "n/a"
+    if s["ci_low"] is None:
+        return f"{s['mean']:.1f} (n=1, no interval)"
+    return f"{s['mean']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
 
 
 def _primary(results: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ LABEL_METRICS = (
     ("sas/mislabelled_frac", "rollouts mislabelled by the budget"),
 )
 ENTROPY = "entropy"
+STEPS = "sas/steps_per_rollout"  # how many steps SAS's selection had to choose from (a count, not a share)
 PART = 0.25  # "last steps" (and entropy's "early" and "late"): this share of a run's logged steps, at least one
 
 
@@ -45,10 +46,11 @@ def _part(values: list[float]) -> int:
 
 
 def run_labels(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per logged metric of one run: `{"mean", "last", "steps"}` (entropy: `{"early", "late", "steps"}`); a metric
-    the run never logged is absent (GRPO shields nothing; data without step labels logs none of them)."""
+    """Per logged metric of one run (the label shares and steps per rollout): `{"mean", "last", "steps"}` (entropy:
+    `{"early", "late", "steps"}`); a metric the run never logged is absent (GRPO shields nothing; data without step
+    labels logs none of them)."""
     out: dict[str, dict[str, float]] = {}
-    for key, _ in LABEL_METRICS:
+    for key in [k for k, _ in LABEL_METRICS] + [STEPS]:
         values = _series(history, key)
         if values:
             out[key] = {"mean": _mean(values), "last": _mean(values[-_part(values) :]), "steps": len(values)}
@@ -64,7 +66,7 @@ def condition_labels(per_seed: dict[str, dict[str, dict[str, float]]]) -> dict[s
     late and late minus early (paired by run)."""
     runs = list(per_seed.values())
     out: dict[str, Any] = {"runs": per_seed}
-    for key, _ in LABEL_METRICS:
+    for key in [k for k, _ in LABEL_METRICS] + [STEPS]:
         out[key] = {part: summarize([r[key][part] for r in runs if key in r]) for part in ("mean", "last")}
     entropy = [r[ENTROPY] for r in runs if ENTROPY in r]
     out[ENTROPY] = {

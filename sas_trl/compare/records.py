@@ -35,7 +35,7 @@ def check_training_record(run: Run) -> None:
     before = read_made_from(run.dir)
     if run.started() and before is None:
         raise UserError(
-            f"{run.dir} holds training this study did not start (checkpoints or a final model, but no "
+            f"{run.dir} holds training this study did not start (checkpoints or a final model, but no readable "
             f"{MADE_FROM}); delete that folder or choose another output_dir"
         )
     if run.started() and before.get("recipe") != recipe:
