@@ -344,6 +344,28 @@ def test_lapo_state_is_saved_with_each_checkpoint_and_reloaded_on_resume(tmp_pat
     assert fresh.targets == {}  # a run from step 0 reads nothing
 
 
+def test_lapo_targets_reach_the_checkpoint_before_the_trainer_writes_it(tmp_path):
+    # A run killed between the trainer's checkpoint and the reward's state must not leave a checkpoint that
+    # resumes without it: the state is written when the step ends, before the trainer's trainer_state.json.
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+    from sas_trl.rewards.lapo import LAPOBandReward
+    from sas_trl.training.lapo import RewardStateCallback
+
+    reward = LAPOBandReward(MathVerifyReward(workers=0), num_generations=4)
+    reward.targets = {"A": 15.0}
+    args = TrainingArguments(output_dir=str(tmp_path), save_strategy="steps", save_steps=2, report_to=[])
+    handler = CallbackHandler([DefaultFlowCallback, RewardStateCallback(reward, tmp_path)], None, None, None, None)
+    state = TrainerState(max_steps=10, save_steps=2, is_world_process_zero=True)
+    for step in (1, 2):
+        state.global_step = step
+        control = handler.on_step_end(args, state, TrainerControl())
+    assert control.should_save and not (tmp_path / "checkpoint-1").exists()  # no save at step 1, nothing written
+    assert json.loads((tmp_path / "checkpoint-2" / "lapo_targets.json").read_text()) == reward.targets
+    assert not (tmp_path / "checkpoint-2" / "trainer_state.json").exists()  # ahead of the trainer's own files
+
+
 @pytest.mark.slow
 def test_lapo_stage1_killed_and_resumed_keeps_every_target(tmp_path):
     out = tmp_path / "run"
@@ -352,6 +374,7 @@ def test_lapo_stage1_killed_and_resumed_keeps_every_target(tmp_path):
     done = out / "checkpoint-2" / "lapo_targets.json"
     kill_when(["train", "--recipe", recipe, *args], done, "the run ended before its 2nd step")
     saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    assert all((out / f"checkpoint-{step}" / "lapo_targets.json").is_file() for step in saved)
     last = saved[-1]
     before = json.loads((out / f"checkpoint-{last}" / "lapo_targets.json").read_text())
     assert len(before) == 2 * last  # 2 prompts per step (8 rollouts, 4 per prompt)

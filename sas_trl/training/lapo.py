@@ -2,9 +2,12 @@
 
 A reward object with a `save_state(output_dir)` method (LAPO stage 1's records each prompt's median correct
 length) is saved into `output_dir` and into the checkpoint folder at each checkpoint save, and into `output_dir`
-when training ends, by the main process alone: every process scores every group (group-level rewards gather them),
-so every process holds the same state. A run resumed from `checkpoint-N` reloads the state saved with that
-checkpoint (`load_state`) in every process, so the next save still holds every prompt seen before the interruption.
+when training ends, by the main process alone. The checkpoint's copy is written when the step ends, before the
+trainer writes the checkpoint, so a checkpoint with its `trainer_state.json` (written last) always holds it: a run
+killed between the two leaves a checkpoint that resuming skips, never one that resumes without the state.
+Every process scores every group (group-level rewards gather them), so every process holds the same state. A run
+resumed from `checkpoint-N` reloads the state saved with that checkpoint (`load_state`) in every process, so the
+next save still holds every prompt seen before the interruption.
 Stage 2 names the output folder in its recipe (`transform_params: {lapo_target: {targets: <stage-1 folder>}}`).
 """
 
@@ -47,7 +50,16 @@ class RewardStateCallback(TrainerCallback):
             stacklevel=2,
         )
 
+    def on_step_end(self, args, state, control, **kwargs):
+        # The flow callback (registered first) has already decided whether this step ends with a save.
+        if control.should_save and state.is_world_process_zero:
+            self.reward.save_state(self.checkpoint(state.global_step))
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.on_step_end(args, state, control)
+
     def on_save(self, args, state, control, **kwargs):
+        # Again after the save: a save decided after the step ended (the best checkpoint, after evaluation).
         if state.is_world_process_zero:
             self.write()
             checkpoint = self.checkpoint(state.global_step)
