@@ -113,3 +113,38 @@ def test_the_study_report_shows_them_per_condition(tmp_path, monkeypatch):
     )
     assert "| sas | 35.0 [0.0†, " in report and report.count(CLIPPED_NOTE) == 1  # explained once, at the end
     assert json.loads((study.output_dir / "results.json").read_text())["conditions"]["grpo"]["step_labels"]
+
+
+def test_a_run_stopped_part_way_stays_out_of_the_tables(tmp_path, monkeypatch):
+    # Its checkpoint's trainer state logs only the early steps (most rollouts mislabelled then): averaged in, it
+    # would tilt the condition's means; it enters once it has finished (log_history.json).
+    import json
+
+    from cli_helpers import ROOT
+    from test_compare_study import study_file
+
+    from sas_trl.compare.report import build_report
+    from sas_trl.compare.runner import plan_runs
+    from sas_trl.compare.study import load_study
+
+    monkeypatch.chdir(ROOT)
+    study = load_study(study_file(tmp_path, seeds=[0, 1, 2]))
+    for run in plan_runs(study):
+        if run.seed == 2:  # stopped after its first checkpoint: no evaluation, no log_history.json
+            (run.dir / "checkpoint-2").mkdir(parents=True)
+            early = history([1.0, 1.0], [3.0, 3.0], None if run.condition == "grpo" else [0.0, 0.0])
+            early = [{**e, "frac_reward_zero_std": 1.0} for e in early]
+            (run.dir / "checkpoint-2" / "trainer_state.json").write_text(json.dumps({"log_history": early}))
+            continue
+        run.eval_dir.mkdir(parents=True)
+        average = {"pass@1": 0.5, "mean_tokens": 20.0}
+        (run.eval_dir / "eval_results.json").write_text(json.dumps({"average": average}))
+        logged = history([0.2] * 4, [1.5, 1.4, 1.2, 1.0], [0.6] * 4)
+        (run.dir / "log_history.json").write_text(json.dumps([{**e, "frac_reward_zero_std": 0.0} for e in logged]))
+    results = build_report(study)
+    labels = results["conditions"]["sas"]["step_labels"]
+    assert labels[PUNISHED]["mean"]["mean"] == pytest.approx(0.2) and labels[PUNISHED]["mean"]["n"] == 2
+    assert labels["entropy"]["change"]["n"] == 2
+    signal = results["conditions"]["grpo"]["learning_signal"]["runs"]
+    assert signal["0"]["no_signal_share"] == 0.0 and signal["2"] is None
+    assert sorted(results["missing"]) == ["grpo seed 2", "sas seed 2"]

@@ -81,8 +81,9 @@ def _mechanism(conditions: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "What the selection had to act on and what it did, from the training logs (mean over all logged training "
-        "steps, then over seeds): steps per rollout, and the selection against the step labels (n/a: nothing to "
-        "count); and the policy's entropy, last quarter of training minus first:",
+        "steps, then over seeds): steps per rollout (those of the tokens the loss trains on: a rollout TRL's overlong "
+        "filter drops counts none), and the selection against the step labels (n/a: nothing to count); and the "
+        "policy's entropy, last quarter of training minus first:",
         "",
         "| condition | steps per rollout | "
         + " | ".join(label for _, label in shown)

@@ -102,6 +102,13 @@ def log_history(run: Run) -> list[dict[str, Any]]:
     return _checked_history(state.get("log_history") if isinstance(state, dict) else None, states[-1])
 
 
+def finished_history(run: Run) -> list[dict[str, Any]]:
+    """The log history of a run that finished training (`log_history.json`, written at its end), else []: a run
+    stopped part-way logged only its early steps, which would tilt the per-run means of the report's tables."""
+    path = run.dir / "log_history.json"
+    return _checked_history(read_json(path, "training log"), path) if path.is_file() else []
+
+
 def _step(name: str) -> int:
     suffix = name.split("-", 1)[1]
     return int(suffix) if suffix.isdigit() else -1  # "checkpoint-foo": not one the trainer wrote
@@ -143,7 +150,7 @@ def collect(study: Study) -> dict[str, Any]:
             per_run[(r.condition, r.seed)] = None
     metrics = sorted({k for m in per_run.values() if m for k in m}, key=_metric_order)
     conditions = {}
-    histories = {(r.condition, r.seed): log_history(read_from[r]) for r in runs}
+    histories = {(r.condition, r.seed): finished_history(read_from[r]) for r in runs}
     for condition in study.conditions:
         seeds = study.condition_seeds(condition)  # the reference runs each of them (load_study checks it)
         values = {k: [(per_run[(condition, s)] or {}).get(k) for s in seeds] for k in metrics}
