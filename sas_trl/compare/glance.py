@@ -23,11 +23,11 @@ from .stats import RATES, difference_cell, format_value, summary_cell
 PASS = "pass@1"
 TOKENS = "mean_tokens"
 STABILITY = "final_minus_peak"
-MECHANISM = (
-    ("sas/mislabelled_frac", "training rollouts mislabelled by the budget (%)"),
-    ("sas/mislabelled_punished_frac", "of those, punished (%)"),
-    ("sas/shielded_steps_correct_frac", "shielded steps (failed rollouts) that were correct (%)"),
-    ("sas/zeroed_steps_redundant_or_wrong_frac", "zeroed steps (correct rollouts) redundant or wrong (%)"),
+MECHANISM = (  # the step-label metrics in the order a reader follows them, with shorter column names
+    (labels.MISLABELLED, "training rollouts mislabelled by the budget (%)"),
+    (labels.PUNISHED, "of those, punished (%)"),
+    (labels.SHIELDED, "shielded steps (failed rollouts) that were correct (%)"),
+    (labels.ZEROED_USELESS, "zeroed steps (correct rollouts) redundant or wrong (%)"),
 )
 
 

@@ -15,12 +15,17 @@ from typing import Any
 
 from .stats import CLIPPED, CONFIDENCE, format_value, summarize
 
-# (logged metric, what the report calls it): shares in [0, 1], reported in percent.
+# The metrics SAS logs against the step labels (sas_trl/sas_metrics.py): shares in [0, 1], reported in percent.
+MISLABELLED = "sas/mislabelled_frac"
+PUNISHED = "sas/mislabelled_punished_frac"
+SHIELDED = "sas/shielded_steps_correct_frac"
+ZEROED_USELESS = "sas/zeroed_steps_redundant_or_wrong_frac"
+# (logged metric, what the report's tables call it)
 LABEL_METRICS = (
-    ("sas/mislabelled_punished_frac", "mislabelled rollouts punished"),
-    ("sas/shielded_steps_correct_frac", "shielded steps (failed rollouts) that were correct"),
-    ("sas/zeroed_steps_redundant_or_wrong_frac", "zeroed steps (correct rollouts) that were redundant or wrong"),
-    ("sas/mislabelled_frac", "rollouts mislabelled by the budget"),
+    (PUNISHED, "mislabelled rollouts punished"),
+    (SHIELDED, "shielded steps (failed rollouts) that were correct"),
+    (ZEROED_USELESS, "zeroed steps (correct rollouts) that were redundant or wrong"),
+    (MISLABELLED, "rollouts mislabelled by the budget"),
 )
 ENTROPY = "entropy"
 STEPS = "sas/steps_per_rollout"  # how many steps SAS's selection had to choose from (a count, not a share)

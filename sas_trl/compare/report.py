@@ -48,8 +48,8 @@ CURVES = (
     ("sas/zeroed_frac_correct", "zeroed fraction, correct rollouts"),
     ("sas/zeroed_frac_failed", "zeroed fraction, failed rollouts"),
     ("entropy", "policy entropy"),
-    ("sas/mislabelled_frac", "rollouts mislabelled by the budget"),
-    ("sas/mislabelled_punished_frac", "mislabelled rollouts punished"),
+    (labels.MISLABELLED, "rollouts mislabelled by the budget"),
+    (labels.PUNISHED, "mislabelled rollouts punished"),
     ("frac_reward_zero_std", "groups with equal rewards (no signal)"),
 )
 MARKERS = "osD^v<>ph*"
@@ -90,28 +90,11 @@ def eval_metrics(path: Path) -> dict[str, float] | None:
     return {k: average[k] for k in keys if k in average}
 
 
-def log_history(run: Run) -> list[dict[str, Any]]:
-    """The run's logged training metrics: `log_history.json`, else the newest checkpoint's trainer state."""
-    path = run.dir / "log_history.json"
-    if path.is_file():
-        return _checked_history(read_json(path, "training log"), path)
-    states = sorted(run.dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step(p.parent.name))
-    if not states:
-        return []
-    state = read_json(states[-1], "trainer state")
-    return _checked_history(state.get("log_history") if isinstance(state, dict) else None, states[-1])
-
-
 def finished_history(run: Run) -> list[dict[str, Any]]:
     """The log history of a run that finished training (`log_history.json`, written at its end), else []: a run
-    stopped part-way logged only its early steps, which would tilt the per-run means of the report's tables."""
+    stopped part-way logged only its early steps, which would tilt the report's per-run means and curves."""
     path = run.dir / "log_history.json"
     return _checked_history(read_json(path, "training log"), path) if path.is_file() else []
-
-
-def _step(name: str) -> int:
-    suffix = name.split("-", 1)[1]
-    return int(suffix) if suffix.isdigit() else -1  # "checkpoint-foo": not one the trainer wrote
 
 
 def _checked_history(history: Any, path: Path) -> list[dict[str, Any]]:
@@ -319,14 +302,14 @@ def _evaluated_lines(results: dict[str, Any]) -> list[str]:
 
 
 def plot_curves(study: Study, path: Path) -> Path | None:
-    """Training curves: per condition the mean over seeds at each logged step, with a band of ±1 std."""
+    """Training curves: per condition the mean over finished seeds at each logged step, with a band of ±1 std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    histories = {r: log_history(kept.source(study, r)) for r in plan_runs(study)}
+    histories = {r: finished_history(kept.source(study, r)) for r in plan_runs(study)}
     shown = [(k, label) for k, label in CURVES if any(k in e for h in histories.values() for e in h)]
     if not shown:
         return None
