@@ -10,6 +10,7 @@ from sas_trl.compare.stats import (
     CLIPPED,
     CLIPPED_NOTE,
     difference_cell,
+    p_value_text,
     paired_difference,
     summarize,
     summary_cell,
@@ -67,3 +68,10 @@ def test_an_interval_beyond_the_metrics_range_is_clipped_and_marked():
     assert difference_cell("pass@1", d).startswith(f"+35.00 [-100.00{CLIPPED}, +100.00{CLIPPED}] p=")
     assert CLIPPED not in difference_cell("reward", d)  # no known range: shown as computed
     assert CLIPPED in CLIPPED_NOTE
+
+
+def test_a_p_value_below_what_three_decimals_show_is_written_as_a_bound():
+    same = paired_difference([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])  # no spread: p = 0
+    assert difference_cell("pass@1", same, count=False) == "+10.00 [+10.00, +10.00] p<0.001"
+    assert p_value_text(0.0004999) == "p<0.001" and p_value_text(0.0005) == "p=0.001"
+    assert p_value_text(0.1181) == "p=0.118"

@@ -192,7 +192,7 @@ def test_a_clear_difference_is_stated_as_found(tmp_path):
         fake_eval(run.eval_dir, (0.40 if run.condition == "grpo" else 0.50) + 0.01 * run.seed * (run.seed - 1))
     build_report(study)
     report = (study.output_dir / "report.md").read_text()
-    assert "- `sas` vs `grpo`: pass@1 higher, +10.00 [+10.00, +10.00] p=0.000 (n=3): these seeds tell it apart " in (
+    assert "- `sas` vs `grpo`: pass@1 higher, +10.00 [+10.00, +10.00] p<0.001 (n=3): these seeds tell it apart " in (
         report
     )
     assert "cannot give an answer" not in report and "†" not in report

@@ -125,6 +125,11 @@ def _bounds(key: str, low: float, high: float, bounds: tuple[float | None, float
     return f"[{low_cell}, {high_cell}]"
 
 
+def p_value_text(p: float) -> str:
+    """A p-value as a table writes it, `p=0.150`; below 0.0005 `p<0.001`, which three decimals would show as 0."""
+    return "p<0.001" if p < 0.0005 else f"p={p:.3f}"
+
+
 def difference_cell(key: str, d: dict[str, float | int | None] | None, count: bool = True) -> str:
     """A `paired_difference` as a table cell, `+1.23 [-0.50, +2.96] p=0.150 (n=10)` (without `(n=10)` unless
     `count`, for a table that gives the pairs elsewhere); never a bare difference: without an interval, only the
@@ -133,7 +138,7 @@ def difference_cell(key: str, d: dict[str, float | int | None] | None, count: bo
         return f"no interval (n={d['n'] if d else 0})"
     mean = format_value(key, d["mean"], signed=True)
     interval = _bounds(key, d["ci_low"], d["ci_high"], metric_range(key, difference=True), signed=True)
-    return f"{mean} {interval} p={d['p']:.3f}" + (f" (n={d['n']})" if count else "")
+    return f"{mean} {interval} {p_value_text(d['p'])}" + (f" (n={d['n']})" if count else "")
 
 
 def summary_cell(
