@@ -191,6 +191,24 @@ def test_a_kept_run_whose_recipe_changed_is_refused_naming_the_keys(tmp_path, mo
     assert ran == [] and not (study.output_dir / "runs").exists()  # refused before any work
 
 
+def test_the_report_refuses_runs_trained_from_a_recipe_other_than_the_studys_now(tmp_path, monkeypatch):
+    # A study file edited after its runs, then --report_only: their numbers are not reported under the new settings,
+    # whether the report reads them from the study folder or from the kept results.
+    study, _, ran = finished(tmp_path, monkeypatch)
+    changed = load_study(study_path(tmp_path))
+    conditions = {**changed.conditions, "sas": {"sas_ratio": 0.5}}
+    changed = type(changed)(**{**changed.__dict__, "conditions": conditions})
+    report = study.output_dir / "report.md"
+    before = report.read_bytes()
+    with pytest.raises(UserError, match=r"runs/sas/seed0 was trained from another recipe \(keys that differ: sas_r"):
+        build_report(changed)  # read from the study folder
+    shutil.rmtree(study.output_dir / "runs")
+    with pytest.raises(UserError, match=r"sas seed 0's results trained from another recipe \(keys that differ: sas_r"):
+        build_report(changed)  # read from the kept results
+    assert report.read_bytes() == before  # the last report stands
+    build_report(study)  # the study as its runs were made: reported from the kept results
+
+
 def test_a_damaged_kept_recipe_record_is_named_not_reported_as_a_changed_recipe(tmp_path, monkeypatch):
     study, _, ran = finished(tmp_path, monkeypatch)
     shutil.rmtree(study.output_dir)

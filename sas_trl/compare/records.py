@@ -32,18 +32,7 @@ def check_training_record(run: Run) -> None:
     start (training output without the study's record: `sas-trl train` run by hand into the folder); record the
     recipe of a fresh run."""
     recipe = resolved_recipe(run)
-    before = read_made_from(run.dir)
-    if run.started() and before is None:
-        raise UserError(
-            f"{run.dir} holds training this study did not start (checkpoints or a final model, but no readable "
-            f"{MADE_FROM}); delete that folder or choose another output_dir"
-        )
-    if run.started() and before.get("recipe") != recipe:
-        old = before.get("recipe") if isinstance(before.get("recipe"), dict) else {}
-        raise UserError(
-            f"{run.dir} was trained from another recipe (keys that differ: {', '.join(_differing(old, recipe))}; "
-            "a base recipe changed?); delete that folder or choose another output_dir"
-        )
+    refuse_other_recipe(run, recipe)
     from ..training.output_dir import RESOLVED_RECIPE
 
     trained = _trained_recipe(run.dir / RESOLVED_RECIPE)  # training's own record: another process's differs
@@ -52,8 +41,29 @@ def check_training_record(run: Run) -> None:
             f"{run.dir} was trained from another recipe than this study's ({run.dir / RESOLVED_RECIPE}: keys that "
             f"differ: {', '.join(_differing(trained, recipe))}); delete that folder or choose another output_dir"
         )
+    before = read_made_from(run.dir)
     if before is None or before.get("recipe") != recipe:
         write_made_from(run.dir, {"recipe": recipe})
+
+
+def refuse_other_recipe(run: Run, recipe: dict[str, Any]) -> None:
+    """Refuse a run folder whose training the study's record says came from another resolved recipe than
+    `recipe` (the run's now), naming the keys, or whose training has no readable record. Nothing trained yet:
+    nothing to refuse."""
+    if not run.started():
+        return
+    before = read_made_from(run.dir)
+    if before is None:
+        raise UserError(
+            f"{run.dir} holds training this study did not start (checkpoints or a final model, but no readable "
+            f"{MADE_FROM}); delete that folder or choose another output_dir"
+        )
+    if before.get("recipe") != recipe:
+        old = before.get("recipe") if isinstance(before.get("recipe"), dict) else {}
+        raise UserError(
+            f"{run.dir} was trained from another recipe (keys that differ: {', '.join(_differing(old, recipe))}; "
+            "a base recipe changed?); delete that folder or choose another output_dir"
+        )
 
 
 # Passed by compare on every run's command line, so in the recipe training saves but not in the study's record:

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..output_files import save_figure, write_text
 from . import evaluated, findings, kept, labels, power, signal, trajectory
 from .glance import markdown as at_a_glance
-from .runner import EVAL_RESULTS, Run, base_eval_dir, plan_runs, starting_model
+from .runner import EVAL_RESULTS, Run, base_eval_dir, check_reported_runs, plan_runs, starting_model
 from .runs import by_condition
 from .stats import (
     CLIPPED,
@@ -113,6 +113,7 @@ STARTING_MODEL = "the starting model"
 
 def collect(study: Study) -> dict[str, Any]:
     runs = by_condition(study, plan_runs(study))  # runs named in lists condition by condition, as before
+    check_reported_runs(study, runs)  # none trained from a recipe other than its own now
     read_from = {r: kept.source(study, r) for r in runs}  # the study folder, else the results kept in the repo
     per_run = {(r.condition, r.seed): eval_metrics(read_from[r].eval_dir / EVAL_RESULTS) for r in runs}
     start_model, _ = starting_model(study)

@@ -39,7 +39,7 @@ from ..output_files import check_folder, for_append, write_text
 from ..redaction import redact_argv
 from . import children, kept, trajectory
 from . import jobs as parallel
-from .records import check_training_record, resolved_recipe
+from .records import check_training_record, refuse_other_recipe, resolved_recipe
 from .runs import EVAL_RESULTS, Run, base_eval_dir, plan_runs, read_made_from, write_made_from
 from .study import Study, own_environment, preflight_conditions, run_recipe
 
@@ -154,6 +154,17 @@ def kept_runs(study: Study, runs: list[Run]) -> list[Run]:
     for run in found:
         kept.check_recipe(study, run, planned_recipe(study, run))
     return found
+
+
+def check_reported_runs(study: Study, runs: list[Run]) -> None:
+    """Refuse, before the report reads any, a run trained from another recipe than its own now (the study file or
+    a base recipe edited since, then `--report_only`), naming the folder and the keys: kept results as `kept_runs`
+    checks them, a study folder's evaluated run by its record (one not evaluated stays out of the tables). A stale
+    run's numbers are never reported under the study's settings."""
+    read_from_kept = kept_runs(study, runs)
+    for run in runs:
+        if run not in read_from_kept and run.evaluated():
+            refuse_other_recipe(run, planned_recipe(study, run))
 
 
 def file_digest(path: Path) -> str | None:
